@@ -1,0 +1,85 @@
+"""Shared harness for the seed models' golden tests (fixtures in tests/fixtures/reference/).
+
+The fixtures are copies of the project's reference folder: per model, the reference state_dict
+entries, the deterministic weight rule and the reference code's outputs on deterministic inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REFERENCE_DIR = Path(__file__).parent / "fixtures" / "reference"
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
+
+
+def _weights_module() -> Any:
+    spec = importlib.util.spec_from_file_location("deterministic_weights", REFERENCE_DIR / "deterministic_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def reference_entries(model: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, dtype) of the reference state_dict, in order."""
+    return _weights_module().parse_keys_file(str(REFERENCE_DIR / f"{model}_keys.txt"))
+
+
+def deterministic_state_dict(model: str) -> dict[str, torch.Tensor]:
+    """The reference state_dict filled by the deterministic rule, as torch tensors."""
+    arrays = _weights_module().deterministic_state_dict(reference_entries(model))
+    return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
+
+
+def golden(model: str) -> dict[str, Any]:
+    return json.loads((REFERENCE_DIR / f"{model}_golden.json").read_text())
+
+
+def golden_cases(model: str) -> list[dict[str, Any]]:
+    return golden(model)["cases"]
+
+
+def case_hw(case: dict[str, Any]) -> tuple[int, int]:
+    h, w = case["name"].split("x")
+    return int(h), int(w)
+
+
+def raw_input(case: dict[str, Any]) -> np.ndarray:
+    """The (2, 3, H, W) float32 [0, 1) image batch of a case (section 2 of the reference README)."""
+    h, w = case_hw(case)
+    return np.random.default_rng(1234).uniform(0, 1, (2, 3, h, w)).astype(np.float32)
+
+
+def raw_depth(case: dict[str, Any]) -> np.ndarray:
+    """DGIQA's (2, 1, 224, 224) depth batch in [0, 1)."""
+    h, w = case_hw(case)
+    return np.random.default_rng(99).uniform(0, 1, (2, 1, h, w)).astype(np.float32)
+
+
+def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((x - mean) / std).astype(np.float32)
+
+
+def golden_output(case: dict[str, Any]) -> np.ndarray:
+    return np.asarray(case["output"]["values"], dtype=np.float64)
+
+
+def output_atol(case: dict[str, Any]) -> float:
+    return float(case["nondeterminism"]["recommended_output_atol"])
+
+
+def assert_same_state_dict_layout(module: torch.nn.Module, model: str) -> None:
+    """Exactly the reference names, shapes and dtypes, in the reference order."""
+    expected = [(n, tuple(s), d.replace("torch.", "")) for n, s, d in reference_entries(model)]
+    actual = [(n, tuple(t.shape), str(t.dtype).replace("torch.", "")) for n, t in module.state_dict().items()]
+    missing = sorted({e[0] for e in expected} - {a[0] for a in actual})
+    unexpected = sorted({a[0] for a in actual} - {e[0] for e in expected})
+    assert not missing and not unexpected, f"missing {missing[:10]}, unexpected {unexpected[:10]}"
+    assert actual == expected
