@@ -14,12 +14,12 @@ Policy (documented in docs/errors.md):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -34,7 +34,7 @@ MIN_SIDE = 16
 # A truncated file must fail loudly, not decode to a half-grey image with a plausible score.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 def set_max_pixels(limit: int) -> None:
@@ -118,10 +118,9 @@ def _check_declared_size(size: tuple[int, int], name: str) -> None:
 
 def _pil_to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
     _check_declared_size(image.size, name)
-    try:
+    # A broken EXIF block must not stop scoring: the orientation is then kept as stored.
+    with contextlib.suppress(Exception):
         image = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop scoring; orientation is kept
-        pass
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         array = np.asarray(image)

@@ -1,0 +1,172 @@
+"""The bundle: a folder whose ``manifest.json`` is the single source of truth.
+
+Torch-free; used by the export side to write bundles atomically and by the runtime to read and
+verify them before any inference.
+
+Layout::
+
+    bundle/
+      manifest.json        schema-versioned; sha256 + size of every other file
+      model.onnx | model.xml + model.bin | ...
+      (README.md, build_recipe.json, ... for some targets)
+
+Manifest keys the runtime relies on (others are informational)::
+
+    schema_version   int, <= SCHEMA_VERSION
+    edge_iqa_version str
+    runtime          "onnxruntime" | "openvino" | "tensorrt"
+    precision        "fp32" | "fp16" | "int8"
+    model_file       file name of the network inside the bundle
+    io               {"inputs": [{"name", "shape" (-1 = dynamic batch), "dtype"}], "output": name}
+    preprocess       PreprocessSpec.to_dict()
+    output_transform {"scale", "offset"}: score = raw * scale + offset
+    model            {"name", "family", "inputs", ...}
+    target           the target profile as data
+    files            {relative name: {"sha256", "size"}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edge_iqa.errors import BundleError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "runtime", "precision", "model_file", "io", "preprocess",
+                 "output_transform", "files")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safe_member(bundle_dir: Path, name: str) -> Path:
+    """Resolve a manifest file name inside the bundle; refuse absolute paths and ``..``."""
+    pure = PurePosixPath(name)
+    if not name or pure.is_absolute() or ".." in pure.parts or "\\" in name or name.startswith("~"):
+        raise BundleError(f"manifest names the file {name!r}, which is outside the bundle; the bundle "
+                          "is corrupt or malicious: re-export it")
+    path = (bundle_dir / pure).resolve()
+    if bundle_dir.resolve() not in path.parents:
+        raise BundleError(f"manifest file {name!r} resolves outside the bundle; re-export it")
+    return path
+
+
+def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
+    """Parse and check ``manifest.json`` (not the checksums: see :func:`verify_files`)."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / MANIFEST_NAME
+    if not bundle_dir.is_dir():
+        raise BundleError(f"{bundle_dir}: not a bundle folder (does not exist); run `edge-iqa export` first")
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir}: has no {MANIFEST_NAME}; it is not a complete bundle, re-export it")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc}); the bundle is corrupt, re-export it") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: must hold a JSON object; re-export the bundle")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{path}: lacks {', '.join(missing)}; re-export the bundle with this edge-iqa")
+    version = manifest["schema_version"]
+    if not isinstance(version, int) or version < 1:
+        raise BundleError(f"{path}: invalid schema_version {version!r}; re-export the bundle")
+    if version > SCHEMA_VERSION:
+        raise BundleError(f"{path}: schema version {version} comes from a newer edge-iqa (this one reads "
+                          f"<= {SCHEMA_VERSION}); upgrade edge-iqa or export with this version")
+    if not isinstance(manifest["files"], dict) or manifest["model_file"] not in manifest["files"]:
+        raise BundleError(f"{path}: the model file is not listed with a checksum; re-export the bundle")
+    return manifest
+
+
+def verify_files(bundle_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Every listed file exists inside the bundle with its recorded size and sha256."""
+    bundle_dir = Path(bundle_dir)
+    for name, record in manifest["files"].items():
+        path = safe_member(bundle_dir, name)
+        if not path.is_file():
+            raise BundleError(f"{bundle_dir}: {name} is missing; the bundle is incomplete, re-export it")
+        if not isinstance(record, dict) or "sha256" not in record:
+            raise BundleError(f"{bundle_dir}: no checksum for {name}; re-export the bundle")
+        if "size" in record and path.stat().st_size != record["size"]:
+            raise BundleError(f"{bundle_dir}: {name} has {path.stat().st_size} bytes, the manifest says "
+                              f"{record['size']}: truncated or replaced; re-export the bundle")
+        if sha256_file(path) != record["sha256"]:
+            raise BundleError(f"{bundle_dir}: checksum mismatch for {name}: the file was modified or "
+                              "corrupted; re-export the bundle")
+
+
+def file_records(bundle_dir: Path) -> dict[str, dict[str, Any]]:
+    """sha256 + size of every file in the bundle except the manifest."""
+    records = {}
+    for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
+        name = path.relative_to(bundle_dir).as_posix()
+        if name != MANIFEST_NAME:
+            records[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return records
+
+
+@contextlib.contextmanager
+def _staging_dir(out_dir: Path) -> Iterator[Path]:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], dict[str, Any]]) -> Path:
+    """Write a bundle atomically.
+
+    ``populate(staging_dir)`` writes the bundle's files into an empty staging folder beside
+    ``out_dir`` and returns the manifest without ``files``. The checksums are added, the manifest
+    is written and re-verified, and only then is the staging folder renamed onto ``out_dir`` (an
+    existing bundle there is replaced; it stays intact if anything fails before the rename). A
+    crash, a signal or an exception leaves at most a hidden ``.NAME.partial-*`` folder, never a
+    half-written bundle at ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    try:
+        with _staging_dir(out_dir) as staging:
+            manifest = dict(populate(staging))
+            manifest.setdefault("schema_version", SCHEMA_VERSION)
+            manifest["files"] = file_records(staging)
+            (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+            verify_files(staging, read_manifest(staging))
+            _swap_into_place(staging, out_dir)
+    except OSError as exc:
+        raise BundleError(f"cannot write the bundle to {out_dir}: {exc.strerror or exc}; check that the "
+                          "folder is writable and the disk has space") from exc
+    return out_dir
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    if not (out_dir / MANIFEST_NAME).is_file() and any(out_dir.iterdir()):
+        raise BundleError(f"{out_dir} exists and is not a bundle; choose another --out or empty it")
+    # Two renames: the old bundle stays complete until the new one is in place.
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    os.replace(out_dir, old)
+    try:
+        os.replace(staging, out_dir)
+    except OSError:
+        os.replace(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
