@@ -8,7 +8,6 @@ from edge_iqa.models.registry import ModelInfo, create_model, get_model_info, li
 # One import per architecture file; each registers its variants.
 from edge_iqa.models import edge_hybrid  # noqa: E402,F401  isort: skip
 from edge_iqa.models import topiq  # noqa: E402,F401  isort: skip
-from edge_iqa.models import topiq  # noqa: E402,F401  isort: skip
 from edge_iqa.models import loda  # noqa: E402,F401  isort: skip
 from edge_iqa.models import dgiqa  # noqa: E402,F401  isort: skip
 
