@@ -10,5 +10,6 @@ from edge_iqa.models import edge_hybrid  # noqa: E402,F401  isort: skip
 from edge_iqa.models import topiq  # noqa: E402,F401  isort: skip
 from edge_iqa.models import loda  # noqa: E402,F401  isort: skip
 from edge_iqa.models import dgiqa  # noqa: E402,F401  isort: skip
+from edge_iqa.models import glintiqa  # noqa: E402,F401  isort: skip
 
 __all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "register_model"]
