@@ -31,6 +31,8 @@ MAX_PIXELS = 100_000_000
 #: Smallest accepted side in pixels.
 MIN_SIDE = 16
 
+# Pillow's own guard warns above this and refuses above twice this; keep it in step with ours.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # A truncated file must fail loudly, not decode to a half-grey image with a plausible score.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -42,7 +44,7 @@ def set_max_pixels(limit: int) -> None:
     global MAX_PIXELS
     if limit <= 0:
         raise ValueError("the pixel limit must be positive")
-    MAX_PIXELS = int(limit)
+    MAX_PIXELS = Image.MAX_IMAGE_PIXELS = int(limit)
 
 
 def describe_source(source: object) -> str:
@@ -93,7 +95,11 @@ def _decode(fh: io.IOBase, name: str) -> np.ndarray:
     except (ImageTooLargeError, ImageTooSmallError):
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: {exc}; downscale the image first") from exc
+        # Pillow refuses at open time above twice its own limit (kept equal to ours).
+        raise ImageTooLargeError(
+            f"{name}: {exc} The limit is {MAX_PIXELS:,} pixels: downscale the image, or raise the limit "
+            "with edge_iqa.data.imageio.set_max_pixels()"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(f"{name}: not a recognised image format (JPEG, PNG, WebP, BMP, TIFF, ...)") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError,
