@@ -1,0 +1,95 @@
+"""The backend interface: the only thing the scorer knows about ONNX Runtime, OpenVINO or TensorRT.
+
+A backend module (``edge_iqa/runtime/backends/<name>.py``) provides one function::
+
+    def load(bundle_dir: Path, manifest: dict, *, threads: int | None, options: dict) -> Backend
+
+called only after the manifest and every file checksum have been verified and the backend's
+library has been imported successfully (see :mod:`edge_iqa.runtime.backends`). It returns a
+:class:`Backend`, which runs batches of already-preprocessed tensors. Everything else (decoding,
+the preprocessing spec, batching, padding to a fixed batch, crop averaging, the output transform,
+thread-safety of the public API) lives in :class:`edge_iqa.runtime.scorer.Scorer`, so a new
+backend is about fifty lines.
+
+Contract of :meth:`Backend.run`:
+
+- input: a C-contiguous float32 array of shape ``(n, 3, H, W)`` with ``1 <= n <= max_batch``
+  (exactly ``fixed_batch`` rows when the bundle's network has a static batch: the scorer pads);
+- output: a 1-D array of ``n`` raw scores (any float dtype; the scorer converts to float64),
+  owned by the caller (copy out of any buffer the backend reuses);
+- it may be called concurrently from several threads and must then return exactly what a
+  single thread would (ORT sessions are thread-safe; OpenVINO needs one infer request per
+  concurrent call; a TensorRT backend needs one execution context + stream per concurrent call
+  or a lock);
+- errors from the library are re-raised as :class:`~edge_iqa.errors.EdgeIQAError` subclasses
+  only where the cause is the bundle (:class:`~edge_iqa.errors.BundleError`); anything else
+  propagates.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_iqa.errors import BundleError
+
+
+class Backend(abc.ABC):
+    """A loaded network that maps ``(n, 3, H, W)`` float32 to ``n`` raw scores."""
+
+    #: The manifest's ``runtime`` value this backend serves.
+    name: str = ""
+
+    @abc.abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw network output for one batch; see the module docstring for the contract."""
+
+    def describe(self) -> dict[str, Any]:
+        """Human-readable facts for logs and ``Scorer.info`` (device, providers, threads...)."""
+        return {"backend": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends free on garbage collection
+        """Release the library's resources early (optional)."""
+
+
+def input_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The single image input declared in ``manifest["io"]`` (name, shape, dtype)."""
+    io = manifest.get("io")
+    inputs = io.get("inputs") if isinstance(io, Mapping) else None
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], Mapping):
+        raise BundleError("manifest io.inputs must list exactly one input (the preprocessed image); "
+                          "multi-input models are not served by the runtime wrapper")
+    record = dict(inputs[0])
+    shape = record.get("shape")
+    if not isinstance(record.get("name"), str) or not isinstance(shape, list) or len(shape) != 4 \
+            or not all(isinstance(d, int) for d in shape) or shape[1] != 3:
+        raise BundleError(f"manifest io.inputs[0] must be {{'name': str, 'shape': [batch, 3, H, W]}}, got "
+                          f"{inputs[0]!r}; re-export the bundle")
+    if record.get("dtype", "float32") != "float32":
+        raise BundleError(f"the bundle's input dtype is {record.get('dtype')!r}; the runtime feeds float32 "
+                          "preprocessed tensors, re-export with a float32 input")
+    return record
+
+
+def output_name(manifest: Mapping[str, Any]) -> str | None:
+    """Name of the score output, or None when the manifest does not say (first output is used)."""
+    name = manifest["io"].get("output")
+    return name if isinstance(name, str) else None
+
+
+def member(bundle_dir: Path, manifest: Mapping[str, Any], name: str) -> Path:
+    """A file of the bundle that the manifest lists (and so was checksum-verified)."""
+    if name not in manifest["files"]:
+        raise BundleError(f"{bundle_dir}: the network needs {name}, which the manifest does not list with a "
+                          "checksum; re-export the bundle")
+    return bundle_dir / name
+
+
+def check_options(options: Mapping[str, Any], known: set[str], backend: str) -> None:
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown backend_options {unknown} for the {backend} backend; known: {sorted(known)}")

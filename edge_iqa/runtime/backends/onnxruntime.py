@@ -1,0 +1,90 @@
+"""ONNX Runtime backend (``runtime = "onnxruntime"``, ``model_file = "model.onnx"``).
+
+One ``InferenceSession`` per Scorer; ``InferenceSession.run`` is thread-safe, so concurrent
+``score`` calls share it without a lock.
+
+``backend_options``:
+    providers            list of execution providers (default ``["CPUExecutionProvider"]``)
+    graph_optimization   "all" (default) | "extended" | "basic" | "disable"
+    session_config       {key: value} session config entries, e.g.
+                         ``{"session.intra_op.allow_spinning": "0"}`` to stop idle threads spinning
+                         (saves power on a camera, costs a little latency)
+    inter_op_threads     int (default 1: the graph is a single chain of ops)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from edge_iqa.errors import BundleError
+from edge_iqa.runtime.backends.base import Backend, check_options, input_record, member, output_name
+
+_OPT_LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+_OPTIONS = {"providers", "graph_optimization", "session_config", "inter_op_threads"}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, session: ort.InferenceSession, input_name: str, output: str, threads: int | None) -> None:
+        self.session = session
+        self.input_name = input_name
+        self.output = output
+        self.threads = threads
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        (scores,) = self.session.run([self.output], {self.input_name: batch})
+        return np.asarray(scores)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "onnxruntime": ort.__version__, "providers": self.session.get_providers(),
+                "threads": self.threads}
+
+
+def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
+         options: Mapping[str, Any]) -> OnnxRuntimeBackend:
+    check_options(options, _OPTIONS, "onnxruntime")
+    model_path = member(bundle_dir, manifest, manifest["model_file"])
+    declared = input_record(manifest)
+
+    so = ort.SessionOptions()
+    if threads is not None:
+        so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = int(options.get("inter_op_threads", 1))
+    level = options.get("graph_optimization", "all")
+    if level not in _OPT_LEVELS:
+        raise ValueError(f"graph_optimization must be one of {sorted(_OPT_LEVELS)}, got {level!r}")
+    so.graph_optimization_level = _OPT_LEVELS[level]
+    for key, value in dict(options.get("session_config", {})).items():
+        so.add_session_config_entry(str(key), str(value))
+    so.log_severity_level = 3  # warnings about unused initialisers etc. are noise on a camera
+
+    providers = list(options.get("providers", ["CPUExecutionProvider"]))
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
+    except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NotImplemented) as exc:
+        # A network this ORT cannot run (newer opset, unknown op, corrupt protobuf) is a bundle problem.
+        raise BundleError(f"{model_path}: onnxruntime {ort.__version__} cannot load the network ({exc}); "
+                          "re-export the bundle for this onnxruntime version or upgrade onnxruntime") from exc
+
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != declared["name"]:
+        raise BundleError(f"{model_path}: the network's inputs {[i.name for i in inputs]} do not match the "
+                          f"manifest's {declared['name']!r}; the bundle is inconsistent, re-export it")
+    outputs = [o.name for o in session.get_outputs()]
+    wanted = output_name(manifest) or outputs[0]
+    if wanted not in outputs:
+        raise BundleError(f"{model_path}: the manifest's output {wanted!r} is not among the network's outputs "
+                          f"{outputs}; re-export the bundle")
+    return OnnxRuntimeBackend(session, declared["name"], wanted, threads)

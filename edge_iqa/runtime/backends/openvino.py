@@ -1,0 +1,104 @@
+"""OpenVINO backend (``runtime = "openvino"``, ``model_file = "model.xml"`` + ``model.bin``).
+
+Thread use: a ``CompiledModel`` may be shared, an ``InferRequest`` may not. Each ``run`` borrows
+an idle request from a pool (creating one when all are busy) and returns it afterwards, so N
+concurrent callers use at most N requests and never share one.
+
+Precision: OpenVINO's CPU plugin runs float layers in bf16/fp16 by default on CPUs that support
+it (AVX512-BF16, AMX, ARM fp16), which moves scores by ~1e-2. The accuracy of an fp32 or int8
+bundle was measured at f32, so the backend asks for ``INFERENCE_PRECISION_HINT = f32`` unless the
+bundle is fp16 or ``backend_options["config"]`` says otherwise.
+
+``backend_options``:
+    device     OpenVINO device name (default "CPU")
+    config     {property: value} passed to ``compile_model`` over the defaults below
+    cache_dir  folder for OpenVINO's compiled-model cache (faster start on the next boot)
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from edge_iqa.errors import BundleError
+from edge_iqa.runtime.backends.base import Backend, check_options, input_record, member, output_name
+
+_OPTIONS = {"device", "config", "cache_dir"}
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, compiled: ov.CompiledModel, input_name: str, output: ov.Output, device: str,
+                 config: dict[str, Any]) -> None:
+        self.compiled = compiled
+        self.input_name = input_name
+        self.output = output
+        self.device = device
+        self.config = config
+        self._idle: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
+
+    def _borrow(self) -> ov.InferRequest:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self.compiled.create_infer_request()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        request = self._borrow()
+        try:
+            results = request.infer({self.input_name: batch})
+            # The result views the request's own buffer, which the next call overwrites: copy.
+            return np.array(results[self.output], copy=True)
+        finally:
+            self._idle.put(request)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "openvino": ov.__version__, "device": self.device,
+                "config": {k: str(v) for k, v in self.config.items()}}
+
+
+def default_config(manifest: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if manifest.get("precision") in ("fp32", "int8"):
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
+         options: Mapping[str, Any]) -> OpenVINOBackend:
+    check_options(options, _OPTIONS, "openvino")
+    xml = member(bundle_dir, manifest, manifest["model_file"])
+    weights_name = manifest.get("weights_file") or Path(manifest["model_file"]).with_suffix(".bin").as_posix()
+    weights = member(bundle_dir, manifest, weights_name)
+    declared = input_record(manifest)
+    device = str(options.get("device", "CPU"))
+    config = {**default_config(manifest, threads), **dict(options.get("config", {}))}
+
+    core = ov.Core()
+    if options.get("cache_dir"):
+        core.set_property({"CACHE_DIR": str(options["cache_dir"])})
+    try:
+        model = core.read_model(model=str(xml), weights=str(weights))
+    except RuntimeError as exc:
+        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({exc}); re-export the bundle "
+                          "for this OpenVINO version or upgrade openvino") from exc
+    names = [port.get_any_name() for port in model.inputs]
+    if len(model.inputs) != 1 or declared["name"] not in model.inputs[0].get_names():
+        raise BundleError(f"{xml}: the network's inputs {names} do not match the manifest's {declared['name']!r}; "
+                          "the bundle is inconsistent, re-export it")
+    wanted = output_name(manifest)
+    index = next((i for i, port in enumerate(model.outputs) if wanted is None or wanted in port.get_names()), None)
+    if index is None:
+        raise BundleError(f"{xml}: the manifest's output {wanted!r} is not among the network's outputs "
+                          f"{[p.get_any_name() for p in model.outputs]}; re-export the bundle")
+    compiled = core.compile_model(model, device, config)
+    output = compiled.outputs[index]
+    return OpenVINOBackend(compiled, declared["name"], output, device, config)
