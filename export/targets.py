@@ -1,0 +1,242 @@
+"""Target profiles: what a deployment target needs from export, as data (``targets/*.toml``).
+
+A profile names the runtime, the precisions it accepts, the attention form of the exported graph,
+the thread/batch settings recorded for the runtime, the accuracy budget of quantization and the
+calibration recipe. The shipped profiles live in the package ``edge_iqa.targets``; a user passes a
+path to their own TOML file instead of a name. ``inherits = "other"`` starts from another profile
+(a shipped name, or a file name relative to the inheriting file) and overrides its keys; tables
+(``[quantization]``, ``[parity]``) merge key by key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edge_iqa.errors import TargetError
+
+RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+ATTENTION_FORMS = ("onnx_attention", "ort_mha", "matmul_softmax")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# The standard ONNX Attention op exists from opset 23 on.
+MIN_ATTENTION_OPSET = 23
+TARGETS_PACKAGE = "edge_iqa.targets"
+
+_TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
+             "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits"}
+_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp"}
+_PARITY_KEYS = {"images", "atol", "min_rank_agreement"}
+
+
+@dataclass(frozen=True)
+class QuantizationSpec:
+    """Post-training quantization recipe. ``keep_fp``: PyTorch module paths (fnmatch patterns)
+    whose layers stay in floating point; a pattern matching a module covers its submodules."""
+
+    method: str = "minmax"
+    calibration_samples: int = 128
+    seed: int = 0
+    keep_fp: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParitySpec:
+    """The gate between PyTorch and the exported FP32 graph, on real calibration images."""
+
+    images: int = 32
+    atol: float = 1e-3
+    min_rank_agreement: float = 0.999
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    description: str
+    runtime: str
+    precision: str
+    precisions: tuple[str, ...]
+    attention_form: str
+    opset: int = 23
+    threads: int = 0
+    batch: int = 1
+    max_batch: int = 16
+    input_size: tuple[int, int] | None = None
+    accuracy_budget: float = 0.01
+    quantization: QuantizationSpec = field(default_factory=QuantizationSpec)
+    parity: ParitySpec = field(default_factory=ParitySpec)
+    source: str = ""  # where the profile was read from (informational)
+
+    def resolve_precision(self, precision: str | None) -> str:
+        """The requested precision, or the profile's default; refused if the target lacks it."""
+        chosen = precision or self.precision
+        if chosen not in self.precisions:
+            raise TargetError(f"target {self.name!r} does not offer precision {chosen!r}; "
+                              f"choose one of {', '.join(self.precisions)}")
+        return chosen
+
+    def keeps_fp(self, module_paths: list[str] | tuple[str, ...]) -> bool:
+        """True when any of the module paths (a layer and its ancestors) matches ``keep_fp``."""
+        return any(fnmatch.fnmatchcase(path, pattern)
+                   for pattern in self.quantization.keep_fp for path in module_paths)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["precisions"] = list(self.precisions)
+        data["input_size"] = list(self.input_size) if self.input_size else None
+        data["quantization"]["keep_fp"] = list(self.quantization.keep_fp)
+        return data
+
+
+def list_targets() -> list[str]:
+    """Names of the shipped target profiles."""
+    root = resources.files(TARGETS_PACKAGE)
+    return sorted(entry.name[: -len(".toml")] for entry in root.iterdir() if entry.name.endswith(".toml"))
+
+
+def load_target(name_or_path: str | Path) -> TargetProfile:
+    """A shipped profile by name (``cpu``) or a user's TOML file by path."""
+    raw, source = _read_with_inheritance(str(name_or_path), base_dir=None, seen=())
+    return _validate(raw, source)
+
+
+def _read_one(ref: str, base_dir: Path | None) -> tuple[dict[str, Any], str, Path | None]:
+    path = Path(ref)
+    if base_dir is not None and not path.is_absolute() and (base_dir / path).is_file():
+        path = base_dir / path
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise TargetError(f"target file {path} does not exist; pass a shipped target name "
+                              f"({', '.join(list_targets())}) or the path of a TOML profile")
+        text, source, parent = path.read_text(encoding="utf-8"), str(path), path.parent
+    else:
+        entry = resources.files(TARGETS_PACKAGE) / f"{ref}.toml"
+        if not entry.is_file():
+            raise TargetError(f"unknown target {ref!r}; shipped targets: {', '.join(list_targets())} "
+                              "(see `edge-iqa targets`), or pass the path of your own TOML profile")
+        text, source, parent = entry.read_text(encoding="utf-8"), f"{TARGETS_PACKAGE}/{ref}.toml", None
+    try:
+        return tomllib.loads(text), source, parent
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"{source}: not valid TOML ({exc})") from exc
+
+
+def _read_with_inheritance(ref: str, base_dir: Path | None, seen: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    raw, source, parent_dir = _read_one(ref, base_dir)
+    if source in seen:
+        raise TargetError(f"target profiles inherit in a cycle: {' -> '.join([*seen, source])}")
+    parent_ref = raw.pop("inherits", None)
+    if parent_ref is None:
+        return raw, source
+    if not isinstance(parent_ref, str):
+        raise TargetError(f"{source}: 'inherits' must be a target name or a file path")
+    parent, _ = _read_with_inheritance(parent_ref, parent_dir, (*seen, source))
+    return _merge(parent, raw), source
+
+
+def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_type(source: str, key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    # bool is an int subclass: refuse `threads = true`.
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise TargetError(f"{source}: '{key}' must be {names}, got {value!r}")
+    return value
+
+
+def _choice(source: str, key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise TargetError(f"{source}: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
+    return value
+
+
+def _validate(raw: dict[str, Any], source: str) -> TargetProfile:
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise TargetError(f"{source}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("name", "runtime", "precision", "attention_form"):
+        if key not in raw:
+            raise TargetError(f"{source}: missing the required key '{key}'")
+    name = _check_type(source, "name", raw["name"], str)
+    runtime = _choice(source, "runtime", raw["runtime"], RUNTIMES)
+    precisions = tuple(raw.get("precisions", [raw["precision"]]))
+    for p in precisions:
+        _choice(source, "precisions", p, PRECISIONS)
+    precision = _choice(source, "precision", raw["precision"], PRECISIONS)
+    if precision not in precisions:
+        raise TargetError(f"{source}: default precision {precision!r} is not among precisions {list(precisions)}")
+    form = _choice(source, "attention_form", raw["attention_form"], ATTENTION_FORMS)
+    if form == "ort_mha" and runtime != "onnxruntime":
+        raise TargetError(f"{source}: attention_form 'ort_mha' (com.microsoft.MultiHeadAttention) runs only in "
+                          f"ONNX Runtime, not {runtime}; use 'onnx_attention' or 'matmul_softmax'")
+    opset = _check_type(source, "opset", raw.get("opset", 23), int)
+    if form in ("onnx_attention", "ort_mha") and opset < MIN_ATTENTION_OPSET:
+        raise TargetError(f"{source}: attention_form {form!r} needs opset >= {MIN_ATTENTION_OPSET} (the ONNX "
+                          f"Attention op), got {opset}; raise the opset or use 'matmul_softmax'")
+    threads = _check_type(source, "threads", raw.get("threads", 0), int)
+    batch = _check_type(source, "batch", raw.get("batch", 1), int)
+    max_batch = _check_type(source, "max_batch", raw.get("max_batch", 16), int)
+    if threads < 0 or batch < 1 or max_batch < batch:
+        raise TargetError(f"{source}: need threads >= 0 and 1 <= batch <= max_batch, got threads={threads}, "
+                          f"batch={batch}, max_batch={max_batch}")
+    input_size = raw.get("input_size")
+    if input_size is not None:
+        if (not isinstance(input_size, list) or len(input_size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in input_size)):
+            raise TargetError(f"{source}: 'input_size' must be [height, width], integers >= 32, got {input_size!r}")
+        input_size = (input_size[0], input_size[1])
+    budget = float(_check_type(source, "accuracy_budget", raw.get("accuracy_budget", 0.01), (int, float)))
+    if not 0 <= budget <= 1:
+        raise TargetError(f"{source}: 'accuracy_budget' is a max |delta SROCC| in [0, 1], got {budget}")
+    return TargetProfile(
+        name=name, description=str(raw.get("description", "")), runtime=runtime, precision=precision,
+        precisions=precisions, attention_form=form, opset=opset, threads=threads, batch=batch,
+        max_batch=max_batch, input_size=input_size, accuracy_budget=budget,
+        quantization=_quantization(raw.get("quantization", {}), source, runtime),
+        parity=_parity(raw.get("parity", {}), source), source=source,
+    )
+
+
+def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
+    raw = _check_type(source, "quantization", raw, dict)
+    unknown = sorted(set(raw) - _QUANT_KEYS)
+    if unknown:
+        raise TargetError(f"{source}: unknown [quantization] keys {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(_QUANT_KEYS))}")
+    method = _choice(source, "quantization.method", raw.get("method", "minmax"), CALIBRATION_METHODS)
+    if runtime == "openvino" and method == "entropy":
+        raise TargetError(f"{source}: NNCF (OpenVINO) has no entropy calibration; use 'minmax' or 'percentile'")
+    samples = _check_type(source, "quantization.calibration_samples", raw.get("calibration_samples", 128), int)
+    if samples < 1:
+        raise TargetError(f"{source}: 'quantization.calibration_samples' must be >= 1, got {samples}")
+    keep = raw.get("keep_fp", [])
+    if not isinstance(keep, list) or not all(isinstance(p, str) and p for p in keep):
+        raise TargetError(f"{source}: 'quantization.keep_fp' must be a list of module-path patterns")
+    return QuantizationSpec(method=method, calibration_samples=samples,
+                            seed=_check_type(source, "quantization.seed", raw.get("seed", 0), int), keep_fp=tuple(keep))
+
+
+def _parity(raw: Any, source: str) -> ParitySpec:
+    raw = _check_type(source, "parity", raw, dict)
+    unknown = sorted(set(raw) - _PARITY_KEYS)
+    if unknown:
+        raise TargetError(f"{source}: unknown [parity] keys {', '.join(unknown)}; allowed: {', '.join(sorted(_PARITY_KEYS))}")
+    images = _check_type(source, "parity.images", raw.get("images", 32), int)
+    atol = float(_check_type(source, "parity.atol", raw.get("atol", 1e-3), (int, float)))
+    agreement = float(_check_type(source, "parity.min_rank_agreement", raw.get("min_rank_agreement", 0.999),
+                                  (int, float)))
+    if images < 2 or atol <= 0 or not 0 <= agreement <= 1:
+        raise TargetError(f"{source}: [parity] needs images >= 2, atol > 0 and min_rank_agreement in [0, 1]")
+    return ParitySpec(images=images, atol=atol, min_rank_agreement=agreement)
