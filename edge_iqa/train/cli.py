@@ -1,0 +1,60 @@
+"""``edge-iqa train``: fit a registered model to a MOS-labelled dataset (see docs/training.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edge_iqa.errors import EdgeIQAError
+
+
+def train_command(
+    data: Path = typer.Option(..., help="Dataset CSV (columns image,mos; paths relative to it) or a pyiqa meta file."),
+    out: Path = typer.Option(..., help="Run folder: best/last checkpoints, state.pt, metrics.json."),
+    model: str = typer.Option("edge_hybrid_n", help="Registered model name (see `edge-iqa models`)."),
+    image_root: Path = typer.Option(None, help="Folder the image paths are relative to (default: the CSV's)."),
+    recipe: str = typer.Option("auto", help="auto | stem-cache (frozen cached stem, CPU-friendly) | full."),
+    epochs: int = typer.Option(10, min=1),
+    batch_size: int = typer.Option(16, min=2),
+    lr: float = typer.Option(5e-4, help="Peak learning rate of the head (AdamW, warm-up + cosine)."),
+    backbone_lr_mult: float = typer.Option(0.2, help="Backbone learning rate = lr x this."),
+    weight_decay: float = typer.Option(0.05),
+    warmup_epochs: float = typer.Option(1.0),
+    crop: int = typer.Option(256, help="Training crop in px (a multiple of 8 for stem-cache)."),
+    loss_l1: float = typer.Option(1.0, help="Weight of the L1 term."),
+    loss_mse: float = typer.Option(0.0, help="Weight of the MSE term."),
+    loss_plcc: float = typer.Option(1.0, help="Weight of the (1 - PLCC)/2 term."),
+    loss_rank: float = typer.Option(1.0, help="Weight of the pairwise rank hinge."),
+    seed: int = typer.Option(0, help="Initialisation, crops, flips, batch order."),
+    split_seed: int = typer.Option(0, help="Which random train/val split (or fold assignment)."),
+    val_fraction: float = typer.Option(0.2, help="Held-out fraction; 0 trains on everything."),
+    folds: int = typer.Option(0, help="k-fold cross-validation instead of one split (0: off)."),
+    fold: int = typer.Option(None, help="Run only this fold (0-based) of --folds."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
+    amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    workers: int = typer.Option(0, help="DataLoader workers (full recipe)."),
+    cache_dir: Path = typer.Option(Path("runs/stem_cache"), help="Where the stem-cache recipe keeps features."),
+    exact_eval: bool = typer.Option(True, help="Re-score the val set through the deployment path at the end."),
+    backbone_weights: str = typer.Option("imagenet", help="ImageNet backbone file, or 'imagenet' to find it."),
+    max_steps: int = typer.Option(None, help="Stop after this many optimiser steps (smoke tests)."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its state.pt."),
+) -> None:
+    """Train on real MOS data; saves best + last checkpoints and metrics.json."""
+    from edge_iqa.train.loop import TrainConfig, run
+
+    config = TrainConfig(
+        model=model, data=str(data), out=str(out), image_root=str(image_root) if image_root else None,
+        recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
+        weight_decay=weight_decay, warmup_epochs=warmup_epochs, crop=crop,
+        loss={"l1": loss_l1, "mse": loss_mse, "plcc": loss_plcc, "rank": loss_rank},
+        seed=seed, split_seed=split_seed, val_fraction=val_fraction, folds=folds, fold=fold, device=device,
+        amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,
+        exact_eval=exact_eval, backbone_weights=backbone_weights, max_steps=max_steps,
+    )
+    try:
+        run(config, resume=resume)
+    except EdgeIQAError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc

@@ -1,0 +1,416 @@
+"""Training on MOS-labelled images: one split per :func:`train_split`, k folds / seeded splits on top.
+
+Two recipes share the optimiser, schedule, loss, metrics and checkpointing:
+
+- ``stem-cache`` (default for ``edge_hybrid_*``): backbone blocks 0..6 frozen at ImageNet weights
+  and cached once per image (and its mirror); random crops in feature space; blocks 7..17 + head
+  trained through ``model.forward_from_stem``. Fits a 2-core CPU (docs/training.md).
+- ``full``: any registered model, images decoded and cropped every step (GPU-sized work).
+
+Outputs in ``out``: ``best.safetensors``/``.json`` (best validation SROCC), ``last.safetensors``/
+``.json``, ``state.pt`` (optimizer + schedule, for ``--resume``; read with ``weights_only=True``),
+``metrics.json`` (config, per-epoch metrics, best, last, exact deployment-path evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_iqa.data.datasets import LabelFile, kfold_splits, mos_transform, normalise_mos, read_labels, train_val_split
+from edge_iqa.data.preprocess import PreprocessSpec
+from edge_iqa.errors import CheckpointError, DatasetError
+from edge_iqa.metrics import evaluate
+from edge_iqa.train.losses import IQALoss
+
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (stored in ``metrics.json`` and the checkpoint metadata)."""
+
+    model: str = "edge_hybrid_n"
+    data: str = ""
+    out: str = "runs/train"
+    image_root: str | None = None
+    recipe: str = "auto"  # auto | stem-cache | full
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 5e-4  # head; the trainable backbone blocks get lr * backbone_lr_mult
+    backbone_lr_mult: float = 0.2
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    crop: int = 256  # training crop (px, a multiple of 8 for the stem-cache recipe)
+    loss: dict[str, float] = field(default_factory=lambda: IQALoss().to_dict())
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.2
+    folds: int = 0
+    fold: int | None = None  # run only this fold of --folds
+    device: str = "auto"
+    amp: bool = True  # mixed precision when on CUDA
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    workers: int = 0  # DataLoader workers for the full recipe
+    cache_dir: str | None = "runs/stem_cache"
+    exact_eval: bool = True  # re-score the val set through the deployment path at the end
+    backbone_weights: str = "imagenet"
+    max_steps: int | None = None  # stop early after this many optimiser steps (smoke tests)
+    progress: bool = True
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _recipe(config: TrainConfig, model: nn.Module) -> str:
+    if config.recipe == "auto":
+        return "stem-cache" if hasattr(model, "forward_from_stem") else "full"
+    if config.recipe == "stem-cache" and not hasattr(model, "forward_from_stem"):
+        raise DatasetError(f"{config.model} has no forward_from_stem; use --recipe full")
+    if config.recipe not in ("stem-cache", "full"):
+        raise DatasetError(f"unknown recipe {config.recipe!r}; use auto, stem-cache or full")
+    return config.recipe
+
+
+def _param_groups(model: nn.Module, frozen: set[int], config: TrainConfig) -> list[dict[str, Any]]:
+    """Backbone vs head learning rates; no weight decay on biases, norms and the pooling query."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in frozen:
+            continue
+        is_backbone = name.startswith("backbone.")
+        decay = param.ndim > 1 and "pool_query" not in name
+        groups.setdefault((is_backbone, decay), []).append(param)
+    return [
+        {"params": params, "lr": config.lr * (config.backbone_lr_mult if bb else 1.0),
+         "weight_decay": config.weight_decay if decay else 0.0}
+        for (bb, decay), params in groups.items()
+    ]
+
+
+def _schedule(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class _Progress:
+    """A rich progress bar on a terminal; nothing (one line per epoch is logged) in files/CI."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        if self._bar is None:
+            return lambda n: None
+        task_id = self._bar.add_task(description, total=total)
+        return lambda n: self._bar.advance(task_id, n)
+
+
+# --- the two recipes: how a batch is produced and how the val set is scored -----------------------
+class _StemCacheRecipe:
+    def __init__(self, model: nn.Module, labels: LabelFile, spec: PreprocessSpec, config: TrainConfig,
+                 device: torch.device, progress: _Progress) -> None:
+        from edge_iqa.train.stem_cache import STRIDE, StemCache, stem_of
+
+        if config.crop % STRIDE:
+            raise DatasetError(f"--crop must be a multiple of {STRIDE} px for the stem-cache recipe")
+        self.model, self.spec, self.device = model, spec, device
+        self.cells = config.crop // STRIDE
+        stem = stem_of(model)
+        for param in stem.parameters():
+            param.requires_grad_(False)
+        self.frozen = {id(p) for p in stem.parameters()}
+        cache_dir = Path(config.cache_dir) if config.cache_dir else None
+        advance = progress.task("caching stem features", len(labels))
+        started = time.perf_counter()
+        self.cache = StemCache.load_or_build(labels, spec, stem, device, cache_dir, advance, _log)
+        self.cache_seconds = time.perf_counter() - started
+
+    def set_train_mode(self) -> None:
+        from edge_iqa.train.stem_cache import stem_of
+
+        self.model.train()
+        stem_of(self.model).eval()  # frozen BN statistics stay ImageNet's
+
+    def batches(self, indices: np.ndarray, targets: np.ndarray, batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = rng.permutation(indices)
+        for start in range(0, len(order) - 1, batch_size):
+            chunk = order[start : start + batch_size]
+            if len(chunk) < 2:
+                break
+            yield self.cache.random_crops(chunk, self.cells, rng), torch.from_numpy(targets[chunk])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_from_stem(x)
+
+    @torch.no_grad()
+    def predict(self, indices: np.ndarray, batch_size: int) -> np.ndarray:
+        self.model.eval()
+        outputs = []
+        for index in indices:  # per image: sizes may differ, and eval is cheap next to training
+            crops = self.cache.deployment_crop(int(index), self.spec).to(self.device)
+            outputs.append(float(self.model.forward_from_stem(crops).float().mean()))
+        return np.asarray(outputs)
+
+
+class _FullRecipe:
+    def __init__(self, model: nn.Module, labels: LabelFile, spec: PreprocessSpec, config: TrainConfig,
+                 device: torch.device, progress: _Progress) -> None:
+        self.model, self.labels, self.spec, self.device, self.config = model, labels, spec, device, config
+        self.frozen: set[int] = set()
+        self.cache_seconds = 0.0
+        size = spec.input_size
+        self.crop = (min(config.crop, size[0]), min(config.crop, size[1])) if config.crop else size
+
+    def set_train_mode(self) -> None:
+        self.model.train()
+
+    def batches(self, indices: np.ndarray, targets: np.ndarray, batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from torch.utils.data import DataLoader, Subset
+
+        from edge_iqa.data.datasets import IQAImageDataset
+
+        dataset = IQAImageDataset(self.labels, self.spec, {"scale": 1.0, "offset": 0.0}, train=True,
+                                  crop_size=self.crop, seed=int(rng.integers(0, 2**31)))
+        dataset.targets = targets.astype(np.float32)
+        order = [int(i) for i in rng.permutation(indices)]
+        loader = DataLoader(Subset(dataset, order), batch_size=batch_size, shuffle=False, drop_last=len(order) > 1,
+                            num_workers=self.config.workers, pin_memory=self.device.type == "cuda")
+        yield from loader
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @torch.no_grad()
+    def predict(self, indices: np.ndarray, batch_size: int) -> np.ndarray:
+        from edge_iqa.predict import TorchScorer
+
+        self.model.eval()
+        scorer = TorchScorer(self.model, self.spec, None, batch_size=batch_size)
+        return scorer.score([self.labels.items[int(i)].path for i in indices])
+
+
+# --- one split -----------------------------------------------------------------------------------
+def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                scaler: Any, epoch: int, step: int, history: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
+    state = {
+        "version": STATE_VERSION, "epoch": epoch, "step": step,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "history": json.dumps(history), "best": json.dumps(best),
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _metrics_dict(pred_mos: np.ndarray, mos: np.ndarray) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in evaluate(pred_mos, mos).to_dict().items()}
+
+
+def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, val_idx: np.ndarray,
+                out: Path, resume: bool = False) -> dict[str, Any]:
+    """Train one model on ``train_idx``, validate on ``val_idx`` (may be empty); returns metrics."""
+    from edge_iqa.models import create_model, get_model_info
+    from edge_iqa.models.checkpoint import save_checkpoint
+
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = _device(config.device)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)  # noqa: NPY002 - only for third-party code that uses the global RNG
+    info = get_model_info(config.model)
+    spec = info.preprocess
+    model_kwargs: dict[str, Any] = {}
+    model = create_model(config.model, backbone_weights=config.backbone_weights).to(device)
+
+    transform = mos_transform(labels.mos[train_idx])
+    targets = normalise_mos(labels.mos, transform).astype(np.float32)
+    loss_fn = IQALoss(**config.loss)
+    with _Progress(config.progress) as progress:
+        recipe_name = _recipe(config, model)
+        recipe = (_StemCacheRecipe if recipe_name == "stem-cache" else _FullRecipe)(
+            model, labels, spec, config, device, progress)
+        optimizer = torch.optim.AdamW(_param_groups(model, recipe.frozen, config), lr=config.lr)
+        steps_per_epoch = max(1, len(train_idx) // config.batch_size)
+        total_steps = steps_per_epoch * config.epochs
+        warmup = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, warmup, config.min_lr_ratio))
+        use_amp = config.amp and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+
+        history: list[dict[str, Any]] = []
+        best: dict[str, Any] | None = None
+        start_epoch, step = 0, 0
+        state_path = out / "state.pt"
+        if resume:
+            if not state_path.is_file():
+                raise CheckpointError(f"{state_path}: nothing to resume; start without --resume")
+            state = torch.load(state_path, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state["scaler"]:
+                scaler.load_state_dict(state["scaler"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            history, best = json.loads(state["history"]), json.loads(state["best"])
+            _log(f"resumed from {state_path} at epoch {start_epoch}")
+
+        def checkpoint(name: str, meta: dict[str, Any]) -> None:
+            save_checkpoint(model, out / f"{name}.safetensors", model_name=config.model, preprocess=spec,
+                            model_kwargs=model_kwargs, output_transform=transform,
+                            metadata={"config": asdict(config), "recipe": recipe_name, **meta})
+
+        val_mos = labels.mos[val_idx]
+        for epoch in range(start_epoch, config.epochs):
+            # Per-epoch generators: a resumed run draws exactly what an uninterrupted one would.
+            rng = np.random.default_rng((config.seed, epoch))
+            torch.manual_seed(config.seed * 1_000_003 + epoch)
+            recipe.set_train_mode()
+            losses = []
+            advance = progress.task(f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
+            epoch_start = time.perf_counter()
+            for x, y in recipe.batches(train_idx, targets, config.batch_size, rng):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    pred = recipe.forward(x)
+                loss = loss_fn(pred.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                scheduler.step()
+                step += 1
+                losses.append(loss.item())
+                advance(1)
+                if config.max_steps is not None and step >= config.max_steps:
+                    break
+            record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
+                                      "train_seconds": round(time.perf_counter() - epoch_start, 1)}
+            if len(val_idx) >= 3:
+                pred = recipe.predict(val_idx, config.batch_size) * transform["scale"] + transform["offset"]
+                record["val"] = _metrics_dict(pred, val_mos)
+            history.append(record)
+            val_text = ""
+            if "val" in record:
+                v = record["val"]
+                val_text = (f" | val SROCC {v['srocc']:.4f} PLCC {v['plcc']:.4f} KRCC {v['krcc']:.4f} "
+                            f"RMSE {v['rmse']:.2f}")
+                if best is None or v["srocc"] > best["val"]["srocc"]:
+                    best = record
+                    checkpoint("best", {"epoch": epoch + 1, "val": v})
+            _log(f"epoch {epoch + 1}/{config.epochs} loss {record['train_loss']:.4f} "
+                 f"({record['train_seconds']:.0f}s){val_text}")
+            checkpoint("last", {"epoch": epoch + 1, **({"val": record["val"]} if "val" in record else {})})
+            _save_state(state_path, model, optimizer, scheduler, scaler, epoch + 1, step, history, best)
+            if config.max_steps is not None and step >= config.max_steps:
+                break
+
+    result: dict[str, Any] = {
+        "config": asdict(config), "recipe": recipe_name, "device": str(device),
+        "split": {"train": len(train_idx), "val": len(val_idx), "split_seed": config.split_seed,
+                  "val_fraction": config.val_fraction, "folds": config.folds, "fold": config.fold},
+        "output_transform": transform, "history": history, "last": history[-1] if history else None,
+        "best": best, "cache_seconds": round(recipe.cache_seconds, 1),
+    }
+    if config.exact_eval and len(val_idx) >= 3:
+        # The number to report: the last model scored exactly as deployed (decode -> spec -> full net).
+        from edge_iqa.predict import TorchScorer
+
+        model.eval()
+        scorer = TorchScorer(model, spec, transform, batch_size=config.batch_size)
+        with torch.no_grad():
+            pred = scorer.score([labels.items[int(i)].path for i in val_idx])
+        result["last_exact"] = _metrics_dict(pred, val_mos)
+        _log("last model, deployment path: " + ", ".join(f"{k} {v:.4f}" for k, v in result["last_exact"].items()))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# --- splits and folds -------------------------------------------------------------------------------
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"runs": len(results)}
+    for key in ("last_exact", "last", "best"):
+        rows = [r[key] if key == "last_exact" else (r[key] or {}).get("val") for r in results]
+        rows = [row for row in rows if row]
+        if not rows:
+            continue
+        summary[key] = {
+            metric: {"median": statistics.median(values), "min": min(values), "max": max(values),
+                     "values": values}
+            for metric in ("srocc", "plcc", "krcc", "rmse")
+            for values in [[float(row[metric]) for row in rows]]
+        }
+    return summary
+
+
+def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Load the labels, make the split(s) the config asks for and train each."""
+    labels = read_labels(config.data, config.image_root)
+    out = Path(config.out)
+    n = len(labels)
+    _log(f"{config.data}: {n} images, MOS {labels.mos.min():.2f}..{labels.mos.max():.2f}")
+    if config.folds:
+        splits = kfold_splits(n, config.folds, config.split_seed)
+        chosen = [config.fold] if config.fold is not None else list(range(config.folds))
+        results = []
+        for k in chosen:
+            train_idx, val_idx = splits[k]
+            _log(f"fold {k + 1}/{config.folds}: {len(train_idx)} train, {len(val_idx)} val")
+            fold_config = dataclasses.replace(config, fold=k)
+            results.append(train_split(fold_config, labels, train_idx, val_idx, out / f"fold{k}", resume))
+        summary = _summary(results)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+    train_idx, val_idx = train_val_split(n, config.val_fraction, config.split_seed)
+    _log(f"split seed {config.split_seed}: {len(train_idx)} train, {len(val_idx)} val")
+    return train_split(config, labels, train_idx, val_idx, out, resume)
