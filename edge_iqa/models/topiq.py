@@ -371,7 +371,10 @@ def _spec(size: tuple[int, int]) -> PreprocessSpec:
                           mean=IMAGENET_MEAN, std=IMAGENET_STD, normalize=False, interpolation="bilinear")
 
 
-_COMMON = {"family": "seed", "output_range": (0.0, 1.0), "paper": PAPER}
+# ``extra["fixed_size_hook"]``: the method export calls as ``model.<hook>(height, width)`` before tracing
+# at a fixed input size, so the graph has no shape-dependent Resize / adaptive pooling.
+_COMMON = {"family": "seed", "output_range": (0.0, 1.0), "paper": PAPER,
+           "extra": {"fixed_size_hook": "freeze_input_size"}}
 
 
 @register_model(
