@@ -1,0 +1,159 @@
+"""Tiny, fully known networks written as real bundles, so the runtime tests need no export code.
+
+The network: Conv(3->4, 3x3, stride 4, pad 1) -> ReLU -> global average pool -> Gemm(4->1) ->
+Flatten to ``(batch,)``. It is built with ``onnx.helper`` from numpy weights, so the same weights
+give an exact float64 numpy reference and a torch module for ``TorchScorer``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_iqa.data.preprocess import PreprocessSpec
+from edge_iqa.runtime.bundle import MANIFEST_NAME, write_bundle
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CLIVE_IMAGES = SHARED / "datasets" / "clive" / "images"
+PRISTINE_IMAGES = SHARED / "datasets" / "pristine" / "images"
+CALIBRATION_IMAGES = Path(__file__).resolve().parents[1] / "calibration_data" / "images"
+
+SPEC = PreprocessSpec(input_size=(96, 96), resize="shorter_side", resize_to=112, crop="center")
+GRID_SPEC = PreprocessSpec(input_size=(64, 64), resize="shorter_side", resize_to=96, crop="grid", grid=(2, 3))
+TRANSFORM = {"scale": 10.0, "offset": 50.0}
+
+
+def _listing(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def clive_photos(count: int) -> list[Path]:
+    """``count`` real photos: CLIVE (500x500 JPEG/WebP) plus a quarter non-square pristine photos
+    (512x384); empty when ../shared is absent (callers skip)."""
+    clive, pristine = _listing(CLIVE_IMAGES), _listing(PRISTINE_IMAGES)
+    if not clive:
+        return []
+    return clive[: count - len(pristine[: count // 4])] + pristine[: count // 4]
+
+
+def any_photos(count: int) -> list[Path]:
+    """Real photos from ../shared, else the committed calibration photos (always present)."""
+    return clive_photos(count) or _listing(CALIBRATION_IMAGES)[:count]
+
+
+@dataclass(frozen=True)
+class TinyNet:
+    conv_w: np.ndarray  # (4, 3, 3, 3)
+    conv_b: np.ndarray  # (4,)
+    fc_w: np.ndarray  # (1, 4)
+    fc_b: np.ndarray  # (1,)
+
+    @classmethod
+    def random(cls, seed: int = 0) -> TinyNet:
+        rng = np.random.default_rng(seed)
+        return cls(rng.normal(0, 0.4, (4, 3, 3, 3)).astype(np.float32), rng.normal(0, 0.1, 4).astype(np.float32),
+                   rng.normal(0, 1.0, (1, 4)).astype(np.float32), rng.normal(0, 0.1, 1).astype(np.float32))
+
+    # --- references -----------------------------------------------------------------------------
+    def forward_numpy(self, batch: np.ndarray) -> np.ndarray:
+        """Float64 forward pass: (N, 3, H, W) -> (N,)."""
+        x = np.pad(batch.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        n, _, h, w = x.shape
+        oh, ow = (h - 3) // 4 + 1, (w - 3) // 4 + 1
+        patches = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))[:, :, ::4, ::4][:, :, :oh, :ow]
+        conv = np.einsum("nchwij,kcij->nkhw", patches, self.conv_w.astype(np.float64))
+        conv += self.conv_b.astype(np.float64)[None, :, None, None]
+        pooled = np.maximum(conv, 0).mean(axis=(2, 3))
+        return (pooled @ self.fc_w.T.astype(np.float64) + self.fc_b.astype(np.float64))[:, 0]
+
+    def torch_module(self) -> Any:
+        import torch
+        from torch import nn
+
+        net = self
+
+        class Tiny(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, stride=4, padding=1)
+                self.fc = nn.Linear(4, 1)
+                with torch.no_grad():
+                    self.conv.weight.copy_(torch.from_numpy(net.conv_w))
+                    self.conv.bias.copy_(torch.from_numpy(net.conv_b))
+                    self.fc.weight.copy_(torch.from_numpy(net.fc_w))
+                    self.fc.bias.copy_(torch.from_numpy(net.fc_b))
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3))).flatten()
+
+        return Tiny().eval()
+
+    # --- the ONNX graph ---------------------------------------------------------------------------
+    def onnx_model(self, batch: int | str, size: tuple[int, int]) -> Any:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        nodes = [
+            helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["c"], strides=[4, 4], pads=[1, 1, 1, 1],
+                             kernel_shape=[3, 3]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["f"], axis=1),
+            helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["g"], transB=1),
+            helper.make_node("Reshape", ["g", "flat"], ["score"]),
+        ]
+        inits = [numpy_helper.from_array(self.conv_w, "conv_w"), numpy_helper.from_array(self.conv_b, "conv_b"),
+                 numpy_helper.from_array(self.fc_w, "fc_w"), numpy_helper.from_array(self.fc_b, "fc_b"),
+                 numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat")]
+        graph = helper.make_graph(
+            nodes, "tiny_iqa",
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, *size])],
+            [helper.make_tensor_value_info("score", TensorProto.FLOAT, [batch])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        onnx.checker.check_model(model)
+        return model
+
+
+def build_bundle(out_dir: Path, net: TinyNet, *, runtime: str = "onnxruntime", spec: PreprocessSpec = SPEC,
+                 fixed_batch: int | None = None, max_batch: int | None = None,
+                 transform: dict[str, float] = TRANSFORM) -> Path:
+    """Write ``net`` as a real bundle (ORT: model.onnx; OpenVINO: model.xml + model.bin)."""
+    import onnx
+
+    batch = fixed_batch if fixed_batch else "batch"
+    model = net.onnx_model(batch, spec.input_size)
+
+    def populate(staging: Path) -> dict[str, Any]:
+        if runtime == "openvino":
+            import openvino as ov
+
+            onnx.save(model, staging / "tmp.onnx")
+            ov.save_model(ov.convert_model(str(staging / "tmp.onnx")), str(staging / "model.xml"),
+                          compress_to_fp16=False)
+            (staging / "tmp.onnx").unlink()
+            model_file = "model.xml"
+        else:
+            onnx.save(model, staging / "model.onnx")
+            model_file = "model.onnx"
+        io: dict[str, Any] = {"inputs": [{"name": "image", "shape": [fixed_batch or -1, 3, *spec.input_size],
+                                          "dtype": "float32"}], "output": "score"}
+        if max_batch is not None:
+            io["max_batch"] = max_batch
+        return {"edge_iqa_version": "0.1.0", "runtime": runtime, "precision": "fp32", "model_file": model_file,
+                "io": io, "preprocess": spec.to_dict(), "output_transform": dict(transform),
+                "model": {"name": "tiny_test_net", "family": "test", "inputs": ["image"]},
+                "target": {"name": f"test-{runtime}"}}
+
+    return write_bundle(out_dir, populate)
+
+
+def edit_manifest(bundle_dir: Path, **changes: Any) -> None:
+    """Rewrite manifest.json with some top-level keys changed (checksums left as they are)."""
+    path = bundle_dir / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
