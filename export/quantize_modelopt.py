@@ -1,0 +1,72 @@
+"""INT8 for TensorRT with NVIDIA Model Optimizer's ONNX PTQ: explicit, symmetric int8 Q/DQ.
+
+Calibration runs through ONNX Runtime on the CPU (``calibration_eps=["cpu"]``), so a Jetson
+bundle is made on a machine without a GPU. The rest of the graph stays FP32 in the file; the
+engine build's ``--fp16`` flag runs the unquantized layers (head, stem, softmax) in FP16 on the
+device. The Q/DQ graph's drift is measured on the CPU with ONNX Runtime as the best available proxy
+and recorded as such in the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edge_iqa.errors import BackendUnavailableError, ExportError
+
+# modelopt names: 'max' is min-max for symmetric int8; 'entropy' is KL. Percentile is not offered.
+METHODS = {"minmax": "max", "entropy": "entropy"}
+
+
+def quantize_int8_qdq(
+    fp32_onnx: Path,
+    out_onnx: Path,
+    calibration: dict[str, np.ndarray],
+    *,
+    method: str = "entropy",
+    nodes_to_exclude: list[str] | None = None,
+) -> dict[str, Any]:
+    """Insert calibrated int8 Q/DQ into ``fp32_onnx``; write ``out_onnx``; return the record."""
+    if method not in METHODS:
+        raise ExportError(f"TensorRT INT8 through modelopt calibrates with {sorted(METHODS)}, not {method!r}")
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"NVIDIA Model Optimizer is not importable ({exc}); install the TensorRT export extra: "
+            'pip install "edge-iqa[tensorrt-export]"'
+        ) from exc
+    logging.getLogger("modelopt").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()):  # modelopt prints progress bars per tensor
+        quantize(
+            str(fp32_onnx),
+            quantize_mode="int8",
+            calibration_data=calibration,
+            calibration_method=METHODS[method],
+            calibration_eps=["cpu"],
+            high_precision_dtype="fp32",
+            nodes_to_exclude=nodes_to_exclude or None,
+            output_path=str(out_onnx),
+            log_level="WARNING",
+        )
+    if not out_onnx.is_file():
+        raise ExportError("modelopt did not write a quantized model; see its log above")
+    graph = onnx.load(str(out_onnx), load_external_data=False)
+    pairs = sum(node.op_type == "QuantizeLinear" for node in graph.graph.node)
+    if pairs == 0:
+        raise ExportError("modelopt inserted no Q/DQ nodes: nothing would run in INT8 on TensorRT")
+    return {
+        "tool": "nvidia-modelopt (modelopt.onnx.quantization)",
+        "format": "explicit Q/DQ, int8 symmetric (zero point 0)",
+        "method": method,
+        "calibration_eps": ["cpu"],
+        "quantize_linear_nodes": pairs,
+        "excluded_nodes": list(nodes_to_exclude or []),
+        "samples": int(next(iter(calibration.values())).shape[0]),
+    }
