@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edge_iqa.errors import CheckpointError
 from edge_iqa.models import create_model, get_model_info
 from edge_iqa.models.layers import attention as attention_module
 from edge_iqa.models.layers.attention import MultiHeadAttention, attention_form
@@ -189,6 +190,21 @@ def test_pyiqa_checkpoint_format_loads(golden_model: TOPIQNR, tmp_path: Path) ->
     x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model(x), golden_model(x))
+
+
+def test_backbone_weights_initialise_the_resnet(tmp_path: Path) -> None:
+    """backbone_weights=PATH takes an ImageNet ResNet-50 file (timm/torchvision names, fc ignored)."""
+    import timm
+
+    source = timm.create_model("resnet50", pretrained=False)
+    path = tmp_path / "resnet50_imagenet.pth"
+    torch.save(source.state_dict(), path)
+    model = create_model("topiq_nr", backbone_weights=path)
+    own = model.semantic_model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in source.state_dict().items() if not k.startswith("fc."))
+    torch.save({"conv1.weight": source.conv1.weight.detach()}, path)
+    with pytest.raises(CheckpointError, match="not an ImageNet ResNet-50"):
+        create_model("topiq_nr", backbone_weights=path)
 
 
 def test_training_keeps_backbone_batchnorm_frozen() -> None:

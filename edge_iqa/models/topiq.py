@@ -311,7 +311,7 @@ class TOPIQNR(nn.Module):
         sizes = self.feature_sizes(height, width)
         target = sizes[-1]
         levels = [FrozenLevel(size, target, POS_GRID) for size in sizes]
-        self.frozen_levels = nn.ModuleList(levels).to(self.h_emb.device)
+        self.frozen_levels = nn.ModuleList(levels).to(device=self.h_emb.device, dtype=self.h_emb.dtype)
         self.frozen_size = (int(height), int(width))
         return self
 
