@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from pathlib import Path
 
@@ -100,6 +101,15 @@ def test_golden_intermediates(golden_model: LoDa, golden_input: torch.Tensor) ->
             for got, want in ((t.mean(), ref["mean"]), (t.std(), ref["std"]), (t.abs().max(), ref["absmax"])):
                 assert abs(got.item() - want) <= 1e-4 * rms, name
             np.testing.assert_allclose(t.flatten()[:4].numpy(), ref["first4"], atol=1e-4 * rms, rtol=0)
+
+
+def test_float64_matches_reference_float64(golden_model: LoDa, golden_input: torch.Tensor) -> None:
+    """In float64 the rounding noise vanishes: a structural difference of any size would show (README §4)."""
+    model64 = copy.deepcopy(golden_model).double()
+    expected = np.asarray(CASE["nondeterminism"]["variants"]["fp64_t1"]["values"])
+    with torch.no_grad():
+        y = model64(golden_input.double()).numpy().reshape(-1)
+    np.testing.assert_allclose(y, expected, atol=1e-9, rtol=0)
 
 
 def test_fixture_detects_head_perturbation(golden_model: LoDa, golden_input: torch.Tensor) -> None:
