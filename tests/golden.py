@@ -35,7 +35,8 @@ def reference_entries(model: str) -> list[tuple[str, tuple[int, ...], str]]:
 def deterministic_state_dict(model: str) -> dict[str, torch.Tensor]:
     """The reference state_dict filled by the deterministic rule, as torch tensors."""
     arrays = _weights_module().deterministic_state_dict(reference_entries(model))
-    return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
+    # np.array (not ascontiguousarray) keeps 0-d entries such as num_batches_tracked 0-d.
+    return {name: torch.from_numpy(np.array(value, order="C")) for name, value in arrays.items()}
 
 
 def golden(model: str) -> dict[str, Any]:
