@@ -31,7 +31,8 @@ from torch import nn
 
 from edge_iqa.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from edge_iqa.errors import CheckpointError
-from edge_iqa.models.layers.attention import MultiHeadAttention, scaled_dot_product
+from edge_iqa.models.layers import attention as shared_attention
+from edge_iqa.models.layers.attention import MultiHeadAttention
 from edge_iqa.models.registry import register_model
 
 SWIN_VARIANT = "swin_tiny_patch4_window7_224"
@@ -59,15 +60,20 @@ class SharedWindowAttention(WindowAttention):
         q, k, v = qkv.unbind(0)  # (B*nW, heads, N, head_dim)
         bias = self._get_rel_pos_bias()  # (1, heads, N, N)
         if mask is None:
-            out = scaled_dot_product(q, k, v, bias=bias, scale=self.scale)
+            out = shared_attention.scaled_dot_product(q, k, v, bias=bias, scale=self.scale)
         else:
             num_windows, head_dim = mask.shape[0], q.shape[-1]
             folded = num_windows * self.num_heads
             bias = (bias + mask.unsqueeze(1)).reshape(1, folded, tokens, tokens)
             q, k, v = (t.reshape(-1, folded, tokens, head_dim) for t in (q, k, v))
-            out = scaled_dot_product(q, k, v, bias=bias, scale=self.scale)
+            out = shared_attention.scaled_dot_product(q, k, v, bias=bias, scale=self.scale)
             out = out.reshape(windows_x_batch, self.num_heads, tokens, head_dim)
-        out = out.transpose(1, 2).reshape(windows_x_batch, tokens, -1)
+        # An explicit copy before merging the heads: eager CPU SDPA with a bias returns a
+        # (B, N, heads, D)-strided tensor, so a reshape is traced as a view, which then fails on
+        # the standard layout of torch.export's decomposed SDPA. (contiguous() is a no-op in eager
+        # and would not be traced.)
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format)
+        out = out.reshape(windows_x_batch, tokens, -1)
         return self.proj_drop(self.proj(out))
 
 
