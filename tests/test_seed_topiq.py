@@ -177,10 +177,7 @@ def test_matmul_softmax_form_matches_golden(golden_model: TOPIQNR) -> None:
 # --- checkpoints, training mode ---------------------------------------------------------------------
 def test_pyiqa_checkpoint_format_loads(golden_model: TOPIQNR, tmp_path: Path) -> None:
     """pyiqa's cfanet_nr_*.pth layout: {'params': state_dict} saved from DataParallel ('module.')."""
-    # reference shapes: the harness returns 0-d entries (num_batches_tracked) as (1,), and the
-    # strict loader rightly refuses a shape that is not the model's
-    shapes = {name: shape for name, shape, _ in golden.reference_entries("topiq_nr")}
-    state = {k: v.reshape(shapes[k]) for k, v in golden.deterministic_state_dict("topiq_nr").items()}
+    state = golden.deterministic_state_dict("topiq_nr")
     path = tmp_path / "cfanet_nr_deterministic.pth"
     torch.save({"params": {f"module.{k}": v for k, v in state.items()}}, path)
     model = create_model("topiq_nr", checkpoint=path)
