@@ -1,0 +1,121 @@
+"""Checkpoints: safetensors + JSON round trip, fp16, foreign .pth layouts, and refusal of pickles
+that carry code (proved with a payload that would create a file if it ran)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from edge_iqa.errors import CheckpointError
+from edge_iqa.models import create_model
+from edge_iqa.models.checkpoint import load_state_dict_file, read_config, save_checkpoint
+from edge_iqa.models.edge_hybrid import EDGE_HYBRID_PREPROCESS
+from edge_iqa.predict import TorchScorer
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = create_model("edge_hybrid_n")
+    with torch.no_grad():  # make BN statistics non-trivial so a lost buffer would show
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    return torch.randn(2, 3, 128, 160, generator=torch.Generator().manual_seed(1))
+
+
+def test_safetensors_round_trip_gives_identical_outputs(tmp_path: Path, model: torch.nn.Module,
+                                                        batch: torch.Tensor) -> None:
+    path = save_checkpoint(model, tmp_path / "m", model_name="edge_hybrid_n", preprocess=EDGE_HYBRID_PREPROCESS,
+                           output_transform={"scale": 89.0, "offset": 3.4}, metadata={"epochs": 3})
+    assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
+    config = read_config(path)
+    assert config["model"] == "edge_hybrid_n" and config["output_transform"] == {"scale": 89.0, "offset": 3.4}
+    assert config["metadata"] == {"epochs": 3}
+    loaded = create_model("edge_hybrid_n", checkpoint=path)
+    with torch.no_grad():
+        assert torch.equal(model(batch), loaded(batch))
+    scorer = TorchScorer.from_checkpoint(path)
+    assert (scorer.scale, scorer.offset) == (89.0, 3.4)
+    assert scorer.spec == EDGE_HYBRID_PREPROCESS
+
+
+def test_fp16_checkpoint_is_half_size_and_close(tmp_path: Path, model: torch.nn.Module, batch: torch.Tensor) -> None:
+    full = save_checkpoint(model, tmp_path / "f32", model_name="edge_hybrid_n", preprocess=EDGE_HYBRID_PREPROCESS)
+    half = save_checkpoint(model, tmp_path / "f16", model_name="edge_hybrid_n", preprocess=EDGE_HYBRID_PREPROCESS,
+                           dtype=torch.float16)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    assert all(t.dtype == torch.float16 for t in load_state_dict_file(half).values() if t.is_floating_point())
+    loaded = create_model("edge_hybrid_n", checkpoint=half)
+    assert next(loaded.parameters()).dtype == torch.float32  # cast back on load
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model(batch), atol=5e-3, rtol=5e-3)
+
+
+def test_pth_with_params_wrapper_and_module_prefix(tmp_path: Path, model: torch.nn.Module,
+                                                   batch: torch.Tensor) -> None:
+    wrapped = {"params": {f"module.{k}": v for k, v in model.state_dict().items()}}
+    path = tmp_path / "pyiqa_style.pth"
+    torch.save(wrapped, path)
+    loaded = create_model("edge_hybrid_n", checkpoint=path)
+    with torch.no_grad():
+        assert torch.equal(model(batch), loaded(batch))
+
+
+def test_checkpoint_of_another_model_is_refused_readably(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(CheckpointError, match=r"missing .*1 unexpected \[fc.weight\]"):
+        create_model("edge_hybrid_n", checkpoint=path)
+
+
+class _Payload:
+    """Unpickling this calls ``open(marker, 'w')``: a file appears iff the pickle's code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_carrying_code_is_refused_and_not_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"params": {"w": _Payload(marker)}}, fh, protocol=2)
+    # Control: a plain unpickle *would* run the payload.
+    control = tmp_path / "control.txt"
+    with open(tmp_path / "control.pth", "wb") as fh:
+        pickle.dump(_Payload(control), fh, protocol=2)
+    with open(tmp_path / "control.pth", "rb") as fh:
+        pickle.load(fh).close()  # noqa: S301 - the point of the control
+    assert control.exists()
+
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_state_dict_file(path)
+    with pytest.raises(CheckpointError):
+        create_model("edge_hybrid_n", checkpoint=path)
+    assert not marker.exists()
+
+
+def test_truncated_and_missing_files(tmp_path: Path, model: torch.nn.Module) -> None:
+    path = save_checkpoint(model, tmp_path / "m", model_name="edge_hybrid_n", preprocess=EDGE_HYBRID_PREPROCESS)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_state_dict_file(path)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_state_dict_file(tmp_path / "nope.safetensors")
+    path.with_suffix(".json").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        read_config(path)
