@@ -195,6 +195,22 @@ def test_reference_checkpoint_format_round_trips(
     assert all(torch.equal(restored[k], expected[k]) for k in expected)
 
 
+def test_imagenet_backbones_load_from_timm_checkpoints(tmp_path: Path) -> None:
+    """timm's own vit_base_patch16_224 / resnet50 state dicts (classifier heads included) load as is."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    vit = timm.create_model("vit_base_patch16_224", pretrained=False).state_dict()
+    cnn = timm.create_model("resnet50", pretrained=False).state_dict()
+    save_file({k: v.contiguous() for k, v in vit.items()}, str(tmp_path / "vit.safetensors"))
+    torch.save(cnn, tmp_path / "resnet50.pth")
+    model = LoDa(vit_weights=tmp_path / "vit.safetensors", cnn_weights=tmp_path / "resnet50.pth")
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in vit.items() if not k.startswith("head."))
+    assert all(torch.equal(own[f"feature_model.{k}"], v) for k, v in cnn.items() if not k.startswith("fc."))
+    assert not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("learner."))
+
+
 def test_crops_of_a_real_photo(golden_model: LoDa) -> None:
     """The registered 15-crop protocol on a CLIVE photo: native pixels, crops where the grid says."""
     labels = SHARED / "datasets" / "clive" / "labels.csv"
