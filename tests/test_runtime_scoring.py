@@ -12,7 +12,7 @@ from PIL import Image
 
 from edge_iqa.data.imageio import load_image
 from edge_iqa.errors import ArrayInputError, ImageDecodeError, ImageTooSmallError
-from edge_iqa.runtime import Scorer, load
+from edge_iqa.runtime import DEFAULT_MAX_BATCH, Scorer, load
 from tests.helpers_runtime import GRID_SPEC, SPEC, TRANSFORM, TinyNet, any_photos, build_bundle, clive_photos
 
 NET = TinyNet.random(seed=3)
@@ -28,6 +28,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "fixed4": build_bundle(root / "fixed4", NET, fixed_batch=4),
         "grid": build_bundle(root / "grid", NET, spec=GRID_SPEC, max_batch=4),
         "grid_ov": build_bundle(root / "grid_ov", NET, spec=GRID_SPEC, max_batch=4, runtime="openvino"),
+        "target5": build_bundle(root / "target5", NET, target={"max_batch": 5, "threads": 1}),
     }
 
 
@@ -163,3 +164,13 @@ def test_manifest_and_spec_properties(bundles):
     manifest["output_transform"]["scale"] = 0.0  # a copy: the scorer is unaffected
     assert scorer.manifest["output_transform"]["scale"] == TRANSFORM["scale"]
     assert scorer.info["model"] == "tiny_test_net" and "tiny_test_net" in repr(scorer)
+
+
+def test_target_profile_batch_and_threads_are_the_defaults(bundles, photos, monkeypatch):
+    scorer = load(bundles["target5"])  # no io.max_batch: the target profile's max_batch applies
+    assert scorer.max_batch == 5 and scorer.backend.describe()["threads"] == 1
+    shapes = spy_on_batches(scorer, monkeypatch)
+    scorer.score(photos[:7])
+    assert [s[0] for s in shapes] == [5, 2]
+    assert load(bundles["target5"], threads=2).backend.describe()["threads"] == 2
+    assert load(bundles["onnxruntime"]).max_batch == DEFAULT_MAX_BATCH

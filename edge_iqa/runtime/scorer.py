@@ -160,6 +160,12 @@ class Scorer:
         self.close()
 
 
+def _target(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The target profile recorded in the manifest (informational; {} when absent)."""
+    target = manifest.get("target")
+    return target if isinstance(target, Mapping) else {}
+
+
 def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
           ) -> tuple[PreprocessSpec, int | None, int, float, float]:
     """Check the manifest's preprocessing, input shape, batch and output transform (BundleError)."""
@@ -173,7 +179,7 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
         raise BundleError(f"the network's input is {shape[2]}x{shape[3]} but the preprocessing produces "
                           f"{spec.input_size[0]}x{spec.input_size[1]}; the bundle is inconsistent, re-export it")
     fixed = shape[0] if shape[0] > 0 else None
-    declared = manifest["io"].get("max_batch") or (manifest.get("target") or {}).get("max_batch")
+    declared = manifest["io"].get("max_batch") or _target(manifest).get("max_batch")
     if declared is not None and (not isinstance(declared, int) or declared < 1):
         raise BundleError(f"the bundle's max_batch {declared!r} is not a positive integer; re-export it")
     limits = [fixed, declared, getattr(backend, "max_batch", None)]
@@ -199,7 +205,8 @@ def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
 
     Args:
         bundle_dir: the folder ``edge-iqa export`` wrote.
-        threads: intra-op threads for the backend (None: the library's default, all cores).
+        threads: intra-op threads for the backend. None: the bundle's target profile ``threads``
+            when it is positive, else the library's default (every physical core).
         backend_options: backend-specific settings (see the backend modules' docstrings).
 
     Raises:
@@ -213,6 +220,9 @@ def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
     check_runtime(manifest["runtime"])
     verify_files(bundle_dir, manifest)
     _plan(manifest)  # refuse an inconsistent manifest before paying for the backend
+    if threads is None:
+        target_threads = _target(manifest).get("threads")
+        threads = target_threads if isinstance(target_threads, int) and target_threads > 0 else None
     backend = load_backend(manifest["runtime"], bundle_dir, manifest, threads=threads,
                            options=backend_options or {})
     return Scorer(backend, manifest, bundle_dir)
