@@ -15,7 +15,7 @@ def train_command(
     model: str = typer.Option("edge_hybrid_n", help="Registered model name (see `edge-iqa models`)."),
     image_root: Path = typer.Option(None, help="Folder the image paths are relative to (default: the CSV's)."),
     recipe: str = typer.Option("auto", help="auto | stem-cache (frozen cached stem, CPU-friendly) | full."),
-    epochs: int = typer.Option(10, min=1),
+    epochs: int = typer.Option(8, min=1),
     batch_size: int = typer.Option(16, min=2),
     lr: float = typer.Option(5e-4, help="Peak learning rate of the head (AdamW, warm-up + cosine)."),
     backbone_lr_mult: float = typer.Option(0.2, help="Backbone learning rate = lr x this."),

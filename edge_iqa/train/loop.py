@@ -47,7 +47,7 @@ class TrainConfig:
     out: str = "runs/train"
     image_root: str | None = None
     recipe: str = "auto"  # auto | stem-cache | full
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 16
     lr: float = 5e-4  # head; the trainable backbone blocks get lr * backbone_lr_mult
     backbone_lr_mult: float = 0.2
