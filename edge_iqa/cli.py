@@ -37,6 +37,9 @@ def _register_verbs() -> None:
     from edge_iqa.scoring_cli import score_command
 
     app.command("score")(score_command)
+    from edge_iqa.synth_cli import synth_command
+
+    app.command("synth")(synth_command)
     from edge_iqa.train.cli import train_command
 
     app.command("train")(train_command)

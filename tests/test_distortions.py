@@ -78,7 +78,7 @@ def test_levels_are_ordered_by_severity_on_real_photos(name: str, photos: list[n
         for out in outputs:
             assert out.dtype == np.uint8 and out.shape == photo.shape
         quality = [metric(photo, out) for out in outputs]
-        assert all(a > b for a, b in zip(quality, quality[1:])), (
+        assert all(a > b for a, b in zip(quality, quality[1:], strict=False)), (
             f"{name} on {PHOTO_NAMES[index]}: {METRIC[name]} by level {np.round(quality, 4).tolist()} "
             "is not strictly decreasing"
         )
