@@ -43,6 +43,9 @@ def _register_verbs() -> None:
     from edge_iqa.train.cli import train_command
 
     app.command("train")(train_command)
+    from edge_iqa.bench.cli import bench_command
+
+    app.command("bench")(bench_command)
 
 
 _register_verbs()

@@ -1,0 +1,210 @@
+"""Regression check of a report against a committed baseline, and JUnit XML for CI.
+
+Checks, one per row x check (budgets from the suite's ``[budgets]``):
+
+========================  =====================================================================
+``status``                the row ran (fails when it errors and the baseline row did not)
+``delta_srocc``           |SROCC(row) - SROCC(PyTorch FP32)| <= budget on the same images
+``srocc``                 SROCC >= baseline SROCC - ``srocc_drop``
+``throughput``            batch-1 images/s >= baseline x (1 - ``throughput_drop``)   (same machine)
+``latency_p50``           batch-1 p50 <= baseline x (1 + ``latency_rise``)          (same machine)
+``sensitivity``           no distortion type's tau moved toward 0 by more than the budget
+========================  =====================================================================
+
+Speed is compared only when the machine fingerprint (hardware only, see
+:mod:`edge_iqa.bench.machine`) equals the baseline's; otherwise those checks are *skipped* with
+the reason. Speed figures are medians over the suite's repeats, so one noisy repeat does not fail
+a check; a budget is the noise a check tolerates on top of that.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edge_iqa.bench.suite import PYTORCH_EAGER, Budgets
+
+BASELINE_SCHEMA = "edge-iqa-bench-baseline"
+BASELINE_SCHEMA_VERSION = 1
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    row: str
+    check: str
+    status: str  # pass | fail | skip
+    message: str
+    value: float | None = None
+    limit: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.row}::{self.check}"
+
+
+def _get(record: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(record, dict) or key not in record:
+            return None
+        record = record[key]
+    return record
+
+
+def row_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a report row the baseline keeps."""
+    return {
+        "status": row["status"],
+        "error": row.get("error"),
+        "srocc": _get(row, "accuracy", "srocc"),
+        "delta_srocc": _get(row, "drift", "delta_srocc"),
+        "images_per_s_bs1": _get(row, "speed", "throughput", "1", "images_per_s"),
+        "images_per_s_bs1_repeats": _get(row, "speed", "throughput", "1", "images_per_s_repeats"),
+        "latency_p50_ms": _get(row, "speed", "latency_bs1", "p50_ms"),
+        "latency_p50_ms_repeats": _get(row, "speed", "latency_bs1", "p50_ms_repeats"),
+    }
+
+
+def baseline_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    machine = report["machine"]
+    return {
+        "schema": BASELINE_SCHEMA,
+        "schema_version": BASELINE_SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "suite": report["suite"]["name"],
+        "dataset": report["dataset"],
+        "machine": {k: machine.get(k) for k in ("fingerprint", "cpu", "logical_cores", "ram_gib", "gpus", "libraries")},
+        "rows": {row["id"]: row_summary(row) for row in report["rows"]},
+    }
+
+
+def read_baseline(path: str | Path) -> dict[str, Any]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("schema") != BASELINE_SCHEMA or int(data.get("schema_version", 0)) > BASELINE_SCHEMA_VERSION:
+        raise ValueError(f"{path}: not an edge-iqa bench baseline (schema {BASELINE_SCHEMA} <= v"
+                         f"{BASELINE_SCHEMA_VERSION}); refresh it with `edge-iqa bench --update-baseline`")
+    return data
+
+
+def write_baseline(report: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(baseline_from_report(report), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def check_report(report: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budgets) -> list[CheckResult]:
+    """Every (row, check) result; a report with any ``fail`` is a regression."""
+    baseline_rows = (baseline or {}).get("rows", {})
+    same_machine = baseline is not None and _get(baseline, "machine", "fingerprint") == report["machine"]["fingerprint"]
+    machine_note = ("no baseline" if baseline is None else
+                    f"machine {report['machine']['fingerprint']} differs from the baseline's "
+                    f"{_get(baseline, 'machine', 'fingerprint')}: speed not compared")
+    results: list[CheckResult] = []
+    for row in report["rows"]:
+        results.extend(_check_row(row, baseline_rows.get(row["id"]), budgets, same_machine, machine_note))
+    return results
+
+
+def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budgets, same_machine: bool,
+               machine_note: str) -> list[CheckResult]:
+    rid = row["id"]
+    if row["status"] != "ok":
+        if base is not None and base.get("status") != "ok":
+            status = CheckResult(rid, "status", SKIP, f"errors as in the baseline: {row.get('error')}")
+        else:
+            status = CheckResult(rid, "status", FAIL, f"row failed: {row.get('error')}")
+        skipped = [CheckResult(rid, c, SKIP, "row failed") for c in
+                   ("delta_srocc", "srocc", "throughput", "latency_p50", "sensitivity")]
+        return [status, *skipped]
+    out = [CheckResult(rid, "status", PASS, "ran")]
+    now = row_summary(row)
+
+    delta = now["delta_srocc"]
+    if rid == PYTORCH_EAGER:
+        out.append(CheckResult(rid, "delta_srocc", SKIP, "the reference itself"))
+    elif delta is None:
+        out.append(CheckResult(rid, "delta_srocc", SKIP, "no PyTorch FP32 reference scores"))
+    else:
+        ok = abs(delta) <= budgets.delta_srocc
+        out.append(CheckResult(rid, "delta_srocc", PASS if ok else FAIL,
+                               f"|delta SROCC| {abs(delta):.4f} {'<=' if ok else '>'} {budgets.delta_srocc}",
+                               abs(delta), budgets.delta_srocc))
+
+    base_srocc = (base or {}).get("srocc")
+    if now["srocc"] is None or base_srocc is None:
+        out.append(CheckResult(rid, "srocc", SKIP, "no baseline SROCC" if now["srocc"] is not None else "no SROCC"))
+    else:
+        floor = base_srocc - budgets.srocc_drop
+        ok = now["srocc"] >= floor
+        out.append(CheckResult(rid, "srocc", PASS if ok else FAIL,
+                               f"SROCC {now['srocc']:.4f} vs baseline {base_srocc:.4f} (floor {floor:.4f})",
+                               now["srocc"], floor))
+
+    out.append(_speed_check(rid, "throughput", now["images_per_s_bs1"], (base or {}).get("images_per_s_bs1"),
+                            budgets.throughput_drop, higher_is_better=True, same_machine=same_machine,
+                            machine_note=machine_note))
+    out.append(_speed_check(rid, "latency_p50", now["latency_p50_ms"], (base or {}).get("latency_p50_ms"),
+                            budgets.latency_rise, higher_is_better=False, same_machine=same_machine,
+                            machine_note=machine_note))
+
+    sens = row.get("sensitivity")
+    if not sens or "budget" not in sens:
+        out.append(CheckResult(rid, "sensitivity", SKIP, "no sensitivity comparison (skipped or no reference)"))
+    elif rid == PYTORCH_EAGER:
+        out.append(CheckResult(rid, "sensitivity", SKIP, "the reference itself"))
+    else:
+        flagged = sens["flagged"]
+        worst = sens["max_toward_zero"]
+        message = (f"tau moved toward 0 by more than {sens['budget']} on: {', '.join(flagged)}" if flagged
+                   else f"largest move of tau toward 0: {worst:.3f} <= {sens['budget']}")
+        out.append(CheckResult(rid, "sensitivity", FAIL if flagged else PASS, message, worst, sens["budget"]))
+    return out
+
+
+def _speed_check(rid: str, check: str, value: float | None, base: float | None, budget: float, *,
+                 higher_is_better: bool, same_machine: bool, machine_note: str) -> CheckResult:
+    if not same_machine:
+        return CheckResult(rid, check, SKIP, machine_note)
+    if value is None or base is None:
+        return CheckResult(rid, check, SKIP, "not in the baseline" if value is not None else "not measured")
+    limit = base * (1 - budget) if higher_is_better else base * (1 + budget)
+    ok = value >= limit if higher_is_better else value <= limit
+    change = (value / base - 1) * 100
+    unit = "images/s" if higher_is_better else "ms"
+    return CheckResult(rid, check, PASS if ok else FAIL,
+                       f"{value:.2f} {unit} vs baseline {base:.2f} ({change:+.1f}%, limit {limit:.2f})", value, limit)
+
+
+def failures(results: list[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if r.status == FAIL]
+
+
+def results_record(results: list[CheckResult]) -> dict[str, Any]:
+    return {"passed": not failures(results), "failures": len(failures(results)),
+            "skipped": sum(r.status == SKIP for r in results), "checks": [asdict(r) for r in results]}
+
+
+def write_junit(results: list[CheckResult], path: str | Path, suite_name: str = "edge-iqa-bench") -> Path:
+    """One ``<testcase>`` per row x check; ``<failure>`` / ``<skipped>`` carry the message."""
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(results)),
+                       failures=str(len(failures(results))), errors="0",
+                       skipped=str(sum(r.status == SKIP for r in results)))
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname=f"edge_iqa.bench.{result.row}", name=result.check)
+        if result.status == FAIL:
+            ET.SubElement(case, "failure", message=result.message, type="regression").text = result.message
+        elif result.status == SKIP:
+            ET.SubElement(case, "skipped", message=result.message)
+        else:
+            ET.SubElement(case, "system-out").text = result.message
+    root = ET.Element("testsuites", name=suite_name)
+    root.append(suite)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    return path
