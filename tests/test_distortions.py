@@ -113,3 +113,42 @@ def test_bad_arguments_raise_readable_errors(photos: list[np.ndarray]) -> None:
         distort(photos[0], "jpeg", 6)
     with pytest.raises(ArrayInputError):
         distort(photos[0].astype(np.float32), "jpeg", 1)
+
+
+def test_iter_distortions_yields_every_type_and_level_with_one_seed(photos: list[np.ndarray]) -> None:
+    from edge_iqa.data.distortions import iter_distortions
+
+    small = np.ascontiguousarray(photos[2][:64, :80])
+    produced = list(iter_distortions(small, types=["white_noise", "jpeg"], levels=(1, 5), seed=4))
+    assert [(n, lv) for n, lv, _ in produced] == [("white_noise", 1), ("white_noise", 5), ("jpeg", 1), ("jpeg", 5)]
+    for name, level, image in produced:
+        np.testing.assert_array_equal(image, distort(small, name, level, seed=4))
+    assert len(list(iter_distortions(small))) == 125
+
+
+@pytest.mark.slow
+def test_level_order_on_all_pristine_photos() -> None:
+    """The level-order check on every pristine photo (docs/distortions.md reports the counts).
+
+    Run: ``pytest -m slow tests/test_distortions.py -k all_pristine -s`` (about 5 min on one core).
+    A few pairs may tie or invert (greyscale photos for the chroma types, clipping for mean shift);
+    more than 2 % of the pairs of one type would mean the levels are badly spaced.
+    """
+    if not PRISTINE.is_dir():
+        pytest.skip(f"pristine photos not found at {PRISTINE}")
+    photos = []
+    for path in sorted(PRISTINE.iterdir()):
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((SIDE, SIDE), Image.Resampling.BOX)
+            photos.append(np.asarray(image))
+    counts = {}
+    for name in KADID_ORDER:
+        metric = psnr if METRIC[name] == "psnr" else ssim
+        bad = 0
+        for photo in photos:
+            quality = [metric(photo, distort(photo, name, level, seed=1)) for level in range(1, 6)]
+            bad += sum(a <= b for a, b in zip(quality, quality[1:], strict=False))
+        counts[name] = bad
+        print(f"{name:24s} {bad:3d}/{4 * len(photos)} level pairs out of order")
+    assert all(bad <= 0.02 * 4 * len(photos) for bad in counts.values()), counts

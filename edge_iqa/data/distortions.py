@@ -21,7 +21,7 @@ Design rules:
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -429,7 +429,7 @@ _SPECS: tuple[tuple[str, int, str, str, tuple[float, ...], str, DistortFn, bool]
      "Random flat colour squares.", color_block, True),
     ("high_sharpen", 24, "sharpness_contrast", "unsharp gain (sigma 3 px, on L*)", (1, 2, 3, 6, 12),
      "Over-sharpening with halos.", high_sharpen, False),
-    ("contrast_change", 25, "sharpness_contrast", "contrast factor about mean luma",
+    ("contrast_change", 25, "sharpness_contrast", "contrast factor (logit space, about mean luma)",
      (1.2, 0.75, 1.5, 0.5, 2.6), "Linear contrast change, alternating up/down with growing size.",
      contrast_change, False),
 )
@@ -468,3 +468,15 @@ def distort(image: np.ndarray, type_name: str, level: int, seed: int = 0) -> np.
     rng = np.random.default_rng(seed)
     out = kind.fn(x, kind.levels[level - 1], rng)
     return _to_uint8(out)
+
+
+def iter_distortions(image: np.ndarray, types: Iterable[str] | None = None, levels: Iterable[int] = LEVELS,
+                     seed: int = 0) -> Iterator[tuple[str, int, np.ndarray]]:
+    """Yield ``(type_name, level, distorted)`` for every type (default: all 25) and level.
+
+    The seed is the same for every level of a type, so its levels share their random draws (the
+    sensitivity suite then sees one noise field growing, not five unrelated ones).
+    """
+    for name in types if types is not None else list_distortions():
+        for level in levels:
+            yield name, level, distort(image, name, level, seed)
