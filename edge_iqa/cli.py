@@ -37,6 +37,10 @@ def _register_verbs() -> None:
     from edge_iqa.scoring_cli import score_command
 
     app.command("score")(score_command)
+    from edge_iqa.export.cli import export_command, targets_command
+
+    app.command("export")(export_command)
+    app.command("targets")(targets_command)
     from edge_iqa.synth_cli import synth_command
 
     app.command("synth")(synth_command)

@@ -11,13 +11,18 @@ path to their own TOML file instead of a name. ``inherits = "other"`` starts fro
 from __future__ import annotations
 
 import fnmatch
-import tomllib
+import sys
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from edge_iqa.errors import TargetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -30,7 +35,7 @@ TARGETS_PACKAGE = "edge_iqa.targets"
 _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
              "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp"}
-_PARITY_KEYS = {"images", "atol", "min_rank_agreement"}
+_PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,13 @@ class QuantizationSpec:
 
 @dataclass(frozen=True)
 class ParitySpec:
-    """The gate between PyTorch and the exported FP32 graph, on real calibration images."""
+    """The gate between PyTorch and the exported FP32 graph, on ``images`` held-out calibration
+    images; the FP16/INT8 accuracy budget is checked on ``accuracy_images`` of them."""
 
     images: int = 32
     atol: float = 1e-3
     min_rank_agreement: float = 0.999
+    accuracy_images: int = 128
 
 
 @dataclass(frozen=True)
@@ -232,11 +239,14 @@ def _parity(raw: Any, source: str) -> ParitySpec:
     raw = _check_type(source, "parity", raw, dict)
     unknown = sorted(set(raw) - _PARITY_KEYS)
     if unknown:
-        raise TargetError(f"{source}: unknown [parity] keys {', '.join(unknown)}; allowed: {', '.join(sorted(_PARITY_KEYS))}")
+        raise TargetError(f"{source}: unknown [parity] keys {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(_PARITY_KEYS))}")
     images = _check_type(source, "parity.images", raw.get("images", 32), int)
     atol = float(_check_type(source, "parity.atol", raw.get("atol", 1e-3), (int, float)))
     agreement = float(_check_type(source, "parity.min_rank_agreement", raw.get("min_rank_agreement", 0.999),
                                   (int, float)))
-    if images < 2 or atol <= 0 or not 0 <= agreement <= 1:
-        raise TargetError(f"{source}: [parity] needs images >= 2, atol > 0 and min_rank_agreement in [0, 1]")
-    return ParitySpec(images=images, atol=atol, min_rank_agreement=agreement)
+    accuracy_images = _check_type(source, "parity.accuracy_images", raw.get("accuracy_images", 128), int)
+    if images < 2 or accuracy_images < 2 or atol <= 0 or not 0 <= agreement <= 1:
+        raise TargetError(f"{source}: [parity] needs images >= 2, accuracy_images >= 2, atol > 0 and "
+                          "min_rank_agreement in [0, 1]")
+    return ParitySpec(images=images, atol=atol, min_rank_agreement=agreement, accuracy_images=accuracy_images)

@@ -1,0 +1,46 @@
+"""``edge-iqa export`` and ``edge-iqa targets``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edge_iqa.errors import EdgeIQAError
+
+
+def export_command(
+    target: str = typer.Option("cpu", help="Target profile name (see `edge-iqa targets`) or path to a TOML profile."),
+    model: str = typer.Option("edge_hybrid_n", help="Registered model name (see `edge-iqa models`)."),
+    checkpoint: Path = typer.Option(None, help="Checkpoint (.safetensors + .json, or .pth); default: embedded."),
+    precision: str = typer.Option(None, help="fp32 | fp16 | int8 (default: the target's)."),
+    out: Path = typer.Option(..., help="Bundle folder to write (replaced atomically if it is a bundle)."),
+    random_weights: bool = typer.Option(False, help="Export an untrained model (pipeline testing only)."),
+    accuracy_gate: bool = typer.Option(True, help="Refuse fp16/int8 bundles outside the target's accuracy budget."),
+) -> None:
+    """Export, quantize and compile a model into a bundle for a deployment target."""
+    from edge_iqa.export.pipeline import export_bundle
+
+    try:
+        export_bundle(model, target, precision, checkpoint, out, random_weights=random_weights,
+                      accuracy_gate=accuracy_gate)
+    except EdgeIQAError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def targets_command() -> None:
+    """List the shipped target profiles."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge_iqa.export.targets import list_targets, load_target
+
+    table = Table("name", "runtime", "precision", "allowed", "attention", "opset", "budget", "calibration",
+                  "description")
+    for name in list_targets():
+        t = load_target(name)
+        q = t.quantization
+        table.add_row(t.name, t.runtime, t.precision, ",".join(t.precisions), t.attention_form, str(t.opset),
+                      f"{t.accuracy_budget:g}", f"{q.method} x{q.calibration_samples}", t.description)
+    Console().print(table)

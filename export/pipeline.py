@@ -1,0 +1,255 @@
+"""``export_bundle``: model -> ONNX -> parity gate -> runtime artifact at a precision -> bundle.
+
+    load model (checkpoint / embedded weights)      PreprocessSpec (+ target input-size override)
+      -> ONNX, opset 23, attention form of the target, fused-op count checked
+      -> parity gate: ONNX Runtime vs PyTorch on held-out calibration images   (ParityError)
+      -> backend build (quantize_ort / quantize_openvino): fp32 | fp16 | int8 (+ integer-kernel check)
+      -> accuracy: the artifact in its runtime vs PyTorch; fp32 must pass the parity gate again,
+         fp16/int8 must keep |delta SROCC| (vs CLIVE MOS) within the target's budget
+                                                                           (AccuracyBudgetError)
+      -> write_bundle (atomic): nothing is written unless every step passed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from torch import nn
+
+import edge_iqa
+from edge_iqa.data.preprocess import PreprocessSpec
+from edge_iqa.errors import AccuracyBudgetError, CheckpointError, ExportError, TargetError
+from edge_iqa.export import calibration
+from edge_iqa.export.attention_forms import op_counts
+from edge_iqa.export.onnx_export import export_onnx
+from edge_iqa.export.parity import compare, onnxruntime_runner, parity_gate, score_images, torch_runner
+from edge_iqa.export.targets import TargetProfile, load_target
+from edge_iqa.models import create_model, get_model_info
+from edge_iqa.models.checkpoint import packaged_weights_path, read_config
+from edge_iqa.runtime.bundle import SCHEMA_VERSION, sha256_file, write_bundle
+
+# One module per runtime; each exposes build(...) and runner(...). TensorRT plugs in here.
+BACKENDS = {"onnxruntime": "edge_iqa.export.quantize_ort", "openvino": "edge_iqa.export.quantize_openvino"}
+TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "edge-iqa")
+
+
+def backend_module(runtime: str) -> ModuleType:
+    if runtime not in BACKENDS:
+        raise TargetError(f"runtime {runtime!r} has no exporter in this edge-iqa yet; "
+                          f"available: {', '.join(BACKENDS)}")
+    return importlib.import_module(BACKENDS[runtime])
+
+
+def load_model_for_export(model_name: str, checkpoint: str | Path | None = None, random_weights: bool = False,
+                          ) -> tuple[nn.Module, PreprocessSpec, dict[str, float], dict[str, Any]]:
+    """(model, preprocessing, output transform, weights record) of a registered model."""
+    info = get_model_info(model_name)
+    if checkpoint is None and info.default_weights is not None and not random_weights:
+        try:
+            checkpoint = packaged_weights_path(info.default_weights)
+        except CheckpointError:
+            raise ExportError(f"{model_name}'s embedded weights ({info.default_weights}) are not installed; pass "
+                              "--checkpoint PATH, or --random-weights to export an untrained model for testing"
+                              ) from None
+    if checkpoint is None:
+        if not random_weights:
+            raise ExportError(f"{model_name} ships no trained weights; pass --checkpoint PATH "
+                              "(or --random-weights to export an untrained model for testing)")
+        try:  # ImageNet backbone + random head: realistic activations for calibration tests
+            model = create_model(model_name, backbone_weights="imagenet")
+        except (TypeError, CheckpointError):
+            model = create_model(model_name)
+        return model, info.preprocess, {"scale": 1.0, "offset": 0.0}, {"source": "random (untrained)"}
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    weights = {"source": checkpoint.name, "sha256": sha256_file(checkpoint)}
+    if checkpoint.suffix == ".safetensors" and checkpoint.with_suffix(".json").is_file():
+        config = read_config(checkpoint)
+        if config["model"] != model_name:
+            raise ExportError(f"{checkpoint} is a {config['model']} checkpoint, not {model_name}; pass --model "
+                              f"{config['model']}")
+        model = create_model(model_name, checkpoint=checkpoint, **config.get("model_kwargs", {}))
+        spec = PreprocessSpec.from_dict(config["preprocess"])
+        return model, spec, dict(config.get("output_transform") or {"scale": 1.0, "offset": 0.0}), weights
+    return create_model(model_name, checkpoint=checkpoint), info.preprocess, {"scale": 1.0, "offset": 0.0}, weights
+
+
+def tool_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["edge_iqa"] = edge_iqa.__version__
+    return versions
+
+
+@contextlib.contextmanager
+def _step(console: Console, what: str) -> Iterator[dict[str, str]]:
+    note = {"done": ""}
+    start = time.perf_counter()
+    with console.status(f"{what} ..."):
+        yield note
+    console.print(f"[green]✓[/green] {what} [dim]{time.perf_counter() - start:.1f}s[/dim] {note['done']}")
+
+
+def export_bundle(
+    model_name: str = "edge_hybrid_n",
+    target: str | Path | TargetProfile = "cpu",
+    precision: str | None = None,
+    checkpoint: str | Path | None = None,
+    out: str | Path = "bundle",
+    *,
+    model: nn.Module | None = None,
+    random_weights: bool = False,
+    accuracy_gate: bool = True,
+    quiet: bool = False,
+) -> Path:
+    """Export ``model_name`` for ``target`` at ``precision`` (the target's default when None) into
+    the bundle folder ``out``, atomically; returns ``out``.
+
+    ``model`` exports an in-memory network (its registry entry still gives the preprocessing).
+    ``accuracy_gate=False`` records a failed accuracy budget instead of refusing the bundle (for
+    untrained development weights). The FP32 parity gate always applies.
+    """
+    console = Console(quiet=quiet, stderr=True)
+    profile = target if isinstance(target, TargetProfile) else load_target(target)
+    precision = profile.resolve_precision(precision)
+    backend = backend_module(profile.runtime)
+    info = get_model_info(model_name)
+    if model is not None:
+        spec, transform, weights = info.preprocess, {"scale": 1.0, "offset": 0.0}, {"source": "in-memory model"}
+    else:
+        model, spec, transform, weights = load_model_for_export(model_name, checkpoint, random_weights)
+    model = model.eval()
+    if profile.input_size:
+        spec = spec.with_input_size(profile.input_size)
+    names = tuple(info.inputs)
+    quant = profile.quantization
+    split = calibration.split(quant.calibration_samples, quant.seed,
+                              max(profile.parity.images, profile.parity.accuracy_images))
+    console.print(f"[bold]edge-iqa export[/bold] {model_name} -> target [cyan]{profile.name}[/cyan] "
+                  f"({profile.runtime}, {precision}, attention {profile.attention_form}) -> {out}")
+
+    with tempfile.TemporaryDirectory(prefix="edge-iqa-export-") as tmp:
+        work = Path(tmp)
+        with _step(console, f"ONNX export (opset {profile.opset})") as note:
+            graph = export_onnx(model, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
+                                form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+            note["done"] = f"{graph.fused_attention_ops} fused attention op(s) for {graph.attention_calls} call(s)"
+        with _step(console, f"parity gate on {profile.parity.images} real images") as note:
+            stacks = calibration.preprocess_rows(split.evaluation, spec)
+            mos = np.array([row.mos for row in split.evaluation])
+            reference = score_images(torch_runner(model, names), stacks, names)
+            n = profile.parity.images
+            onnx_scores = score_images(onnxruntime_runner(graph.path, profile.threads), stacks[:n], names)
+            onnx_parity = parity_gate(onnx_scores, reference[:n], profile.parity, "the exported ONNX graph")
+            note["done"] = (f"max|diff| {onnx_parity['max_abs_diff']:.2e}, "
+                            f"rank agreement {_fmt(onnx_parity['rank_agreement'])}")
+
+        def feeds() -> Iterator[dict[str, np.ndarray]]:
+            return calibration.iter_calibration_feeds(split.calibration, spec, names)
+
+        def populate(staging: Path) -> dict[str, Any]:
+            with _step(console, f"{profile.runtime} {precision} build") as note:
+                built = backend.build(graph.path, staging, precision, profile, feeds, work)
+                kernels = built.get("integer_kernels")
+                note["done"] = f"{kernels['integer_kernel_count']} integer kernels" if kernels else ""
+            with _step(console, f"{precision} artifact vs PyTorch on {len(stacks)} images") as note:
+                accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile,
+                                              stacks, reference, mos, names, accuracy_gate)
+                note["done"] = (f"delta SROCC {_fmt(accuracy['delta_srocc'])}, max|diff| "
+                                f"{accuracy['max_abs_diff']:.2e}, rank agreement {_fmt(accuracy['rank_agreement'])}")
+            return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
+                             onnx_parity, accuracy, split, quant)
+
+        path = write_bundle(out, populate)
+    console.print(f"[bold green]bundle written[/bold green] {path}")
+    return path
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _artifact_accuracy(backend: ModuleType, model_path: Path, precision: str, profile: TargetProfile,
+                       stacks: list[np.ndarray], reference: np.ndarray, mos: np.ndarray,
+                       names: tuple[str, ...], enforce: bool) -> dict[str, Any]:
+    """The built artifact in its own runtime vs PyTorch: FP32 passes the parity gate; FP16/INT8
+    keep |delta SROCC| within the budget (on all held-out images)."""
+    run = backend.runner(model_path, precision, profile.threads)
+    scores = score_images(run, stacks, names)
+    record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(stacks),
+                              "budget": profile.accuracy_budget,
+                              "srocc_reference": _srocc(reference, mos), "srocc_artifact": _srocc(scores, mos)}
+    if precision == "fp32":
+        n = profile.parity.images
+        record["parity"] = parity_gate(scores[:n], reference[:n], profile.parity, f"the {profile.runtime} FP32 model")
+    delta = record["delta_srocc"]
+    record["within_budget"] = delta is not None and abs(delta) <= profile.accuracy_budget
+    if not record["within_budget"] and enforce and precision != "fp32":
+        raise AccuracyBudgetError(
+            f"{precision} on {profile.runtime}: |delta SROCC| = {_fmt(delta and abs(delta))} on {len(stacks)} held-out "
+            f"calibration images exceeds the target's budget {profile.accuracy_budget}; no bundle was written. "
+            "Try [quantization] method = 'percentile', more calibration_samples, more keep_fp layers, or fp16")
+    return record
+
+
+def _srocc(scores: np.ndarray, mos: np.ndarray) -> float | None:
+    from edge_iqa.metrics import srocc
+
+    value = srocc(scores, mos) if np.ptp(scores) > 0 else float("nan")
+    return None if np.isnan(value) else float(value)
+
+
+def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str, spec: PreprocessSpec,
+              transform: dict[str, float], weights: dict[str, Any], graph: Any, built: dict[str, Any],
+              onnx_parity: dict[str, Any], accuracy: dict[str, Any], split: calibration.CalibrationSplit,
+              quant: Any) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edge_iqa_version": edge_iqa.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runtime": profile.runtime,
+        "precision": precision,
+        "model_file": built["model_file"],
+        "io": graph.io_record(),
+        "preprocess": spec.to_dict(),
+        "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
+        "model": {"name": model_name, "family": info.family, "inputs": list(info.inputs),
+                  "description": info.description, "paper": info.paper, "output_range": list(info.output_range),
+                  "weights": weights},
+        "target": profile.to_dict(),
+        "runtime_options": built["runtime_options"],
+        "graph": {"opset": graph.opset, "attention_form": graph.attention_form,
+                  "attention_calls": graph.attention_calls, "fused_attention_ops": graph.fused_attention_ops,
+                  "onnx_op_counts": dict(op_counts(_load_onnx(graph.path)))},
+        "calibration": {"dataset": "edge_iqa.calibration_data (CLIVE development JPEGs)",
+                        "method": quant.method if precision == "int8" else None,
+                        "samples": len(split.calibration) if precision == "int8" else 0,
+                        "seed": quant.seed, "keep_fp_patterns": list(quant.keep_fp), **split.record()},
+        "quantization": built["quantization"],
+        "integer_kernels": built["integer_kernels"],
+        "parity": {"onnx_fp32_vs_torch": onnx_parity},
+        "accuracy": accuracy,
+        "tools": tool_versions(),
+    }
+
+
+def _load_onnx(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path))

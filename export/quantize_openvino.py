@@ -1,0 +1,144 @@
+"""OpenVINO artifacts: ONNX -> IR with ``openvino.convert_model`` + ``save_model`` (FP16 weight
+compression for fp16), INT8 with ``nncf.quantize`` calibrated on the shipped images, and the
+check that INT8 really runs integer kernels in the compiled CPU model."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edge_iqa.errors import ExportError
+from edge_iqa.export.attention_forms import op_counts
+from edge_iqa.export.graph_scopes import nodes_matching
+from edge_iqa.export.parity import Feeds, Runner
+from edge_iqa.export.targets import TargetProfile
+
+MODEL_FILE = "model.xml"
+WEIGHTS_FILE = "model.bin"
+DEVICE = "CPU"
+FeedFactory = Callable[[], Iterator[dict[str, Any]]]
+# Runtime precision of the floating-point parts: f32 keeps FP32 bundles exact on CPUs whose
+# default is bf16 (AMX); fp16 bundles ask for f16 (CPUs without it fall back to f32).
+INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
+COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "MatMul", "FullyConnected", "Deconvolution")
+INTEGER_PRECISIONS = ("I8", "U8")
+NNCF_RANGE = {"minmax": "MINMAX", "percentile": "MEAN_QUANTILE"}
+
+
+def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
+          work_dir: Path) -> dict[str, Any]:
+    """Write ``out_dir/model.xml`` + ``model.bin`` at ``precision``; returns manifest fragments."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_fp32))
+    record: dict[str, Any] = {"model_file": MODEL_FILE, "quantization": None, "integer_kernels": None,
+                              "runtime_options": runtime_options(precision, target)}
+    if precision == "int8":
+        model, record["quantization"] = quantize_int8(model, onnx_fp32, target, feeds)
+    elif precision == "fp16":
+        record["quantization"] = {"tool": "openvino.save_model", "compress_to_fp16": True}
+    ov.save_model(model, str(out_dir / MODEL_FILE), compress_to_fp16=precision == "fp16")
+    if precision == "int8":
+        record["integer_kernels"] = inspect_integer_kernels(out_dir / MODEL_FILE, precision)
+    return record
+
+
+def runtime_options(precision: str, target: TargetProfile) -> dict[str, Any]:
+    options: dict[str, Any] = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+    if target.threads:
+        options["INFERENCE_NUM_THREADS"] = target.threads
+    return options
+
+
+def compile_model(xml: Path, precision: str, threads: int = 0) -> Any:
+    import openvino as ov
+
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return ov.Core().compile_model(str(xml), DEVICE, config)
+
+
+def runner(xml: Path, precision: str, threads: int = 0) -> Runner:
+    compiled = compile_model(xml, precision, threads)
+    names = [port.get_any_name() for port in compiled.inputs]
+
+    def run(feeds: Feeds) -> np.ndarray:
+        return compiled({n: feeds[n] for n in names})[compiled.output(0)]
+
+    return run
+
+
+class _Reiterable:
+    """NNCF walks the calibration set more than once (statistics, bias correction)."""
+
+    def __init__(self, feeds: FeedFactory) -> None:
+        self._feeds = feeds
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._feeds()
+
+
+def _ignored_patterns(onnx_fp32: Path, keep_fp: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """ONNX node names to keep in floating point, and NNCF regexes for their OpenVINO ops (the
+    ONNX frontend names an op after its node, with suffixes such as ``/WithoutBiases``)."""
+    kept = nodes_matching(onnx.load(str(onnx_fp32)), keep_fp)
+    return kept, [f"^{re.escape(name)}(/.*)?$" for name in kept]
+
+
+def quantize_int8(model: Any, onnx_fp32: Path, target: TargetProfile, feeds: FeedFactory) -> tuple[Any, dict]:
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    spec = target.quantization
+    kept, patterns = _ignored_patterns(onnx_fp32, spec.keep_fp)
+    has_attention = _has_attention(onnx_fp32)
+    advanced = AdvancedQuantizationParameters(
+        activations_range_estimator_params=getattr(RangeEstimatorParametersSet, NNCF_RANGE[spec.method]))
+    nncf.set_log_level(logging.WARNING)  # its per-layer INFO lines would bury the export progress
+    try:
+        quantized = nncf.quantize(
+            model, nncf.Dataset(_Reiterable(feeds)), preset=nncf.QuantizationPreset.MIXED,
+            target_device=nncf.TargetDevice.CPU, subset_size=spec.calibration_samples,
+            model_type=nncf.ModelType.TRANSFORMER if has_attention else None,
+            ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None,
+            advanced_parameters=advanced)
+    except Exception as exc:
+        raise ExportError(f"NNCF INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
+    return quantized, {"tool": "nncf.quantize", "nncf_preset": "mixed", "target_device": "CPU",
+                       "model_type": "transformer" if has_attention else None, "method": spec.method,
+                       "range_estimator": NNCF_RANGE[spec.method], "subset_size": spec.calibration_samples,
+                       "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp)}
+
+
+def _has_attention(onnx_fp32: Path) -> bool:
+    counts = op_counts(onnx.load(str(onnx_fp32)))
+    return bool(counts["Attention"] or counts["Softmax"])
+
+
+def inspect_integer_kernels(xml: Path, precision: str = "int8") -> dict[str, Any]:
+    """Compile for CPU and read the runtime model: how many Convolution/MatMul/FullyConnected
+    layers execute with I8/U8 ``runtimePrecision``. Raises if none do."""
+    runtime_model = compile_model(xml, precision).get_runtime_model()
+    by_precision: Counter[str] = Counter()
+    for op in runtime_model.get_ops():
+        info = op.get_rt_info()
+        keys = set(info.keys())
+        layer = info["layerType"].astype(str) if "layerType" in keys else ""
+        if layer in COMPUTE_LAYERS:
+            by_precision[info["runtimePrecision"].astype(str).upper() if "runtimePrecision" in keys else "?"] += 1
+    integer = sum(by_precision[p] for p in INTEGER_PRECISIONS)
+    record = {"backend": f"openvino {DEVICE} runtime model", "compute_layers_by_runtime_precision":
+              dict(by_precision), "integer_kernel_count": integer}
+    if not integer:
+        raise ExportError("the INT8 OpenVINO model runs no integer kernels on CPU (no Convolution/MatMul with "
+                          "runtimePrecision I8/U8); quantization did not take effect")
+    return record
