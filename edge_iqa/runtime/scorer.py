@@ -90,6 +90,9 @@ class Scorer:
         """
         if isinstance(images, _SINGLE_SOURCES) or (isinstance(images, np.ndarray) and images.ndim != 4):
             images = [images]
+        elif isinstance(images, Mapping) or not isinstance(images, Iterable):
+            raise ArrayInputError(f"cannot score an object of type {type(images).__name__}; pass an image (file "
+                                  "path, encoded bytes, PIL image or HxWx3 uint8 array) or a list of images")
         return self._score_rows(self.preprocess(image) for image in images)
 
     def score_one(self, image: ImageSource) -> float:
@@ -112,6 +115,9 @@ class Scorer:
             raise ArrayInputError(f"score_tensor expects float32 preprocessed rows, got {batch.dtype}; "
                                   "use score() for uint8 images")
         rows = np.ascontiguousarray(batch, dtype=np.float32)
+        if not np.isfinite(rows).all():
+            raise ArrayInputError("score_tensor got NaN or infinite values (or floats beyond float32); "
+                                  "preprocess finite images with Scorer.preprocess() or use score()")
         return self._score_rows(rows[i : i + crops] for i in range(0, len(rows), crops))
 
     def _score_rows(self, per_image: Iterable[np.ndarray]) -> np.ndarray:
@@ -147,7 +153,12 @@ class Scorer:
         if out.size != len(batch):
             raise BundleError(f"the network returned shape {out.shape} for a batch of {len(batch)}; a bundle's "
                               "output must be one score per row (batch,), re-export it")
-        return out.reshape(-1)[:rows]
+        out = out.reshape(-1)[:rows]
+        if not np.isfinite(out).all():
+            # Finite inputs in, NaN/inf out: an overflowing (e.g. FP16) or broken network, never a score.
+            raise BundleError("the network returned a non-finite score for a valid image; the bundle is "
+                              "numerically broken (FP16 overflow?): re-export it at fp32 or report the model")
+        return out
 
     # --- lifetime -------------------------------------------------------------------------------------
     def close(self) -> None:
