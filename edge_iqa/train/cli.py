@@ -22,6 +22,7 @@ def train_command(
     weight_decay: float = typer.Option(0.05),
     warmup_epochs: float = typer.Option(1.0),
     crop: int = typer.Option(256, help="Training crop in px (a multiple of 8 for stem-cache)."),
+    freeze_through: int = typer.Option(13, help="stem-cache: backbone blocks 0..N stay at ImageNet weights (6..16)."),
     loss_l1: float = typer.Option(1.0, help="Weight of the L1 term."),
     loss_mse: float = typer.Option(0.0, help="Weight of the MSE term."),
     loss_plcc: float = typer.Option(1.0, help="Weight of the (1 - PLCC)/2 term."),
@@ -47,7 +48,7 @@ def train_command(
     config = TrainConfig(
         model=model, data=str(data), out=str(out), image_root=str(image_root) if image_root else None,
         recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
-        weight_decay=weight_decay, warmup_epochs=warmup_epochs, crop=crop,
+        weight_decay=weight_decay, warmup_epochs=warmup_epochs, crop=crop, freeze_through=freeze_through,
         loss={"l1": loss_l1, "mse": loss_mse, "plcc": loss_plcc, "rank": loss_rank},
         seed=seed, split_seed=split_seed, val_fraction=val_fraction, folds=folds, fold=fold, device=device,
         amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,

@@ -55,6 +55,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     crop: int = 256  # training crop (px, a multiple of 8 for the stem-cache recipe)
+    freeze_through: int = 13  # stem-cache: backbone blocks 0..N stay at ImageNet weights (6..16)
     loss: dict[str, float] = field(default_factory=lambda: IQALoss().to_dict())
     seed: int = 0
     split_seed: int = 0
@@ -156,9 +157,16 @@ class _StemCacheRecipe:
         self.model, self.spec, self.device = model, spec, device
         self.cells = config.crop // STRIDE
         stem = stem_of(model)
-        for param in stem.parameters():
+        first = len(stem)
+        if not first - 1 <= config.freeze_through < len(model.backbone) - 1:
+            raise DatasetError(f"--freeze-through must be between {first - 1} and {len(model.backbone) - 2}")
+        # Blocks first..freeze_through run on every batch but stay frozen (no grad, BN in eval).
+        self.frozen_blocks = model.backbone[first : config.freeze_through + 1]
+        self.first_trained = config.freeze_through + 1
+        frozen_params = [*stem.parameters(), *self.frozen_blocks.parameters()]
+        for param in frozen_params:
             param.requires_grad_(False)
-        self.frozen = {id(p) for p in stem.parameters()}
+        self.frozen = {id(p) for p in frozen_params}
         cache_dir = Path(config.cache_dir) if config.cache_dir else None
         advance = progress.task("caching stem features", len(labels))
         started = time.perf_counter()
@@ -170,6 +178,7 @@ class _StemCacheRecipe:
 
         self.model.train()
         stem_of(self.model).eval()  # frozen BN statistics stay ImageNet's
+        self.frozen_blocks.eval()
 
     def batches(self, indices: np.ndarray, targets: np.ndarray, batch_size: int,
                 rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -180,8 +189,18 @@ class _StemCacheRecipe:
                 break
             yield self.cache.random_crops(chunk, self.cells, rng), torch.from_numpy(targets[chunk])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_from_stem(x)
+    def forward(self, stem: torch.Tensor) -> torch.Tensor:
+        """``model.forward_from_stem`` with the frozen blocks run without autograd."""
+        from edge_iqa.models.edge_hybrid import MOBILENET_V2_TAPS
+
+        taps, x = [stem], stem
+        with torch.no_grad():
+            for offset, block in enumerate(self.frozen_blocks):
+                x = block(x)
+                if self.first_trained - len(self.frozen_blocks) + offset in MOBILENET_V2_TAPS:
+                    taps.append(x)
+        taps += self.model.pyramid(x, start=self.first_trained)
+        return self.model.head_forward(*taps)
 
     @torch.no_grad()
     def predict(self, indices: np.ndarray, batch_size: int) -> np.ndarray:
