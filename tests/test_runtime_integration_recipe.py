@@ -61,21 +61,30 @@ def resample_axis(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
     return np.moveaxis(np.stack(rows), 0, axis).astype(np.uint8)
 
 
+def grid_starts(span: int, count: int) -> list[int]:
+    """numpy.linspace(0, span, count).round(): i * (span / (count - 1)), the last exactly span."""
+    if count == 1:
+        return [0]
+    step = span / (count - 1)
+    return [round_half_even(i * step) for i in range(count - 1)] + [span]
+
+
 def recipe(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     h, w = image.shape[:2]
     new_h, new_w = resized_size(h, w, spec)
-    if new_w != w:
-        image = resample_axis(image, new_w, axis=1)  # horizontal pass first
-    if new_h != h:
-        image = resample_axis(image, new_h, axis=0)  # then vertical
+    if h - new_h > 0 and h - new_h > 2 * (w - new_w):  # Pillow >= 13: height shrinks much more: vertical first
+        image = resample_axis(resample_axis(image, new_h, axis=0), new_w, axis=1)
+    else:  # otherwise horizontal first; a pass whose length does not change is skipped
+        if new_w != w:
+            image = resample_axis(image, new_w, axis=1)
+        if new_h != h:
+            image = resample_axis(image, new_h, axis=0)
     ch, cw = spec.input_size
     if spec.crop == "center":
         corners = [((new_h - ch) // 2, (new_w - cw) // 2)]
     elif spec.crop == "grid":
         g_rows, g_cols = spec.grid
-        rows = [0 if g_rows == 1 else round_half_even(i * (new_h - ch) / (g_rows - 1)) for i in range(g_rows)]
-        cols = [0 if g_cols == 1 else round_half_even(j * (new_w - cw) / (g_cols - 1)) for j in range(g_cols)]
-        corners = [(r, c) for r in rows for c in cols]
+        corners = [(r, c) for r in grid_starts(new_h - ch, g_rows) for c in grid_starts(new_w - cw, g_cols)]
     else:
         corners = [(0, 0)]
     mean = np.asarray(spec.mean, dtype=np.float32)
@@ -92,6 +101,10 @@ SPECS = {
     "shorter_side_center": SPEC,
     "grid_2x3": GRID_SPEC,
     "exact": dataclasses.replace(SPEC, resize="exact", crop="none"),
+    "exact_widen_and_shorten": PreprocessSpec(input_size=(96, 640), resize="exact", crop="none"),
+    "exact_narrow_and_heighten": PreprocessSpec(input_size=(640, 96), resize="exact", crop="none"),
+    "exact_much_shorter": PreprocessSpec(input_size=(96, 400), resize="exact", crop="none"),
+    "exact_bit_shorter": PreprocessSpec(input_size=(300, 200), resize="exact", crop="none"),
     "upscale": PreprocessSpec(input_size=(224, 224), resize_to=600),
     "grid_no_normalize": dataclasses.replace(GRID_SPEC, normalize=False),
 }
