@@ -41,6 +41,8 @@ from edge_iqa.errors import BundleError
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
+#: A manifest is a few KiB; a bigger file is not read into memory.
+MAX_MANIFEST_BYTES = 16 << 20
 REQUIRED_KEYS = ("schema_version", "runtime", "precision", "model_file", "io", "preprocess",
                  "output_transform", "files")
 
@@ -73,9 +75,12 @@ def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{bundle_dir}: not a bundle folder (does not exist); run `edge-iqa export` first")
     if not path.is_file():
         raise BundleError(f"{bundle_dir}: has no {MANIFEST_NAME}; it is not a complete bundle, re-export it")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {path.stat().st_size:,} bytes, far larger than any manifest "
+                          f"(limit {MAX_MANIFEST_BYTES:,}); the bundle is corrupt, re-export it")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc}); the bundle is corrupt, re-export it") from exc
     if not isinstance(manifest, dict):
         raise BundleError(f"{path}: must hold a JSON object; re-export the bundle")
@@ -88,7 +93,8 @@ def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     if version > SCHEMA_VERSION:
         raise BundleError(f"{path}: schema version {version} comes from a newer edge-iqa (this one reads "
                           f"<= {SCHEMA_VERSION}); upgrade edge-iqa or export with this version")
-    if not isinstance(manifest["files"], dict) or manifest["model_file"] not in manifest["files"]:
+    if not isinstance(manifest["files"], dict) or not isinstance(manifest["model_file"], str) \
+            or manifest["model_file"] not in manifest["files"]:
         raise BundleError(f"{path}: the model file is not listed with a checksum; re-export the bundle")
     return manifest
 

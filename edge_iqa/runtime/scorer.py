@@ -29,6 +29,10 @@ from edge_iqa.runtime.bundle import read_manifest, verify_files
 #: Rows per backend call when the bundle does not say (``io.max_batch``) and the network's batch
 #: dimension is dynamic. Small on purpose: a camera has little memory and few cores.
 DEFAULT_MAX_BATCH = 8
+#: Largest per-call input buffer (max_batch x 3 x H x W float32) a bundle may ask for.
+MAX_BUFFER_BYTES = 2 << 30
+#: More intra-op threads than this is a mistake (and makes the backends fail to allocate).
+MAX_THREADS = 1024
 
 _SINGLE_SOURCES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
 
@@ -181,8 +185,10 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
           ) -> tuple[PreprocessSpec, int | None, int, float, float]:
     """Check the manifest's preprocessing, input shape, batch and output transform (BundleError)."""
     try:
+        if not isinstance(manifest["preprocess"], Mapping):
+            raise TypeError(f"expected a JSON object, got {type(manifest['preprocess']).__name__}")
         spec = PreprocessSpec.from_dict(manifest["preprocess"])
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise BundleError(f"the bundle's preprocessing spec is invalid ({exc}); re-export the bundle or "
                           "upgrade edge-iqa") from exc
     shape = input_record(manifest)["shape"]
@@ -191,10 +197,16 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
                           f"{spec.input_size[0]}x{spec.input_size[1]}; the bundle is inconsistent, re-export it")
     fixed = shape[0] if shape[0] > 0 else None
     declared = manifest["io"].get("max_batch") or _target(manifest).get("max_batch")
-    if declared is not None and (not isinstance(declared, int) or declared < 1):
+    if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool) or declared < 1):
         raise BundleError(f"the bundle's max_batch {declared!r} is not a positive integer; re-export it")
     limits = [fixed, declared, getattr(backend, "max_batch", None)]
     max_batch = fixed or min([d for d in limits if d] or [DEFAULT_MAX_BATCH])
+    buffer_bytes = max_batch * 3 * spec.input_size[0] * spec.input_size[1] * 4
+    if buffer_bytes > MAX_BUFFER_BYTES:
+        # A hostile or mistaken manifest must not make the runtime allocate terabytes.
+        raise BundleError(f"the bundle needs a {buffer_bytes / 2**30:.1f} GiB input buffer ({max_batch} rows of 3x"
+                          f"{spec.input_size[0]}x{spec.input_size[1]} float32), above the runtime's "
+                          f"{MAX_BUFFER_BYTES / 2**30:.0f} GiB limit; re-export with a smaller batch or input size")
     transform = manifest["output_transform"]
     try:
         scale, offset = float(transform.get("scale", 1.0)), float(transform.get("offset", 0.0))
@@ -224,8 +236,9 @@ def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
         BundleError: missing/modified/extra-path files, newer schema, unknown runtime, bad manifest.
         BackendUnavailableError: the runtime library the bundle needs is not installed.
     """
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS} or None, got {threads!r}")
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     check_runtime(manifest["runtime"])
@@ -233,6 +246,9 @@ def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
     _plan(manifest)  # refuse an inconsistent manifest before paying for the backend
     if threads is None:
         target_threads = _target(manifest).get("threads")
+        if isinstance(target_threads, int) and not isinstance(target_threads, bool) and target_threads > MAX_THREADS:
+            raise BundleError(f"the bundle's target asks for {target_threads} threads (at most {MAX_THREADS}); "
+                              "pass threads=N to load() or re-export with a sane target profile")
         threads = target_threads if isinstance(target_threads, int) and target_threads > 0 else None
     backend = load_backend(manifest["runtime"], bundle_dir, manifest, threads=threads,
                            options=backend_options or {})

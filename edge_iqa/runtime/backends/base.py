@@ -62,7 +62,8 @@ def input_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
     inputs = io.get("inputs") if isinstance(io, Mapping) else None
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], Mapping):
         raise BundleError("manifest io.inputs must list exactly one input (the preprocessed image); "
-                          "multi-input models are not served by the runtime wrapper")
+                          "multi-input models are not served by the runtime wrapper: score them in Python "
+                          "(edge_iqa.predict), or re-export the bundle if it should have one input")
     record = dict(inputs[0])
     shape = record.get("shape")
     if not isinstance(record.get("name"), str) or not isinstance(shape, list) or len(shape) != 4 \

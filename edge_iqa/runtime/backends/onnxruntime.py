@@ -32,6 +32,11 @@ _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
 }
 _OPTIONS = {"providers", "graph_optimization", "session_config", "inter_op_threads"}
+# What ORT raises for a network it cannot load or run. UnicodeDecodeError: ORT's message quotes the
+# corrupt bytes of the model (a damaged op or tensor name) and the binding fails to decode it.
+_ORT_ERRORS = (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NotImplemented,
+               ort_state.InvalidArgument, ort_state.RuntimeException, ort_state.NoSuchFile, ort_state.NoModel,
+               ort_state.EPFail, UnicodeDecodeError)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -44,7 +49,13 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        (scores,) = self.session.run([self.output], {self.input_name: batch})
+        try:
+            (scores,) = self.session.run([self.output], {self.input_name: batch})
+        except _ORT_ERRORS as exc:
+            # The scorer feeds exactly the shape and dtype the manifest declares, so a failure here
+            # means the network does not match its manifest (or is damaged in a checksummed way).
+            raise BundleError(f"onnxruntime failed to run the bundle's network on a valid {batch.shape} input "
+                              f"({_first_line(exc)}); the bundle is inconsistent: re-export it") from exc
         return np.asarray(scores)
 
     def describe(self) -> dict[str, Any]:
@@ -73,9 +84,10 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
     providers = list(options.get("providers", ["CPUExecutionProvider"]))
     try:
         session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
-    except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NotImplemented) as exc:
+    except _ORT_ERRORS as exc:
         # A network this ORT cannot run (newer opset, unknown op, corrupt protobuf) is a bundle problem.
-        raise BundleError(f"{model_path}: onnxruntime {ort.__version__} cannot load the network ({exc}); "
+        raise BundleError(f"{model_path}: onnxruntime {ort.__version__} cannot load the network "
+                          f"({_first_line(exc)}); "
                           "re-export the bundle for this onnxruntime version or upgrade onnxruntime") from exc
 
     inputs = session.get_inputs()
@@ -88,3 +100,7 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
         raise BundleError(f"{model_path}: the manifest's output {wanted!r} is not among the network's outputs "
                           f"{outputs}; re-export the bundle")
     return OnnxRuntimeBackend(session, declared["name"], wanted, threads)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
