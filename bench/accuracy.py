@@ -7,9 +7,11 @@ reported as ``None`` so the JSON stays valid.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from edge_iqa import metrics
 
@@ -28,7 +30,8 @@ def accuracy_record(scores: np.ndarray, mos: np.ndarray, *, n_resamples: int = 1
     if np.ptp(scores) == 0:
         return {"n": int(scores.size), "srocc": None, "plcc": None, "plcc_logistic": None, "krcc": None,
                 "rmse": metrics.rmse(scores, mos), "ci": {}, "note": "constant scores: correlations undefined"}
-    point = metrics.evaluate(scores, mos).to_dict()
+    with np.errstate(over="ignore"):  # the logistic fit's exp() overflows harmlessly on far-out scores
+        point = metrics.evaluate(scores, mos).to_dict()
     record: dict[str, Any] = {k: _clean(v) for k, v in point.items()}
     record["n"] = int(scores.size)
     record["ci"] = {name: list(metrics.bootstrap_ci(name, scores, mos, confidence=confidence,
@@ -40,5 +43,7 @@ def accuracy_record(scores: np.ndarray, mos: np.ndarray, *, n_resamples: int = 1
 
 def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray | None) -> dict[str, float | None]:
     """delta SROCC, rank agreement and max/mean |score difference| vs the PyTorch FP32 scores."""
-    result = metrics.drift(scores, reference, mos).to_dict()
+    with warnings.catch_warnings():  # a constant score list: NaN correlations, reported as None
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        result = metrics.drift(scores, reference, mos).to_dict()
     return {k: _clean(v) for k, v in result.items()}

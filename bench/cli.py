@@ -51,7 +51,7 @@ def bench_command(
     from rich.console import Console
 
     from edge_iqa.bench import regression
-    from edge_iqa.bench.report import table_rows, write_report
+    from edge_iqa.bench.report import markdown_table, write_report
     from edge_iqa.bench.runner import run_suite
     from edge_iqa.bench.suite import SuiteError, load_suite
 
@@ -83,14 +83,7 @@ def bench_command(
 
     out = out or Path("bench") / "reports" / suite.name
     files = write_report(report, out)
-    from rich.table import Table
-
-    from edge_iqa.bench.report import TABLE_COLUMNS
-
-    table = Table(*TABLE_COLUMNS)
-    for cells in table_rows(report):
-        table.add_row(*cells)
-    Console().print(table)
+    print(markdown_table(report))  # plain Markdown: readable in a terminal and in CI logs
     console.print(f"report: {', '.join(str(p) for p in files.values())}")
 
     if update_baseline:

@@ -86,6 +86,11 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --- Markdown -----------------------------------------------------------------------------------------
+def markdown_table(report: dict[str, Any]) -> str:
+    """The main table (target, precision, status, size, SROCC, ... speed-up) as Markdown."""
+    return _md_table(TABLE_COLUMNS, table_rows(report))
+
+
 def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -176,8 +181,9 @@ def to_markdown(report: dict[str, Any], images: dict[str, str] | None = None) ->
     regression = report.get("regression")
     if regression:
         verdict = "passed" if regression["passed"] else f"**{regression['failures']} regression(s)**"
-        lines += ["## Regression check", "", f"Against `{regression.get('baseline')}`: {verdict}, "
-                  f"{regression['skipped']} skipped.", ""]
+        against = f"Against `{regression['baseline']}`" if regression.get("baseline") else \
+            "No baseline (absolute checks only)"
+        lines += ["## Regression check", "", f"{against}: {verdict}, {regression['skipped']} skipped.", ""]
         lines += [f"- FAIL `{c['row']}::{c['check']}`: {c['message']}" for c in regression["checks"]
                   if c["status"] == "fail"]
         lines.append("")

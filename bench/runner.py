@@ -200,7 +200,7 @@ def finish_rows(rows: list[dict[str, Any]], evalset: EvalSet, items: list[sens.S
             continue
         scores = np.asarray(row.pop("_scores"))
         sens_scores = row.pop("_sensitivity_scores")
-        row["accuracy"] = accuracy_record(scores, evalset.mos)
+        row["accuracy"] = accuracy_record(scores, evalset.mos, n_resamples=suite.bootstrap_resamples)
         row["drift"] = drift_record(scores, ref_scores, evalset.mos) if ref_scores is not None else None
         if items:
             taus = sens.tau_by_type(items, sens_scores)

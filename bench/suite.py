@@ -93,6 +93,7 @@ class Suite:
     pytorch_compile: bool = True
     accuracy_gate: bool = False  # the bench measures accuracy itself; export refuses nothing
     row_timeout_s: int = 1800
+    bootstrap_resamples: int = 1000  # for the 95% CIs of SROCC/PLCC/KRCC/RMSE
     speed: SpeedSpec = field(default_factory=SpeedSpec)
     sensitivity: SensitivitySpec = field(default_factory=SensitivitySpec)
     budgets: Budgets = field(default_factory=Budgets)
@@ -144,7 +145,7 @@ def load_suite(path: str | Path | None = None) -> Suite:
 
 
 _TOP = {"name", "model", "checkpoint", "random_weights", "threads", "pytorch_eager", "pytorch_compile",
-        "accuracy_gate", "row_timeout_s", "rows", "dataset", "speed", "sensitivity", "budgets"}
+        "accuracy_gate", "row_timeout_s", "bootstrap_resamples", "rows", "dataset", "speed", "sensitivity", "budgets"}
 
 
 def _table(raw: dict[str, Any], key: str, cls: type, source: str, convert: dict[str, Any] | None = None) -> Any:
@@ -204,5 +205,6 @@ def parse_suite(raw: dict[str, Any], base_dir: Path, source: str = "<suite>") ->
         random_weights=bool(raw.get("random_weights", False)), threads=int(raw.get("threads", 2)),
         pytorch_eager=bool(raw.get("pytorch_eager", True)), pytorch_compile=bool(raw.get("pytorch_compile", True)),
         accuracy_gate=bool(raw.get("accuracy_gate", False)), row_timeout_s=int(raw.get("row_timeout_s", 1800)),
+        bootstrap_resamples=int(raw.get("bootstrap_resamples", 1000)),
         speed=speed, sensitivity=sensitivity, budgets=budgets, source=source,
     )

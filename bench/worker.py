@@ -25,7 +25,19 @@ CHUNK_IMAGES = 16  # images per score() call when scoring the evaluation set (bo
 
 
 def peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    """Peak resident memory of this process (MB).
+
+    ``VmHWM`` from ``/proc/self/status`` where it exists: ``getrusage(RUSAGE_SELF).ru_maxrss``
+    is inherited across fork + exec on Linux (the kernel folds the parent's high-water mark into
+    the child's at exec), so in a worker started by a parent holding torch it would report the
+    parent's peak, not this bundle's. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     scale = 1.0 / 1024 if sys.platform != "darwin" else 1.0 / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
