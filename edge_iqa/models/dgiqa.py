@@ -55,7 +55,7 @@ class SharedWindowAttention(WindowAttention):
     """
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        windows_x_batch, tokens, channels = x.shape
+        windows_x_batch, tokens, _ = x.shape
         qkv = self.qkv(x).reshape(windows_x_batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B*nW, heads, N, head_dim)
         bias = self._get_rel_pos_bias()  # (1, heads, N, N)
