@@ -1,7 +1,7 @@
 """A deliberately degraded bundle, to prove the regression check fails when it should.
 
 ``degrade_head`` copies an ONNX Runtime bundle and quantizes the weights of the network's last
-``layers`` Gemm/MatMul layers (the regression head) to three levels ``{-m, 0, +m}``, the way a
+``layers`` Gemm/MatMul/Conv layers (the regression head) to three levels ``{-m, 0, +m}``, the way a
 badly calibrated INT8 head would destroy them. Float weights and integer weights behind a
 ``DequantizeLinear`` (QDQ INT8 models) are both handled. The copy is a valid bundle (fresh
 checksums) whose manifest says ``"degraded"``, so nobody mistakes it for a real export.
@@ -22,7 +22,7 @@ import numpy as np
 from edge_iqa.errors import BundleError
 from edge_iqa.runtime.bundle import MANIFEST_NAME, read_manifest, write_bundle
 
-_LINEAR_OPS = ("Gemm", "MatMul")
+_LINEAR_OPS = ("Gemm", "MatMul", "Conv")  # weighted layers, walked back from the output
 
 
 def ternary(weights: np.ndarray) -> np.ndarray:
@@ -40,13 +40,13 @@ def head_weights(model: Any, layers: int) -> list[str]:
     initializers = {init.name for init in graph.initializer}
     found: list[str] = []
     frontier = [o.name for o in graph.output]
-    seen: set[str] = set()
+    seen: set[int] = set()  # node names may be empty: track the nodes themselves
     while frontier and len(found) < layers:
         name = frontier.pop(0)
         node = producers.get(name)
-        if node is None or node.name in seen:
+        if node is None or id(node) in seen:
             continue
-        seen.add(node.name)
+        seen.add(id(node))
         if node.op_type in _LINEAR_OPS:
             weight = _weight_initializer(node.input[1], producers, initializers)
             if weight is not None:
