@@ -1,0 +1,76 @@
+"""Target profiles: shipped files load, validation errors are clear, inheritance and user files work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_iqa.errors import TargetError
+from edge_iqa.export.targets import list_targets, load_target
+
+
+def test_shipped_targets_load() -> None:
+    assert {"cpu", "onnxruntime"} <= set(list_targets())
+    cpu, ort = load_target("cpu"), load_target("onnxruntime")
+    assert (cpu.runtime, cpu.attention_form, cpu.precision) == ("openvino", "onnx_attention", "int8")
+    assert (ort.runtime, ort.attention_form) == ("onnxruntime", "ort_mha")
+    for profile in (cpu, ort):
+        assert profile.opset >= 23 and set(profile.precisions) == {"fp32", "fp16", "int8"}
+        assert profile.quantization.keep_fp and profile.quantization.calibration_samples <= 256
+        assert profile.to_dict()["name"] == profile.name
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_user_file_inherits_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "mine.toml", 'inherits = "onnxruntime"\nname = "mine"\nprecision = "int8"\n'
+                 'input_size = [320, 320]\n[quantization]\nmethod = "entropy"\ncalibration_samples = 8\n')
+    mine = load_target(path)
+    base = load_target("onnxruntime")
+    assert (mine.name, mine.precision, mine.input_size) == ("mine", "int8", (320, 320))
+    # Tables merge key by key: keep_fp and seed come from the parent.
+    assert mine.quantization.method == "entropy" and mine.quantization.calibration_samples == 8
+    assert mine.quantization.keep_fp == base.quantization.keep_fp and mine.runtime == base.runtime
+    child = load_target(write(tmp_path, "child.toml", 'inherits = "mine.toml"\nname = "child"\nthreads = 2\n'))
+    assert (child.threads, child.input_size, child.quantization.method) == (2, (320, 320), "entropy")
+
+
+@pytest.mark.parametrize("body, message", [
+    ('name = "x"\nruntime = "tflite"\nprecision = "fp32"\nattention_form = "onnx_attention"', "runtime"),
+    ('inherits = "cpu"\nattention_form = "ort_mha"', "runs only in ONNX Runtime"),
+    ('inherits = "cpu"\nopset = 18', "opset >= 23"),
+    ('inherits = "cpu"\nprecision = "int4"', "precision"),
+    ('inherits = "cpu"\nprecisions = ["fp32"]', "not among precisions"),
+    ('inherits = "cpu"\n[quantization]\nmethod = "entropy"', "no entropy"),
+    ('inherits = "cpu"\nbatch = 4\nmax_batch = 2', "batch"),
+    ('inherits = "cpu"\nthreads = true', "threads"),
+    ('inherits = "cpu"\nfancy = 1', "unknown keys"),
+    ('inherits = "cpu"\ninput_size = [8]', "input_size"),
+    ('name = "x"\nruntime = "openvino"', "missing the required key"),
+    ('inherits = "nope"', "unknown target"),
+    ('inherits = "loop.toml"', "cycle"),
+    ('name = [', "not valid TOML"),
+])
+def test_invalid_profiles_raise_clear_errors(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, "loop.toml", body)
+    with pytest.raises(TargetError, match=message):
+        load_target(path)
+
+
+def test_unknown_name_and_missing_file() -> None:
+    with pytest.raises(TargetError, match="edge-iqa targets"):
+        load_target("no-such-target")
+    with pytest.raises(TargetError, match="does not exist"):
+        load_target("/no/such/profile.toml")
+
+
+def test_resolve_precision() -> None:
+    cpu = load_target("cpu")
+    assert cpu.resolve_precision(None) == "int8" and cpu.resolve_precision("fp16") == "fp16"
+    with pytest.raises(TargetError, match="does not offer"):
+        cpu.resolve_precision("int4")
