@@ -82,6 +82,9 @@ def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc}); the bundle is corrupt, re-export it") from exc
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc}); check the bundle's file "
+                          "permissions for this user") from exc
     if not isinstance(manifest, dict):
         raise BundleError(f"{path}: must hold a JSON object; re-export the bundle")
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
@@ -111,7 +114,12 @@ def verify_files(bundle_dir: str | os.PathLike, manifest: dict[str, Any]) -> Non
         if "size" in record and path.stat().st_size != record["size"]:
             raise BundleError(f"{bundle_dir}: {name} has {path.stat().st_size} bytes, the manifest says "
                               f"{record['size']}: truncated or replaced; re-export the bundle")
-        if sha256_file(path) != record["sha256"]:
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            raise BundleError(f"{bundle_dir}: {name} cannot be read ({exc.strerror or exc}); check the bundle's "
+                              "file permissions for this user") from exc
+        if digest != record["sha256"]:
             raise BundleError(f"{bundle_dir}: checksum mismatch for {name}: the file was modified or "
                               "corrupted; re-export the bundle")
 
@@ -129,11 +137,49 @@ def file_records(bundle_dir: Path) -> dict[str, dict[str, Any]]:
 @contextlib.contextmanager
 def _staging_dir(out_dir: Path) -> Iterator[Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    clean_stale(out_dir)
+    # The pid in the name lets a later export tell a dead process's leftovers from a live export's.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def clean_stale(out_dir: str | os.PathLike) -> list[Path]:
+    """Tidy what an export killed by a signal left beside ``out_dir``; returns what it touched.
+
+    A ``.NAME.partial-PID-*`` staging folder of a dead process is removed. A ``.NAME.old-PID``
+    folder is the previous bundle moved aside for the swap: if the process died between the two
+    renames (``out_dir`` is then missing), it is put back, intact; otherwise it is removed.
+    Leftovers of live processes, and of unknown owners, are left alone.
+    """
+    out_dir = Path(out_dir)
+    if os.name != "posix" or not out_dir.parent.is_dir():
+        return []
+    touched = []
+    for leftover in sorted(out_dir.parent.iterdir()):
+        kind, _, rest = leftover.name.removeprefix(f".{out_dir.name}.").partition("-")
+        pid = rest.split("-", 1)[0]
+        if not leftover.name.startswith(f".{out_dir.name}.") or kind not in ("partial", "old") or not pid.isdigit() \
+                or _pid_alive(int(pid)) or not leftover.is_dir() or leftover.is_symlink():
+            continue
+        if kind == "old" and not out_dir.exists() and (leftover / MANIFEST_NAME).is_file():
+            os.replace(leftover, out_dir)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+        touched.append(leftover)
+    return touched
 
 
 def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], dict[str, Any]]) -> Path:
@@ -143,8 +189,9 @@ def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], dict[str
     ``out_dir`` and returns the manifest without ``files``. The checksums are added, the manifest
     is written and re-verified, and only then is the staging folder renamed onto ``out_dir`` (an
     existing bundle there is replaced; it stays intact if anything fails before the rename). A
-    crash, a signal or an exception leaves at most a hidden ``.NAME.partial-*`` folder, never a
-    half-written bundle at ``out_dir``.
+    crash, a signal or an exception leaves at most a hidden ``.NAME.partial-PID-*`` folder, never a
+    half-written bundle at ``out_dir``; the next ``write_bundle`` to ``out_dir`` removes it (see
+    :func:`clean_stale`).
     """
     out_dir = Path(out_dir)
     try:
@@ -154,6 +201,8 @@ def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], dict[str
             manifest["files"] = file_records(staging)
             (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
             verify_files(staging, read_manifest(staging))
+            # mkdtemp makes the folder private (0700); a bundle is read by other users (a service).
+            os.chmod(staging, 0o755)
             _swap_into_place(staging, out_dir)
     except OSError as exc:
         raise BundleError(f"cannot write the bundle to {out_dir}: {exc.strerror or exc}; check that the "
