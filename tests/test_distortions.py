@@ -127,6 +127,7 @@ def test_iter_distortions_yields_every_type_and_level_with_one_seed(photos: list
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_level_order_on_all_pristine_photos() -> None:
     """The level-order check on every pristine photo (docs/distortions.md reports the counts).
 

@@ -295,7 +295,8 @@ def transfer_score(similarities: np.ndarray, rated_scores: np.ndarray, k: int = 
 
 
 # --- full-reference fallback ------------------------------------------------------------------------
-def full_reference_metrics(reference: np.ndarray, distorted: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+def full_reference_metrics(reference: np.ndarray, distorted: Sequence[np.ndarray],
+                           chunk: int = 16) -> dict[str, np.ndarray]:
     """piq's SSIM, MS-SSIM, VIF-p, FSIM and GMSD of each distorted image against ``reference``.
 
     MS-SSIM needs a shorter side above 160 px; smaller images get NaN for it (and the combination
@@ -307,20 +308,24 @@ def full_reference_metrics(reference: np.ndarray, distorted: Sequence[np.ndarray
     def batch(images: Sequence[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
 
-    y = batch(distorted)
-    x = batch([reference]).expand_as(y)
-    with torch.inference_mode():
-        out = {
-            "ssim": piq.ssim(x, y, data_range=1.0, reduction="none"),
-            "vif_p": piq.vif_p(x, y, data_range=1.0, reduction="none"),
-            "fsim": piq.fsim(x, y, data_range=1.0, reduction="none"),
-            "gmsd": piq.gmsd(x, y, data_range=1.0, reduction="none"),
-        }
-        if min(reference.shape[:2]) > 160:
-            out["ms_ssim"] = piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none")
-        else:
-            out["ms_ssim"] = torch.full((len(distorted),), float("nan"))
-    return {name: out[name].double().numpy().reshape(-1) for name in FR_METRICS}
+    multi_scale = min(reference.shape[:2]) > 160
+    values: dict[str, list[np.ndarray]] = {name: [] for name in FR_METRICS}
+    # Chunks bound the memory of piq's intermediates (FSIM keeps several full-size maps per image).
+    for start in range(0, len(distorted), chunk):
+        y = batch(distorted[start:start + chunk])
+        x = batch([reference]).expand_as(y)
+        with torch.inference_mode():
+            out = {
+                "ssim": piq.ssim(x, y, data_range=1.0, reduction="none"),
+                "vif_p": piq.vif_p(x, y, data_range=1.0, reduction="none"),
+                "fsim": piq.fsim(x, y, data_range=1.0, reduction="none"),
+                "gmsd": piq.gmsd(x, y, data_range=1.0, reduction="none"),
+                "ms_ssim": piq.multi_scale_ssim(x, y, data_range=1.0, reduction="none") if multi_scale
+                else torch.full((len(y),), float("nan")),
+            }
+        for name in FR_METRICS:
+            values[name].append(out[name].double().numpy().reshape(-1))
+    return {name: np.concatenate(parts) for name, parts in values.items()}
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
