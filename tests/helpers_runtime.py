@@ -120,7 +120,8 @@ class TinyNet:
 
 def build_bundle(out_dir: Path, net: TinyNet, *, runtime: str = "onnxruntime", spec: PreprocessSpec = SPEC,
                  fixed_batch: int | None = None, max_batch: int | None = None,
-                 transform: dict[str, float] = TRANSFORM, target: dict[str, Any] | None = None) -> Path:
+                 transform: dict[str, float] = TRANSFORM, target: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
     """Write ``net`` as a real bundle (ORT: model.onnx; OpenVINO: model.xml + model.bin)."""
     import onnx
 
@@ -146,7 +147,7 @@ def build_bundle(out_dir: Path, net: TinyNet, *, runtime: str = "onnxruntime", s
         return {"edge_iqa_version": "0.1.0", "runtime": runtime, "precision": "fp32", "model_file": model_file,
                 "io": io, "preprocess": spec.to_dict(), "output_transform": dict(transform),
                 "model": {"name": "tiny_test_net", "family": "test", "inputs": ["image"]},
-                "target": {"name": f"test-{runtime}", **(target or {})}}
+                "target": {"name": f"test-{runtime}", **(target or {})}, **(extra or {})}
 
     return write_bundle(out_dir, populate)
 

@@ -174,3 +174,26 @@ def test_target_profile_batch_and_threads_are_the_defaults(bundles, photos, monk
     assert [s[0] for s in shapes] == [5, 2]
     assert load(bundles["target5"], threads=2).backend.describe()["threads"] == 2
     assert load(bundles["onnxruntime"]).max_batch == DEFAULT_MAX_BATCH
+
+
+def test_runtime_options_recorded_by_the_exporter_are_applied(tmp_path, photos):
+    options = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 1}
+    ov_bundle = build_bundle(tmp_path / "ov", NET, runtime="openvino", extra={"runtime_options": options})
+    recorded = load(ov_bundle)
+    assert recorded.backend.describe()["config"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert recorded.backend.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    overridden = load(ov_bundle, threads=2, backend_options={"config": {"INFERENCE_PRECISION_HINT": "f32"}})
+    assert overridden.backend.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    # The caller's f32 override gives the float64 reference; bf16 (where the CPU has it) moves scores.
+    import openvino as ov
+
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert np.abs(recorded.score(photos[:4]) - reference_scores(photos[:4])).max() > 1e-3
+    np.testing.assert_allclose(overridden.score(photos[:4]), reference_scores(photos[:4]), atol=1e-4, rtol=0)
+
+    ort_bundle = build_bundle(tmp_path / "ort", NET, extra={"runtime_options": {
+        "intra_op_num_threads": 0, "graph_optimization_level": "ORT_DISABLE_ALL"}})
+    import onnxruntime as ort
+
+    level = load(ort_bundle).backend.session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -1,11 +1,13 @@
 """ONNX Runtime backend (``runtime = "onnxruntime"``, ``model_file = "model.onnx"``).
 
 One ``InferenceSession`` per Scorer; ``InferenceSession.run`` is thread-safe, so concurrent
-``score`` calls share it without a lock.
+``score`` calls share it without a lock. From the manifest's ``runtime_options`` (written by the
+exporter) the backend reads ``graph_optimization_level`` (``"ORT_ENABLE_ALL"``, ...);
+``intra_op_num_threads`` is the target's thread count, which ``load`` already applies.
 
 ``backend_options``:
     providers            list of execution providers (default ``["CPUExecutionProvider"]``)
-    graph_optimization   "all" (default) | "extended" | "basic" | "disable"
+    graph_optimization   "all" | "extended" | "basic" | "disable" (default: the manifest's, else "all")
     session_config       {key: value} session config entries, e.g.
                          ``{"session.intra_op.allow_spinning": "0"}`` to stop idle threads spinning
                          (saves power on a camera, costs a little latency)
@@ -31,6 +33,9 @@ _OPT_LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
 }
+# The exporter records ORT's enum names in the manifest's runtime_options.
+_RECORDED_LEVELS = {"ORT_ENABLE_ALL": "all", "ORT_ENABLE_EXTENDED": "extended", "ORT_ENABLE_BASIC": "basic",
+                    "ORT_DISABLE_ALL": "disable"}
 _OPTIONS = {"providers", "graph_optimization", "session_config", "inter_op_threads"}
 # What ORT raises for a network it cannot load or run. UnicodeDecodeError: ORT's message quotes the
 # corrupt bytes of the model (a damaged op or tensor name) and the binding fails to decode it.
@@ -69,11 +74,13 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
     model_path = member(bundle_dir, manifest, manifest["model_file"])
     declared = input_record(manifest)
 
+    recorded = manifest.get("runtime_options")
+    recorded = recorded if isinstance(recorded, Mapping) else {}
     so = ort.SessionOptions()
     if threads is not None:
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = int(options.get("inter_op_threads", 1))
-    level = options.get("graph_optimization", "all")
+    level = options.get("graph_optimization") or _RECORDED_LEVELS.get(recorded.get("graph_optimization_level"), "all")
     if level not in _OPT_LEVELS:
         raise ValueError(f"graph_optimization must be one of {sorted(_OPT_LEVELS)}, got {level!r}")
     so.graph_optimization_level = _OPT_LEVELS[level]

@@ -11,6 +11,9 @@ accuracy of an fp32 or int8 bundle was measured at f32, so the backend asks for
 ``INFERENCE_PRECISION_HINT = f32`` unless the bundle is fp16 or ``backend_options["config"]`` says
 otherwise.
 
+The manifest's ``runtime_options`` (written by the exporter, e.g. ``{"INFERENCE_PRECISION_HINT":
+"f16"}`` for an fp16 bundle) are passed to ``compile_model`` over these defaults.
+
 ``backend_options``:
     device     OpenVINO device name (default "CPU")
     config     {property: value} passed to ``compile_model`` over the defaults below
@@ -66,9 +69,13 @@ class OpenVINOBackend(Backend):
 
 
 def default_config(manifest: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
+    """compile_model properties: ours < the bundle's ``runtime_options`` < an explicit thread count."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if manifest.get("precision") in ("fp32", "int8"):
         config["INFERENCE_PRECISION_HINT"] = "f32"
+    recorded = manifest.get("runtime_options")
+    if isinstance(recorded, Mapping):  # written by the exporter: OpenVINO property name -> value
+        config.update({str(k): v for k, v in recorded.items() if isinstance(v, (str, int, float, bool))})
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
