@@ -44,6 +44,7 @@ def bench_command(
     repeats: int = typer.Option(None, "--repeats", help="Speed repeats (medians over repeats)."),
     threads: int = typer.Option(None, "--threads", help="Intra-op threads of every row (0: library default)."),
     no_sensitivity: bool = typer.Option(False, "--no-sensitivity", help="Skip the distortion-sensitivity part."),
+    sensitivity_photos: int = typer.Option(None, "--sensitivity-photos", help="Reference photos per distortion."),
     work_dir: Path = typer.Option(None, "--work-dir", help="Bundles, distorted images and job files."),
     reuse_bundles: bool = typer.Option(False, "--reuse-bundles", help="Reuse bundles already in the work dir."),
 ) -> None:
@@ -59,7 +60,7 @@ def bench_command(
     try:
         suite = load_suite(suite_path)
         suite = suite.with_overrides(**{"dataset.limit": limit, "speed.repeats": repeats, "threads": threads,
-                                        "checkpoint": checkpoint})
+                                        "checkpoint": checkpoint, "sensitivity.count": sensitivity_photos})
         if random_weights:
             suite = suite.with_overrides(random_weights=True)
         if no_sensitivity:

@@ -7,6 +7,7 @@ optional seeded ``limit`` sample is drawn.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,14 @@ class EvalSet:
     total: int  # rows in the label file
     excluded_calibration: int
 
+    def image_list_sha256(self) -> str:
+        """Hash of the (file name, MOS) list: two reports compare SROCC only on the same images."""
+        text = "\n".join(f"{p.name},{m:.6f}" for p, m in zip(self.paths, self.mos, strict=True))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def record(self) -> dict[str, object]:
         return {"labels": self.source, "images": len(self.paths), "label_rows": self.total,
+                "image_list_sha256": self.image_list_sha256(),
                 "excluded_calibration_images": self.excluded_calibration,
                 "mos_range": [float(self.mos.min()), float(self.mos.max())] if len(self.mos) else None}
 

@@ -19,6 +19,7 @@ a check; a budget is the noise a check tolerates on top of that.
 
 from __future__ import annotations
 
+import copy
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
@@ -76,7 +77,7 @@ def baseline_from_report(report: dict[str, Any]) -> dict[str, Any]:
         "schema_version": BASELINE_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": report["suite"]["name"],
-        "dataset": report["dataset"],
+        "dataset": copy.deepcopy(report["dataset"]),
         "machine": {k: machine.get(k) for k in ("fingerprint", "cpu", "logical_cores", "ram_gib", "gpus", "libraries")},
         "rows": {row["id"]: row_summary(row) for row in report["rows"]},
     }
@@ -104,10 +105,29 @@ def check_report(report: dict[str, Any], baseline: dict[str, Any] | None, budget
     machine_note = ("no baseline" if baseline is None else
                     f"machine {report['machine']['fingerprint']} differs from the baseline's "
                     f"{_get(baseline, 'machine', 'fingerprint')}: speed not compared")
+    same_images, images_note = _same_images(report, baseline)
     results: list[CheckResult] = []
     for row in report["rows"]:
-        results.extend(_check_row(row, baseline_rows.get(row["id"]), budgets, same_machine, machine_note))
+        base = baseline_rows.get(row["id"])
+        checks = _check_row(row, base, budgets, same_machine, machine_note)
+        if not same_images:  # SROCC on other images is not comparable
+            checks = [CheckResult(c.row, c.check, SKIP, images_note) if c.check == "srocc" and c.status != SKIP else c
+                      for c in checks]
+        results.extend(checks)
     return results
+
+
+def _same_images(report: dict[str, Any], baseline: dict[str, Any] | None) -> tuple[bool, str]:
+    if baseline is None:
+        return True, ""
+    now, then = report.get("dataset", {}), baseline.get("dataset", {})
+    if now.get("image_list_sha256") and then.get("image_list_sha256"):
+        same = now["image_list_sha256"] == then["image_list_sha256"]
+    else:
+        same = now.get("images") == then.get("images") and Path(str(now.get("labels"))).name == \
+            Path(str(then.get("labels"))).name
+    return same, (f"the baseline scored other images ({then.get('images')} vs {now.get('images')}, "
+                  "see dataset.image_list_sha256): SROCC not compared; use the baseline's --limit")
 
 
 def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budgets, same_machine: bool,

@@ -103,3 +103,14 @@ def test_baseline_round_trip(tmp_path) -> None:
     (tmp_path / "bad.json").write_text('{"schema": "something-else"}')
     with pytest.raises(ValueError, match="update-baseline"):
         regression.read_baseline(tmp_path / "bad.json")
+
+
+def test_srocc_is_compared_only_on_the_same_images() -> None:
+    report = synthetic_report(int8_noise=1e-5, error_row=False)
+    baseline = regression.baseline_from_report(report)
+    baseline["rows"]["onnxruntime/int8"]["srocc"] += 0.05
+    assert _status(regression.check_report(report, baseline, BUDGETS), "onnxruntime/int8", "srocc") == "fail"
+    baseline["dataset"]["image_list_sha256"] = "other-images"
+    results = regression.check_report(report, baseline, BUDGETS)
+    assert _status(results, "onnxruntime/int8", "srocc") == "skip"
+    assert "other images" in next(r.message for r in results if r.check == "srocc" and r.row == "onnxruntime/int8")
