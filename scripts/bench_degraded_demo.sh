@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Shows the regression check doing its job: ruin the ORT INT8 bundle's regression head (weights
+# quantized to three levels, as a badly calibrated INT8 head would be) and bench it against the
+# committed baseline. Expected: exit code 1 with REGRESSION lines (SROCC, delta SROCC, sensitivity).
+#
+# Usage: scripts/bench_degraded_demo.sh [extra edge-iqa bench options, e.g. --checkpoint PATH]
+# Needs the bundle of a previous `edge-iqa bench` run in $WORK (default: the bench's work dir).
+set -uo pipefail
+WORK=${WORK:-${TMPDIR:-/tmp}/edge-iqa-bench/quick}
+BUNDLE=${BUNDLE:-$WORK/bundles/onnxruntime-int8}
+OUT=${OUT:-$WORK/degraded-demo}
+python -m edge_iqa.bench.degrade "$BUNDLE" "$OUT/bundle" --layers 1
+edge-iqa bench --rows pytorch/fp32,onnxruntime/int8 --bundle "onnxruntime/int8=$OUT/bundle" \
+  --suite bench/suite_quick.toml --work-dir "$WORK" --baseline bench/baseline.json \
+  --junit "$OUT/junit.xml" --out "$OUT/report" "$@"
+code=$?
+echo "edge-iqa bench exit code: $code (1 = regression detected, as intended)"
+exit $(( code == 1 ? 0 : 1 ))
