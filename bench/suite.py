@@ -42,7 +42,7 @@ class RowSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    labels: Path | None
+    labels: Path | None = None
     image_root: Path | None = None
     exclude_calibration: bool = True
     limit: int = 0  # 0: every image; N: a seeded sample of N
