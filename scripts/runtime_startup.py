@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,12 +36,12 @@ def child(bundle: str, image: str, threads: int | None, options: dict) -> None:
 
     proc = psutil.Process()
     rss_start = proc.memory_info().rss
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     import edge_iqa.runtime
 
     t2 = time.perf_counter()
     scorer = edge_iqa.runtime.load(bundle, threads=threads, backend_options=options)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     rss_loaded = proc.memory_info().rss
     first = scorer.score_one(image)
     t4 = time.perf_counter()
@@ -51,7 +52,9 @@ def child(bundle: str, image: str, threads: int | None, options: dict) -> None:
         steady.append(time.perf_counter() - s)
     forbidden = sorted(m for m in ("torch", "timm", "onnx", "scipy") if m in sys.modules)
     print(json.dumps({
-        "import_s": t2 - t1, "load_s": t3 - t2, "import_plus_load_s": t3 - t1, "first_score_s": t4 - t3,
+        "import_s": t2 - t1, "load_s": t3 - t2, "import_plus_load_s": t3 - t1,
+        # CPU seconds (all threads): less sensitive than wall time to other jobs on a shared machine.
+        "import_plus_load_cpu_s": c3 - c1, "first_score_s": t4 - t3,
         "steady_score_s": statistics.median(steady), "score": first,
         "rss_start_mb": rss_start / 2**20, "rss_after_load_mb": rss_loaded / 2**20,
         "rss_after_scoring_mb": proc.memory_info().rss / 2**20,
@@ -61,6 +64,7 @@ def child(bundle: str, image: str, threads: int | None, options: dict) -> None:
 
 
 def measure(bundle: Path, image: Path, repeat: int, threads: int | None, options: str) -> None:
+    load_before = os.getloadavg()
     runs = []
     for _ in range(repeat):
         cmd = [sys.executable, __file__, "--child", str(bundle), "--image", str(image), "--backend-options", options]
@@ -75,11 +79,13 @@ def measure(bundle: Path, image: Path, repeat: int, threads: int | None, options
     print(f"bundle {bundle}: {info['model']} {info['runtime']} {info['precision']} "
           f"{info['input_size'][0]}x{info['input_size'][1]}, backend_options={options}, {repeat} fresh processes, "
           "median (min-max):")
-    for key in ("import_s", "load_s", "import_plus_load_s", "first_score_s", "steady_score_s", "process_wall_s",
-                "rss_start_mb", "rss_after_load_mb", "rss_after_scoring_mb", "peak_rss_mb"):
+    for key in ("import_s", "load_s", "import_plus_load_s", "import_plus_load_cpu_s", "first_score_s",
+                "steady_score_s", "process_wall_s", "rss_start_mb", "rss_after_load_mb", "rss_after_scoring_mb",
+                "peak_rss_mb"):
         values = [r[key] for r in runs]
         print(f"  {key:22s} {statistics.median(values):9.3f}  ({min(values):.3f}-{max(values):.3f})")
-    print(f"  heavy modules imported: {runs[0]['heavy_modules'] or 'none'}")
+    print(f"  heavy modules imported: {runs[0]['heavy_modules'] or 'none'}; load average before: "
+          f"{load_before[0]:.1f}, after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 def make_stand_in(model_name: str, runtime: str, out: Path) -> None:
