@@ -40,8 +40,9 @@ from edge_iqa.models.checkpoint import packaged_weights_path, read_config
 from edge_iqa.runtime.bundle import SCHEMA_VERSION, sha256_file, write_bundle
 
 # One module per runtime; each exposes build(...) and runner(...). TensorRT plugs in here.
-BACKENDS = {"onnxruntime": "edge_iqa.export.quantize_ort", "openvino": "edge_iqa.export.quantize_openvino"}
-TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "edge-iqa")
+BACKENDS = {"onnxruntime": "edge_iqa.export.quantize_ort", "openvino": "edge_iqa.export.quantize_openvino",
+            "tensorrt": "edge_iqa.export.quantize_tensorrt"}
+TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "nvidia-modelopt", "edge-iqa")
 
 
 def backend_module(runtime: str) -> ModuleType:
@@ -137,6 +138,10 @@ def export_bundle(
     model = model.eval()
     if profile.input_size:
         spec = spec.with_input_size(profile.input_size)
+    # Models whose forward depends on the input size (TOPIQ's interpolated position embedding and
+    # adaptive pooling) precompute those pieces for the one size the graph is exported at.
+    if hook := info.extra.get("fixed_size_hook"):
+        getattr(model, hook)(*spec.input_size)
     names = tuple(info.inputs)
     quant = profile.quantization
     split = calibration.split(quant.calibration_samples, quant.seed,
@@ -150,7 +155,8 @@ def export_bundle(
             graph = export_onnx(model, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
                                 form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
             note["done"] = f"{graph.fused_attention_ops} fused attention op(s) for {graph.attention_calls} call(s)"
-        with _step(console, f"parity gate on {profile.parity.images} real images") as note:
+        with _step(console, f"PyTorch reference on {len(split.evaluation)} real images, parity gate on "
+                            f"{profile.parity.images}") as note:
             stacks = calibration.preprocess_rows(split.evaluation, spec)
             mos = np.array([row.mos for row in split.evaluation])
             reference = score_images(torch_runner(model, names), stacks, names)
@@ -246,6 +252,7 @@ def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str
         "parity": {"onnx_fp32_vs_torch": onnx_parity},
         "accuracy": accuracy,
         "tools": tool_versions(),
+        **built.get("extra_manifest", {}),
     }
 
 
