@@ -197,3 +197,27 @@ def test_runtime_options_recorded_by_the_exporter_are_applied(tmp_path, photos):
 
     level = load(ort_bundle).backend.session.get_session_options().graph_optimization_level
     assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+def test_a_new_backend_needs_only_run(bundles, photos):
+    """The backend interface as a TensorRT backend would implement it: only ``run`` (+ max_batch)."""
+    import json
+
+    from edge_iqa.runtime.backends import Backend
+
+    class NumpyBackend(Backend):
+        name = "numpy"
+        max_batch = 2  # e.g. an engine's optimisation-profile maximum
+
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            self.batches.append(len(batch))
+            return NET.forward_numpy(batch)
+
+    manifest = json.loads((bundles["max3"] / "manifest.json").read_text())
+    scorer = Scorer(NumpyBackend(), manifest)
+    assert scorer.max_batch == 2  # min(io.max_batch=3, backend 2)
+    np.testing.assert_allclose(scorer.score(photos[:5]), reference_scores(photos[:5]), rtol=1e-12)
+    assert scorer.backend.batches == [2, 2, 1]

@@ -15,6 +15,7 @@ Contract of :meth:`Backend.run`:
 
 - input: a C-contiguous float32 array of shape ``(n, 3, H, W)`` with ``1 <= n <= max_batch``
   (exactly ``fixed_batch`` rows when the bundle's network has a static batch: the scorer pads);
+  the array is the scorer's buffer, valid only during the call: copy it if you keep it;
 - output: a 1-D array of ``n`` raw scores (any float dtype; the scorer converts to float64),
   owned by the caller (copy out of any buffer the backend reuses);
 - it may be called concurrently from several threads and must then return exactly what a
@@ -43,6 +44,10 @@ class Backend(abc.ABC):
 
     #: The manifest's ``runtime`` value this backend serves.
     name: str = ""
+    #: Most rows one ``run`` accepts when the network itself limits it (e.g. a TensorRT engine's
+    #: optimisation-profile maximum); None: only the manifest's ``io.max_batch`` /
+    #: ``target.max_batch`` apply. The scorer uses the smallest of them.
+    max_batch: int | None = None
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
