@@ -84,6 +84,9 @@ def test_short_training_lowers_loss_and_checkpoints_score_on_mos_scale(small_cli
     trained = load_state_dict_file(tmp_path / "a" / "last.safetensors")
     assert torch.equal(trained["backbone.0.0.weight"], imagenet["features.0.0.weight"])
     assert torch.equal(trained["backbone.6.conv.0.1.running_var"], imagenet["features.6.conv.0.1.running_var"])
+    # Default --freeze-through 13: blocks 7..13 run every step but stay frozen too, BN statistics included.
+    assert torch.equal(trained["backbone.13.conv.2.weight"], imagenet["features.13.conv.2.weight"])
+    assert torch.equal(trained["backbone.13.conv.3.running_mean"], imagenet["features.13.conv.3.running_mean"])
     assert not torch.equal(trained["backbone.17.conv.0.0.weight"], imagenet["features.17.conv.0.0.weight"])
 
 
