@@ -500,7 +500,8 @@ def _label_by_transfer(records: list[dict[str, object]], paths: Sequence[Path], 
     for record in records:
         name, level = str(record["dist_type"]), int(record["level"])  # type: ignore[arg-type]
         if (name, level) not in alignment:
-            raise DatasetError(f"{dataset.root}: the rated dataset has no scores for {name}; drop it with --types")
+            raise DatasetError(f"{dataset.root}: the rated dataset has no scores for {name} at a level to align "
+                               f"our level {level} with; leave it out with --types / --levels")
         rated_level = alignment[name, level]
         scores = np.array([dataset.scores.get((ref, name, rated_level), np.nan) for ref in rated_names])
         score, nearest, weights = transfer_score(similarity[row_of[str(record["ref"])]], scores,
