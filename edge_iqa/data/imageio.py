@@ -73,6 +73,8 @@ def load_image(source: ImageSource) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
+            if path.exists():  # a folder, a device or a pipe: never open it (a pipe would block)
+                raise ImageDecodeError(f"{path}: not a regular file (a folder, device or pipe); pass an image file")
             raise ImageDecodeError(f"{path}: no such file; check the path")
         if path.stat().st_size == 0:
             raise ImageDecodeError(f"{path}: the file is empty (0 bytes); re-export or re-copy the image")
@@ -101,7 +103,8 @@ def _decode(fh: io.IOBase, name: str) -> np.ndarray:
             "with edge_iqa.data.imageio.set_max_pixels()"
         ) from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(f"{name}: not a recognised image format (JPEG, PNG, WebP, BMP, TIFF, ...)") from exc
+        raise ImageDecodeError(f"{name}: not a recognised image format (JPEG, PNG, WebP, BMP, TIFF, ...); check "
+                               "that it is an image, or convert it to one of these") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError,
             MemoryError, RuntimeError, struct.error) as exc:
         # Pillow's decoders raise a zoo of exception types on corrupt data; all mean the same here.
@@ -118,7 +121,8 @@ def _check_declared_size(size: tuple[int, int], name: str) -> None:
         )
     if min(width, height) < MIN_SIDE:
         raise ImageTooSmallError(
-            f"{name}: is {width}x{height}; edge-iqa needs at least {MIN_SIDE} pixels on each side"
+            f"{name}: is {width}x{height}; edge-iqa needs at least {MIN_SIDE} pixels on each side: score the "
+            "full-size image, not a thumbnail"
         )
 
 
@@ -147,10 +151,12 @@ def _pil_to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
 
 def _float_to_uint8(array: np.ndarray, name: str, gray: bool = False) -> np.ndarray:
     if not np.isfinite(array).all():
-        raise ArrayInputError(f"{name}: contains NaN or infinite values")
+        raise ArrayInputError(f"{name}: contains NaN or infinite values; fix the source, or replace them "
+                              "(np.nan_to_num) before scoring")
     peak = float(array.max(initial=0.0))
     if array.min(initial=0.0) < 0 or peak > 255:
-        raise ArrayInputError(f"{name}: float pixel values must lie in [0, 1] or [0, 255]")
+        raise ArrayInputError(f"{name}: float pixel values must lie in [0, 1] or [0, 255]; rescale the image "
+                              "to one of these ranges")
     scale = 255.0 if peak <= 1.0 else 1.0
     out = np.clip(array * scale + 0.5, 0, 255).astype(np.uint8)
     if gray:

@@ -70,7 +70,8 @@ def read_config(weights: str | Path) -> dict[str, Any]:
     try:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc}); restore it from the checkpoint's source "
+                              "or re-save the checkpoint") from exc
     if int(config.get("version", 0)) > CONFIG_VERSION:
         raise CheckpointError(f"{cfg_path}: written by a newer edge-iqa; upgrade edge-iqa to load it")
     return config
@@ -106,7 +107,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
+        raise CheckpointError(f"{path}: does not hold a state dict of tensors; pass a file saved with "
+                              "torch.save(model.state_dict()) or a .safetensors checkpoint")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
