@@ -34,9 +34,12 @@ def models_command(family: str = typer.Option(None, help="Only this family: edge
 def _register_verbs() -> None:
     # Each module defines one or more typer commands; importing them here keeps start-up light
     # because the modules themselves import torch/onnx lazily inside the commands.
+    from edge_iqa.bundle_cli import build_engine_command, check_command
     from edge_iqa.scoring_cli import score_command
 
     app.command("score")(score_command)
+    app.command("check")(check_command)
+    app.command("build-engine")(build_engine_command)
     from edge_iqa.export.cli import export_command, targets_command
 
     app.command("export")(export_command)

@@ -43,7 +43,8 @@ def quantize_int8_qdq(
             'pip install "edge-iqa[tensorrt-export]"'
         ) from exc
     logging.getLogger("modelopt").setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()):  # modelopt prints progress bars per tensor
+    # modelopt prints a progress bar per calibration pass: keep the terminal for our own progress.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         quantize(
             str(fp32_onnx),
             quantize_mode="int8",

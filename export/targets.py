@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_iqa._compat import tomllib
 from edge_iqa.errors import TargetError
 
 if sys.version_info >= (3, 11):
@@ -33,8 +34,10 @@ MIN_ATTENTION_OPSET = 23
 TARGETS_PACKAGE = "edge_iqa.targets"
 
 _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
-             "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits"}
+             "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits",
+             "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp"}
+_TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "strongly_typed"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
 
@@ -61,6 +64,19 @@ class ParitySpec:
 
 
 @dataclass(frozen=True)
+class TensorRTSpec:
+    """How the device builds the engine: the TensorRT version the graph must parse on (decides the
+    attention form and opset that are allowed), workspace, the batch the engine is tuned for, and
+    an optional DLA core (Jetson Orin NX/AGX) with GPU fallback."""
+
+    version: str
+    workspace_mib: int = 1024
+    opt_batch: int = 1
+    dla_core: int | None = None
+    strongly_typed: bool = False
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     name: str
     description: str
@@ -76,6 +92,7 @@ class TargetProfile:
     accuracy_budget: float = 0.01
     quantization: QuantizationSpec = field(default_factory=QuantizationSpec)
     parity: ParitySpec = field(default_factory=ParitySpec)
+    tensorrt: TensorRTSpec | None = None
     source: str = ""  # where the profile was read from (informational)
 
     def resolve_precision(self, precision: str | None) -> str:
@@ -213,6 +230,7 @@ def _validate(raw: dict[str, Any], source: str) -> TargetProfile:
         max_batch=max_batch, input_size=input_size, accuracy_budget=budget,
         quantization=_quantization(raw.get("quantization", {}), source, runtime),
         parity=_parity(raw.get("parity", {}), source), source=source,
+        tensorrt=_tensorrt(raw.get("tensorrt"), source, runtime, form, opset, batch, max_batch),
     )
 
 
@@ -223,6 +241,8 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
         raise TargetError(f"{source}: unknown [quantization] keys {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(_QUANT_KEYS))}")
     method = _choice(source, "quantization.method", raw.get("method", "minmax"), CALIBRATION_METHODS)
+    if runtime == "tensorrt" and method == "percentile":
+        raise TargetError(f"{source}: NVIDIA modelopt calibrates with 'minmax' or 'entropy', not 'percentile'")
     if runtime == "openvino" and method == "entropy":
         raise TargetError(f"{source}: NNCF (OpenVINO) has no entropy calibration; use 'minmax' or 'percentile'")
     samples = _check_type(source, "quantization.calibration_samples", raw.get("calibration_samples", 128), int)
@@ -250,3 +270,47 @@ def _parity(raw: Any, source: str) -> ParitySpec:
         raise TargetError(f"{source}: [parity] needs images >= 2, accuracy_images >= 2, atol > 0 and "
                           "min_rank_agreement in [0, 1]")
     return ParitySpec(images=images, atol=atol, min_rank_agreement=agreement, accuracy_images=accuracy_images)
+
+
+def _tensorrt(raw: Any, source: str, runtime: str, form: str, opset: int, batch: int,
+              max_batch: int) -> TensorRTSpec | None:
+    """The ``[tensorrt]`` table: required for TensorRT targets, refused for the others. The graph
+    the profile asks for must parse on that TensorRT version (checked here, before any export)."""
+    if runtime != "tensorrt":
+        if raw is not None:
+            raise TargetError(f"{source}: a [tensorrt] table only applies to runtime = 'tensorrt'")
+        return None
+    if raw is None:
+        raise TargetError(f"{source}: TensorRT targets need a [tensorrt] table with at least version = '10.3'")
+    raw = _check_type(source, "tensorrt", raw, dict)
+    unknown = sorted(set(raw) - _TENSORRT_KEYS)
+    if unknown:
+        raise TargetError(f"{source}: unknown [tensorrt] keys {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(_TENSORRT_KEYS))}")
+    version = str(_check_type(source, "tensorrt.version", raw.get("version"), str))
+    from edge_iqa.errors import CompatibilityError
+    from edge_iqa.export.tensorrt_check import opset_range, supported_ops
+
+    try:
+        low, high = opset_range(version)
+        attention_parsed = "Attention" in supported_ops(version)
+    except CompatibilityError as exc:
+        raise TargetError(f"{source}: {exc}") from exc
+    if not low <= opset <= high:
+        raise TargetError(f"{source}: opset {opset} is outside TensorRT {version}'s parser range {low}..{high}")
+    if form == "ort_mha" or (form == "onnx_attention" and not attention_parsed):
+        raise TargetError(f"{source}: TensorRT {version} does not parse attention_form {form!r}; use "
+                          "'matmul_softmax' (TensorRT fuses MatMul-Softmax-MatMul itself)"
+                          + ("" if form == "ort_mha" else " or TensorRT >= 10.14 for 'onnx_attention'"))
+    opt_batch = _check_type(source, "tensorrt.opt_batch", raw.get("opt_batch", batch), int)
+    if not batch <= opt_batch <= max_batch:
+        raise TargetError(f"{source}: tensorrt.opt_batch must lie in batch..max_batch ({batch}..{max_batch})")
+    workspace = _check_type(source, "tensorrt.workspace_mib", raw.get("workspace_mib", 1024), int)
+    if workspace < 64:
+        raise TargetError(f"{source}: tensorrt.workspace_mib must be at least 64, got {workspace}")
+    dla_core = raw.get("dla_core")
+    if dla_core is not None and _check_type(source, "tensorrt.dla_core", dla_core, int) < 0:
+        raise TargetError(f"{source}: tensorrt.dla_core must be >= 0 (omit it to run on the GPU)")
+    return TensorRTSpec(version=version, workspace_mib=workspace, opt_batch=opt_batch, dla_core=dla_core,
+                        strongly_typed=bool(_check_type(source, "tensorrt.strongly_typed",
+                                                        raw.get("strongly_typed", False), bool)))

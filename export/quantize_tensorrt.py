@@ -1,0 +1,159 @@
+"""TensorRT bundles: the ONNX the device builds from, its build recipe, a device README, and the
+static compatibility check; INT8 through NVIDIA Model Optimizer (explicit int8 Q/DQ).
+
+Engines are built on the device (TensorRT engines are tied to GPU and TensorRT version), so the
+"build" here produces what the device needs. Accuracy is measured on this machine by running the
+bundle's graph in ONNX Runtime on the CPU: the Q/DQ graph for INT8, an FP16 copy for FP16. That is a
+proxy for TensorRT's kernels and is recorded as one in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edge_iqa.errors import ExportError
+from edge_iqa.export.graph_scopes import nodes_matching
+from edge_iqa.export.parity import Runner
+from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
+from edge_iqa.export.targets import TargetProfile
+from edge_iqa.export.tensorrt_check import check_graph
+from edge_iqa.runtime.tensorrt_engine import RECIPE_NAME, BuildRecipe
+
+MODEL_FILE = "model.onnx"
+DEVICE_README = "README.md"
+FeedFactory = Callable[[], Iterator[dict[str, Any]]]
+ACCURACY_PROXY = ("ONNX Runtime CPUExecutionProvider on this graph (INT8: the Q/DQ graph; FP16: an FP16 copy); "
+                  "TensorRT itself was not available on the exporting machine")
+
+
+def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
+          work_dir: Path) -> dict[str, Any]:
+    """Write ``model.onnx`` (+ recipe + README) into ``out_dir``; returns the manifest fragments."""
+    spec = target.tensorrt
+    if spec is None:  # load_target guarantees it; a hand-built profile may not
+        raise ExportError(f"target {target.name!r} has runtime 'tensorrt' but no [tensorrt] table")
+    dst = out_dir / MODEL_FILE
+    if precision == "int8":
+        quantization = quantize_int8_qdq(onnx_fp32, dst, _calibration_arrays(feeds), method=target.quantization.method,
+                                         nodes_to_exclude=_exclusions(onnx_fp32, target))
+        quantization["kept_fp_patterns"] = list(target.quantization.keep_fp)
+    else:
+        shutil.copyfile(onnx_fp32, dst)
+        quantization = {"tool": "TensorRT builder", "format": f"{precision} engine from the FP32 ONNX "
+                        f"({'--fp16' if precision == 'fp16' else 'no precision flag'})"}
+    report = check_graph(dst, spec.version, target.attention_form)
+    report.raise_if_failed()
+    recipe = recipe_for(dst, precision, target)
+    (out_dir / RECIPE_NAME).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+    (out_dir / DEVICE_README).write_text(device_readme(target, precision, recipe))
+    return {
+        "model_file": MODEL_FILE,
+        "quantization": quantization,
+        "integer_kernels": _qdq_coverage(dst) if precision == "int8" else None,
+        "runtime_options": {"tensorrt": asdict(spec), "build_recipe": RECIPE_NAME,
+                            "trtexec": recipe.trtexec_command()},
+        "extra_manifest": {"tensorrt_check": report.to_dict(), "accuracy_measured_with": ACCURACY_PROXY},
+    }
+
+
+def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
+    """CPU proxy of the device engine (see the module docstring)."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(model_path))
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(model, keep_io_types=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+
+    return run
+
+
+def recipe_for(model_path: Path, precision: str, target: TargetProfile) -> BuildRecipe:
+    spec = target.tensorrt
+    assert spec is not None
+    graph = onnx.load(str(model_path), load_external_data=False)
+    initializers = {init.name for init in graph.graph.initializer}
+    inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim[1:]]
+              for i in graph.graph.input if i.name not in initializers}
+    return BuildRecipe(onnx_file=MODEL_FILE, precision=precision, inputs=inputs, min_batch=1,
+                       opt_batch=spec.opt_batch, max_batch=target.max_batch, workspace_mib=spec.workspace_mib,
+                       dla_core=spec.dla_core, strongly_typed=spec.strongly_typed, minimum_tensorrt=spec.version)
+
+
+def _calibration_arrays(feeds: FeedFactory) -> dict[str, np.ndarray]:
+    batches: dict[str, list[np.ndarray]] = {}
+    for feed in feeds():
+        for name, array in feed.items():
+            batches.setdefault(name, []).append(array)
+    if not batches:
+        raise ExportError("no calibration images: INT8 needs the shipped calibration_data/")
+    return {name: np.concatenate(arrays) for name, arrays in batches.items()}
+
+
+def _exclusions(onnx_fp32: Path, target: TargetProfile) -> list[str]:
+    """keep_fp module patterns -> exact node-name regexes (modelopt matches nodes by regex)."""
+    names = nodes_matching(onnx.load(str(onnx_fp32)), target.quantization.keep_fp)
+    return [f"^{re.escape(name)}$" for name in names]
+
+
+def _qdq_coverage(model_path: Path) -> dict[str, Any]:
+    """Static view of what will run in INT8: compute nodes fed by DequantizeLinear. TensorRT picks
+    the actual kernels when it builds the engine on the device (``--int8``), which is not run here."""
+    graph = onnx.load(str(model_path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    compute = [n for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    fed = sum(1 for n in compute if producer.get(n.input[0]) == "DequantizeLinear")
+    return {"backend": "tensorrt (explicit Q/DQ; kernels chosen on the device)", "qdq_fed_compute_nodes": fed,
+            "float_compute_nodes": len(compute) - fed, "integer_kernel_count": fed,
+            "verified_on_device": False}
+
+
+def device_readme(target: TargetProfile, precision: str, recipe: BuildRecipe) -> str:
+    spec = target.tensorrt
+    assert spec is not None
+    return f"""# edge-iqa bundle for `{target.name}` ({precision})
+
+{target.description}
+
+This folder holds the ONNX graph, `manifest.json` (checksums of every file, preprocessing, output
+scale) and `{RECIPE_NAME}`. The TensorRT engine is built **on this device**, because an engine only
+runs on the GPU model and TensorRT version that built it. Requires TensorRT >= {spec.version}
+(JetPack 6 ships 10.3) and `pip install edge-iqa cuda-python` (no PyTorch needed).
+
+## Build the engine (once; cached under `engines/`)
+
+    edge-iqa check .            # static check of the graph against TensorRT {spec.version}
+    edge-iqa build-engine .     # TensorRT Python API; same settings as the trtexec line below
+
+or by hand with trtexec (JetPack: /usr/src/tensorrt/bin/trtexec):
+
+    {recipe.trtexec_command()}
+
+## Score images
+
+    edge-iqa score --bundle . photo1.jpg photo2.jpg
+
+    from edge_iqa.runtime import load
+    scorer = load(".")          # builds and caches the engine on first load if needed
+    scores = scorer.score(["photo1.jpg", "photo2.jpg"])
+
+The runtime refuses an engine built on another GPU or TensorRT version (EngineMismatchError) and
+tells you to rebuild it. Attention is exported as `{target.attention_form}`, opset {target.opset}.
+"""

@@ -1,0 +1,97 @@
+"""`edge-iqa export --target jetson | desktop-gpu` on a machine without a GPU: the bundle holds what
+the device needs (ONNX, Q/DQ for INT8, build recipe, README), passes the static TensorRT check, and
+`edge-iqa check` verifies it. Small input size and calibration count keep this fast; the shipped
+profiles are the parents, so everything else is as users get it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from edge_iqa.cli import app
+from edge_iqa.errors import BackendUnavailableError
+from edge_iqa.export.pipeline import export_bundle
+from edge_iqa.runtime import load
+from edge_iqa.runtime.tensorrt_engine import read_recipe
+
+
+def small_profile(tmp_path: Path, parent: str) -> Path:
+    path = tmp_path / f"{parent}-small.toml"
+    path.write_text(f'inherits = "{parent}"\nname = "{parent}-small"\ninput_size = [128, 128]\n'
+                    "[quantization]\ncalibration_samples = 6\n[parity]\nimages = 6\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("trt-bundles")
+    made = {}
+    for parent, precision in [("jetson", "int8"), ("jetson", "fp16"), ("desktop-gpu", "fp16")]:
+        made[f"{parent}-{precision}"] = export_bundle(
+            "edge_hybrid_n", small_profile(root, parent), precision, out=root / f"{parent}-{precision}",
+            random_weights=True, accuracy_gate=False, quiet=True)
+    return made
+
+
+def test_jetson_int8_bundle_is_explicit_int8_qdq(bundles: dict[str, Path]) -> None:
+    bundle = bundles["jetson-int8"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert {"model.onnx", "build_recipe.json", "README.md"} <= set(manifest["files"])
+    assert manifest["runtime"] == "tensorrt" and manifest["precision"] == "int8"
+    assert manifest["tensorrt_check"]["ok"] and manifest["tensorrt_check"]["tensorrt_version"] == "10.3"
+    assert "TensorRT itself was not available" in manifest["accuracy_measured_with"]
+    graph = onnx.load(str(bundle / "model.onnx"))
+    # Exported at opset 18; modelopt raises it to 19 for its Q/DQ. TensorRT 10.3 parses 9..20.
+    assert all(18 <= o.version <= 20 for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    ops = [n.op_type for n in graph.graph.node]
+    assert "Attention" not in ops and ops.count("Softmax") == 4
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    zero_points = [constants[n.input[2]] for n in graph.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in constants]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert manifest["integer_kernels"]["qdq_fed_compute_nodes"] > 40
+    # keep_fp = ["head", ...]: the regression head's Gemm/MatMul nodes are not fed by Q/DQ.
+    assert manifest["quantization"]["excluded_nodes"]
+    recipe = read_recipe(bundle)
+    assert recipe.precision == "int8" and recipe.inputs == {"image": [3, 128, 128]} and recipe.max_batch == 8
+    assert "--int8" in manifest["runtime_options"]["trtexec"]
+    assert "trtexec" in (bundle / "README.md").read_text()
+
+
+def test_desktop_gpu_bundle_uses_the_attention_op(bundles: dict[str, Path]) -> None:
+    manifest = json.loads((bundles["desktop-gpu-fp16"] / "manifest.json").read_text())
+    assert manifest["tensorrt_check"]["ok"] and manifest["tensorrt_check"]["op_counts"]["Attention"] == 4
+    assert manifest["graph"]["opset"] == 23 and "--fp16" in manifest["runtime_options"]["trtexec"]
+
+
+def test_check_command_passes_on_bundles_and_fails_when_tampered(bundles: dict[str, Path]) -> None:
+    runner = CliRunner()
+    for bundle in bundles.values():
+        result = runner.invoke(app, ["check", str(bundle)])
+        assert result.exit_code == 0, result.output
+        assert "graph check passed" in result.output
+    bundle = bundles["jetson-fp16"]
+    recipe = bundle / "build_recipe.json"
+    original = recipe.read_bytes()
+    try:
+        recipe.write_bytes(original.replace(b'"max_batch": 8', b'"max_batch": 9'))
+        result = runner.invoke(app, ["check", str(bundle)])
+        assert result.exit_code == 1 and "checksum mismatch for build_recipe.json" in result.output
+    finally:
+        recipe.write_bytes(original)
+
+
+def test_runtime_says_what_is_missing_without_tensorrt(bundles: dict[str, Path]) -> None:
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is importable here: tests/test_tensorrt_device.py covers the real path")
+    except ImportError:
+        pass
+    with pytest.raises(BackendUnavailableError, match="tensorrt"):
+        load(bundles["jetson-int8"])
