@@ -151,6 +151,8 @@ HOSTILE = {  # top-level key -> value that must be refused before any backend is
     "preprocess is a list": {"preprocess": [1, 2]},
     "preprocess is a string": {"preprocess": "center"},
     "preprocess has a string size": {"preprocess": {"input_size": "big"}},
+    "preprocess resize_to is [None]": {"preprocess": {"resize_to": [None]}},  # found by the long fuzz
+    "preprocess std 0": {"preprocess": {"std": [0, 0, 0]}},
     "max_batch is true": {"io": _io([-1, 3, 96, 96], max_batch=True)},
     "max_batch is a billion": {"io": _io([-1, 3, 96, 96], max_batch=10**9)},
     "static batch of a billion": {"io": _io([10**9, 3, 96, 96])},
@@ -219,7 +221,7 @@ def test_fuzz_manifest_values(pristine: dict[str, Path], tmp_path_factory: pytes
                 if drop and isinstance(node, dict):
                     node.pop(path[-1], None)
                 else:
-                    node[path[-1]] = value
+                    node[path[-1]] = copy.deepcopy(value)  # sampled values are shared objects
             except (KeyError, IndexError, TypeError):
                 continue  # an earlier edit replaced the parent
         (workdir / MANIFEST_NAME).write_text(json.dumps(manifest))

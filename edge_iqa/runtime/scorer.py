@@ -191,6 +191,7 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise BundleError(f"the bundle's preprocessing spec is invalid ({exc}); re-export the bundle or "
                           "upgrade edge-iqa") from exc
+    _dry_run(spec)
     shape = input_record(manifest)["shape"]
     if any(0 < d != s for d, s in zip(shape[2:], spec.input_size, strict=True)):
         raise BundleError(f"the network's input is {shape[2]}x{shape[3]} but the preprocessing produces "
@@ -216,6 +217,20 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
     if not (math.isfinite(scale) and math.isfinite(offset)):
         raise BundleError(f"the bundle's output_transform {transform!r} is not finite; re-export it")
     return spec, fixed, max_batch, scale, offset
+
+
+def _dry_run(spec: PreprocessSpec) -> None:
+    """Preprocess one small image now, so that a spec with values of the wrong type or range fails
+    at load with a BundleError instead of at the first score with a TypeError."""
+    try:
+        rows = spec.apply(np.full((48, 64, 3), 128, np.uint8))
+        ok = rows.shape == (spec.num_crops, 3, *spec.input_size) and bool(np.isfinite(rows).all())
+    except Exception as exc:  # noqa: BLE001 - any failure here is the manifest's
+        raise BundleError(f"the bundle's preprocessing spec cannot be applied ({type(exc).__name__}: {exc}); "
+                          "re-export the bundle or upgrade edge-iqa") from exc
+    if not ok:
+        raise BundleError("the bundle's preprocessing spec gives non-finite or misshapen input (e.g. std 0); "
+                          "re-export the bundle")
 
 
 def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,

@@ -60,6 +60,10 @@ class OpenVINOBackend(Backend):
             results = request.infer({self.input_name: batch})
             # The result views the request's own buffer, which the next call overwrites: copy.
             return np.array(results[self.output], copy=True)
+        except (RuntimeError, UnicodeDecodeError) as exc:
+            # The scorer feeds exactly the declared shape: a failure is the network's, not the input's.
+            raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {batch.shape} input "
+                              f"({_first_line(exc)}); the bundle is inconsistent: re-export it") from exc
         finally:
             self._idle.put(request)
 
@@ -96,9 +100,9 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
         core.set_property({"CACHE_DIR": str(options["cache_dir"])})
     try:
         model = core.read_model(model=str(xml), weights=str(weights))
-    except RuntimeError as exc:
-        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({exc}); re-export the bundle "
-                          "for this OpenVINO version or upgrade openvino") from exc
+    except (RuntimeError, UnicodeDecodeError) as exc:  # the message may quote the corrupt bytes
+        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({_first_line(exc)}); re-export "
+                          "the bundle for this OpenVINO version or upgrade openvino") from exc
     names = [port.get_any_name() for port in model.inputs]
     if len(model.inputs) != 1 or declared["name"] not in model.inputs[0].get_names():
         raise BundleError(f"{xml}: the network's inputs {names} do not match the manifest's {declared['name']!r}; "
@@ -108,6 +112,15 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
     if index is None:
         raise BundleError(f"{xml}: the manifest's output {wanted!r} is not among the network's outputs "
                           f"{[p.get_any_name() for p in model.outputs]}; re-export the bundle")
-    compiled = core.compile_model(model, device, config)
+    try:
+        compiled = core.compile_model(model, device, config)
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot compile the network for {device} "
+                          f"({_first_line(exc)}); re-export the bundle, or check the device and "
+                          "backend_options") from exc
     output = compiled.outputs[index]
     return OpenVINOBackend(compiled, declared["name"], output, device, config)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
