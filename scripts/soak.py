@@ -113,6 +113,7 @@ def soak(scorer: Any, valid: list[Any], broken: list[bytes], scores: int, *, wor
                     counts["non_finite"] += not math.isfinite(value)
                     if record and (i + 1) % sample_every == 0:
                         samples.append((i + 1, rss_bytes()))
+                        print(f"{i + 1} scores, RSS {samples[-1][1] / 2**20:.1f} MiB", file=sys.stderr, flush=True)
 
         threads = [threading.Thread(target=worker) for _ in range(workers)]
         for thread in threads:
