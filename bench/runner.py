@@ -50,9 +50,9 @@ def plan_rows(suite: Suite) -> list[Plan]:
     plans = []
     if suite.pytorch_eager:
         plans.append(Plan(PYTORCH_EAGER, "pytorch", "pytorch", "fp32"))
-    if suite.pytorch_compile:
-        plans.append(Plan(PYTORCH_COMPILE, "pytorch", "pytorch-compile", "fp32", compile=True))
     plans.extend(Plan(r.row_id, "bundle", Path(r.target).stem, r.precision, spec=r) for r in suite.rows)
+    if suite.pytorch_compile:  # last: compiling can take long, the other rows should not wait for it
+        plans.append(Plan(PYTORCH_COMPILE, "pytorch", "pytorch-compile", "fp32", compile=True))
     return plans
 
 
@@ -103,7 +103,7 @@ def run_worker(job: dict[str, Any], work_dir: Path, timeout_s: int) -> dict[str,
         proc = subprocess.run([sys.executable, "-m", "edge_iqa.bench.worker", str(job_path), str(result_path)],
                               capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return {"status": "error", "error": f"timed out after {timeout_s}s (suite row_timeout_s)"}
+        return {"status": "error", "error": f"timed out after {timeout_s}s (suite row_timeout_s / compile_timeout_s)"}
     if result_path.is_file():
         result = json.loads(result_path.read_text())
         if proc.returncode != 0 and result.get("status") == "ok":
@@ -158,8 +158,8 @@ def run_suite(suite: Suite, *, work_dir: Path | None = None, reuse_bundles: bool
                 row.update(status="error", stage="export", error=f"{type(exc).__name__}: {exc}")
         if row["status"] == "ok":
             with console.status(f"measuring {plan.row_id} ..."):
-                result = run_worker(make_job(suite, plan, bundle, checkpoint, evalset, items), work_dir,
-                                    suite.row_timeout_s)
+                timeout = suite.compile_timeout_s if plan.compile and suite.compile_timeout_s else suite.row_timeout_s
+                result = run_worker(make_job(suite, plan, bundle, checkpoint, evalset, items), work_dir, timeout)
             if result.get("status") != "ok":
                 row.update(status="error", stage="run", error=result.get("error", "unknown error"))
             else:

@@ -93,6 +93,7 @@ class Suite:
     pytorch_compile: bool = True
     accuracy_gate: bool = False  # the bench measures accuracy itself; export refuses nothing
     row_timeout_s: int = 1800
+    compile_timeout_s: int = 0  # the torch.compile row's limit (0: row_timeout_s)
     bootstrap_resamples: int = 1000  # for the 95% CIs of SROCC/PLCC/KRCC/RMSE
     speed: SpeedSpec = field(default_factory=SpeedSpec)
     sensitivity: SensitivitySpec = field(default_factory=SensitivitySpec)
@@ -145,7 +146,8 @@ def load_suite(path: str | Path | None = None) -> Suite:
 
 
 _TOP = {"name", "model", "checkpoint", "random_weights", "threads", "pytorch_eager", "pytorch_compile",
-        "accuracy_gate", "row_timeout_s", "bootstrap_resamples", "rows", "dataset", "speed", "sensitivity", "budgets"}
+        "accuracy_gate", "row_timeout_s", "compile_timeout_s", "bootstrap_resamples", "rows", "dataset", "speed",
+        "sensitivity", "budgets"}
 
 
 def _table(raw: dict[str, Any], key: str, cls: type, source: str, convert: dict[str, Any] | None = None) -> Any:
@@ -205,6 +207,7 @@ def parse_suite(raw: dict[str, Any], base_dir: Path, source: str = "<suite>") ->
         random_weights=bool(raw.get("random_weights", False)), threads=int(raw.get("threads", 2)),
         pytorch_eager=bool(raw.get("pytorch_eager", True)), pytorch_compile=bool(raw.get("pytorch_compile", True)),
         accuracy_gate=bool(raw.get("accuracy_gate", False)), row_timeout_s=int(raw.get("row_timeout_s", 1800)),
+        compile_timeout_s=int(raw.get("compile_timeout_s", 0)),
         bootstrap_resamples=int(raw.get("bootstrap_resamples", 1000)),
         speed=speed, sensitivity=sensitivity, budgets=budgets, source=source,
     )

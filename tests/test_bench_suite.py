@@ -22,7 +22,8 @@ def test_shipped_suites(name: str) -> None:
     assert suite.dataset.labels == BENCH_DIR / "../../shared/datasets/clive/labels.csv"
     assert suite.sensitivity.references == BENCH_DIR / "references"
     assert len(list(suite.sensitivity.references.glob("*.webp"))) >= suite.sensitivity.count
-    assert [p.row_id for p in plan_rows(suite)][:2] == ["pytorch/fp32", "pytorch-compile/fp32"]
+    plans = [p.row_id for p in plan_rows(suite)]
+    assert plans[0] == "pytorch/fp32" and plans[-1] == "pytorch-compile/fp32"  # compile last: it may be slow
     assert default_suite_path().resolve() == (BENCH_DIR / "suite.toml").resolve()
 
 
