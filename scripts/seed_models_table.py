@@ -1,0 +1,194 @@
+"""Measure the seed models and their bundles: parameters, GMAC per image, CPU latency/throughput
+of PyTorch FP32 eager vs each bundle, and the drift of every bundle against PyTorch FP32.
+
+All figures use the **golden deterministic weights** (``tests/golden.py``); trained weights do not
+exist on these machines, so drift is a property of the graphs and quantizers on these weights, not
+a promise for trained checkpoints. Bundles come from ``scripts/seed_bundles.py``.
+
+Per model, at its native protocol (all crops of an image are one batch, their scores averaged):
+
+* parameters; GMAC per image = FLOPs / 2 counted by ``torch.utils.flop_counter.FlopCounterMode``
+  on one crop (explicit MatMul-Softmax attention, so attention matmuls are counted) x crops;
+* evaluation images: a seeded sample of CLIVE development images that are NOT among the 256
+  shipped calibration images (``bench.dataset.load_eval_set``), decoded and preprocessed once,
+  outside the timed region (times are network + crop averaging only);
+* PyTorch FP32 eager and each bundle score the same images one image per call; latency = median
+  seconds per image, throughput = images / total seconds, same thread count for every row;
+  single-input bundles run through the torch-free runtime (``edge_iqa.runtime.load`` +
+  ``Scorer.score_tensor``); DGIQA (two inputs) through the exporter's runner of its runtime, with
+  the depth proxy of ``export/calibration.py`` as the depth input;
+* jetson rows: drift only, measured on the CPU with ONNX Runtime (INT8: the Q/DQ graph; FP16: an
+  FP16 copy), the proxy the exporter records; no TensorRT speed is measured here.
+
+    python scripts/seed_models_table.py --bundles seed_bundles --models topiq_nr_224 glintiqa \
+        --images 32 --threads 2 --out docs/models/seed_table.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from seed_bundles import ROWS, golden_checkpoint  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+SPEED_ROWS = ("cpu/fp32", "cpu/fp16", "cpu/int8", "onnxruntime/fp32")
+
+
+def gmac_per_image(model: Any, spec: Any, input_names: tuple[str, ...]) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from edge_iqa.models.layers.attention import attention_form
+
+    crop = tuple(torch.zeros(1, 3, *spec.input_size) for _ in input_names)
+    with torch.inference_mode(), attention_form("matmul_softmax"), FlopCounterMode(display=False) as counter:
+        model(*crop)
+    return counter.get_total_flops() / 2 / 1e9 * spec.num_crops
+
+
+def eval_images(count: int, seed: int) -> tuple[list[Path], np.ndarray]:
+    from edge_iqa.bench.dataset import load_eval_set
+    from edge_iqa.bench.suite import DatasetSpec
+
+    evalset = load_eval_set(DatasetSpec(labels=SHARED / "datasets" / "clive" / "labels.csv",
+                                        exclude_calibration=True, limit=count, seed=seed))
+    return evalset.paths, evalset.mos
+
+
+def timed_scores(score_one: Any, feeds: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, list[float]]:
+    score_one(feeds[0])  # warm-up (first-call allocations, lazy compilation)
+    scores, seconds = [], []
+    for feed in feeds:
+        start = time.perf_counter()
+        scores.append(float(score_one(feed)))
+        seconds.append(time.perf_counter() - start)
+    return np.array(scores), seconds
+
+
+def drift_record(scores: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    diff = np.abs(scores - reference)
+    rank = spearmanr(scores, reference).statistic if np.ptp(scores) > 0 and np.ptp(reference) > 0 else float("nan")
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "rank_agreement": float(rank)}
+
+
+def speed_record(seconds: list[float]) -> dict[str, float]:
+    return {"latency_ms_p50": 1e3 * float(np.median(seconds)), "images_per_s": len(seconds) / float(np.sum(seconds))}
+
+
+def bundle_scorer(bundle: Path, row: str, input_names: tuple[str, ...], threads: int) -> Any:
+    """feeds -> mean score of the image's crops, through the runtime (single input) or the exporter's
+    runner (multi-input bundles, and the jetson CPU proxy)."""
+    from edge_iqa.export.pipeline import backend_module
+    from edge_iqa.runtime import load
+    from edge_iqa.runtime.bundle import read_manifest
+
+    manifest = read_manifest(bundle)
+    if len(input_names) == 1 and not row.startswith("jetson"):
+        scorer = load(bundle, threads=threads)
+        return lambda feed: scorer.score_tensor(feed["image"])[0]
+    run = backend_module(manifest["runtime"]).runner(bundle / manifest["model_file"], manifest["precision"], threads)
+    return lambda feed: float(np.mean(np.asarray(run(feed), dtype=np.float64)))
+
+
+def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads: int) -> dict[str, Any]:
+    import torch
+
+    from edge_iqa.data.imageio import load_image
+    from edge_iqa.export.calibration import model_feeds
+    from edge_iqa.export.parity import torch_runner
+    from edge_iqa.export.pipeline import load_model_for_export
+    from edge_iqa.models import get_model_info
+
+    torch.set_num_threads(threads)
+    info = get_model_info(model_name)
+    names = tuple(info.inputs)
+    model, spec, _, _ = load_model_for_export(model_name, golden_checkpoint(model_name, bundles / "checkpoints"))
+    paths, _ = eval_images(count, seed)
+    feeds = [model_feeds(spec.apply(load_image(p)), names) for p in paths]
+    record: dict[str, Any] = {
+        "model": model_name, "weights": "golden deterministic weights; trained weights do not exist on these machines",
+        "protocol": {"input_size": list(spec.input_size), "crops": spec.num_crops, "inputs": list(names),
+                     "depth": "depth proxy (channel mean of the RGB crop)" if "depth" in names else None},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gmac_per_image": gmac_per_image(model, spec, names),
+        "images": len(paths), "image_files": [p.name for p in paths], "threads": threads,
+        "loadavg_start": os.getloadavg()[0], "rows": {},
+    }
+    run = torch_runner(model, names)
+    reference, seconds = timed_scores(lambda feed: float(np.mean(run(feed))), feeds)
+    record["reference_score_std"] = float(np.std(reference))
+    record["rows"]["pytorch/fp32"] = {**speed_record(seconds), **drift_record(reference, reference)}
+    print(json.dumps({"model": model_name, "row": "pytorch/fp32", **record["rows"]["pytorch/fp32"]}), flush=True)
+    for row in ROWS:
+        bundle = bundles / model_name / row.replace("/", "-")
+        if not (bundle / "manifest.json").is_file():
+            record["rows"][row] = {"missing": str(bundle)}
+            continue
+        scores, seconds = timed_scores(bundle_scorer(bundle, row, names, threads), feeds)
+        entry = drift_record(scores, reference)
+        if row in SPEED_ROWS:
+            entry.update(speed_record(seconds))
+        record["rows"][row] = entry
+        print(json.dumps({"model": model_name, "row": row, **entry}), flush=True)
+    record["loadavg_end"] = os.getloadavg()[0]
+    return record
+
+
+def markdown(records: list[dict[str, Any]]) -> str:
+    lines = ["| model | crops | params (M) | GMAC / image | row | p50 latency (ms / image) | images/s | "
+             "speed-up vs PyTorch | max abs diff | mean abs diff | rank agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rec in records:
+        base = rec["rows"]["pytorch/fp32"]["latency_ms_p50"]
+        head = (f"`{rec['model']}`", str(rec["protocol"]["crops"]), f"{rec['parameters'] / 1e6:.1f}",
+                f"{rec['gmac_per_image']:.1f}")
+        for i, (row, entry) in enumerate(rec["rows"].items()):
+            if "missing" in entry:
+                continue
+            speed = ("-", "-", "-")
+            if "latency_ms_p50" in entry:
+                speed = (f"{entry['latency_ms_p50']:.0f}", f"{entry['images_per_s']:.2f}",
+                         f"{base / entry['latency_ms_p50']:.2f}x")
+            drift = ("(reference)",) * 3 if row == "pytorch/fp32" else (
+                f"{entry['max_abs_diff']:.2e}", f"{entry['mean_abs_diff']:.2e}", f"{entry['rank_agreement']:.4f}")
+            cells = head if i == 0 else ("", "", "", "")
+            label = row + (" (ORT CPU proxy)" if row.startswith("jetson") else "")
+            lines.append("| " + " | ".join((*cells, label, *speed, *drift)) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundles", type=Path, default=Path("seed_bundles"))
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("seed_table.json"))
+    parser.add_argument("--markdown-only", action="store_true", help="Print the table of --out and exit.")
+    args = parser.parse_args()
+    records = json.loads(args.out.read_text()) if args.out.is_file() else []
+    if not args.markdown_only:
+        for model_name in args.models:
+            record = measure_model(model_name, args.bundles, args.images, args.seed, args.threads)
+            records = [r for r in records if r["model"] != model_name] + [record]
+            args.out.write_text(json.dumps(records, indent=1) + "\n")
+    print(markdown([r for r in records if r["model"] in args.models]))
+
+
+if __name__ == "__main__":
+    main()

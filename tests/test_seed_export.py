@@ -1,0 +1,183 @@
+"""The seed models through the real export pipeline, with the golden deterministic weights.
+
+For each seed model: ``export_bundle`` writes a cpu/onnxruntime bundle whose network scores a real
+photo like the PyTorch model (the torch-free runtime for single-input models; for DGIQA, two inputs,
+the documented firmware path: ONNX Runtime on the bundle's graph with image and depth crops), and a
+jetson bundle (MatMul-Softmax attention, opset 18) passes ``edge-iqa check``. TOPIQ-224 runs in CI;
+the larger models (GlintIQA 25 crops, DGIQA 2x Swin-T, LoDa ViT-B, TOPIQ at 384/512) are ``slow``.
+
+Profiles are small user profiles (``inherits`` the shipped target, few calibration and parity
+images) and ``accuracy_gate=False``: SROCC against MOS means nothing for deterministic weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edge_iqa.calibration_data import data_dir, read_manifest
+from edge_iqa.cli import app
+from edge_iqa.data.imageio import load_image
+from edge_iqa.export.calibration import depth_proxy
+from edge_iqa.export.pipeline import export_bundle, load_model_for_export
+from edge_iqa.models import create_model, get_model_info
+from edge_iqa.models.checkpoint import load_into, save_checkpoint
+from edge_iqa.runtime import load
+from edge_iqa.runtime.bundle import read_manifest as read_bundle_manifest
+from tests.golden import deterministic_state_dict
+
+GOLDEN_KEYS = {"topiq_nr_224": "topiq_nr", "topiq_nr_384": "topiq_nr", "topiq_nr": "topiq_nr"}
+# Held-out photos (the small profiles calibrate on the first few of the seeded permutation; these
+# are picked from the end of the shipped list, which is what a user would score).
+PHOTO_INDICES = (-1, -2)
+
+
+def golden_checkpoint(model_name: str, out_dir: Path) -> Path:
+    with torch.no_grad():
+        model = create_model(model_name)
+        load_into(model, deterministic_state_dict(GOLDEN_KEYS.get(model_name, model_name)), "golden weights")
+    return save_checkpoint(model, out_dir / f"{model_name}.safetensors", model_name=model_name,
+                           preprocess=get_model_info(model_name).preprocess)
+
+
+def small_profile(tmp: Path, target: str, calibration: int = 2) -> Path:
+    path = tmp / f"small-{target}.toml"
+    path.write_text(f'inherits = "{target}"\nname = "small-{target}"\n[quantization]\n'
+                    f"calibration_samples = {calibration}\n[parity]\nimages = 4\naccuracy_images = 4\n")
+    return path
+
+
+def photos() -> list[np.ndarray]:
+    rows = read_manifest()
+    return [load_image(data_dir() / rows[i].file) for i in PHOTO_INDICES]
+
+
+def torch_scores(model_name: str, checkpoint: Path, images: list[np.ndarray]) -> np.ndarray:
+    """What the PyTorch model says, crops averaged, with the bundle's preprocessing and depth input."""
+    model, spec, _, _ = load_model_for_export(model_name, checkpoint)
+    if hook := get_model_info(model_name).extra.get("fixed_size_hook"):
+        getattr(model, hook)(*spec.input_size)
+    scores = []
+    with torch.inference_mode():
+        for image in images:
+            crops = spec.apply(image)
+            args = [torch.from_numpy(crops)]
+            if "depth" in get_model_info(model_name).inputs:
+                args.append(torch.from_numpy(depth_proxy(crops)))
+            scores.append(model.eval()(*args).reshape(-1).double().mean().item())
+    return np.array(scores)
+
+
+def bundle_scores(bundle: Path, images: list[np.ndarray]) -> np.ndarray:
+    manifest = read_bundle_manifest(bundle)
+    if len(manifest["io"]["inputs"]) == 1:
+        with load(bundle, threads=2) as scorer:
+            return scorer.score(images)
+    return depth_bundle_scores(bundle, images)
+
+
+def depth_bundle_scores(bundle: Path, images: list[np.ndarray]) -> np.ndarray:
+    """The firmware path of docs/models/dgiqa.md: verify the bundle, then ONNX Runtime with both inputs
+    (here the depth proxy stands in for a real depth source, as in the export's parity gate)."""
+    import onnxruntime as ort
+
+    from edge_iqa.data.preprocess import PreprocessSpec
+    from edge_iqa.models.depth import DepthFromMap, dgiqa_inputs
+    from edge_iqa.runtime.bundle import verify_files
+
+    manifest = read_bundle_manifest(bundle)
+    verify_files(bundle, manifest)
+    spec = PreprocessSpec.from_dict(manifest["preprocess"])
+    session = ort.InferenceSession(str(bundle / manifest["model_file"]), providers=["CPUExecutionProvider"])
+    scale, offset = manifest["output_transform"]["scale"], manifest["output_transform"]["offset"]
+    scores = []
+    for image in images:
+        # Depth the way firmware passes it: a (H, W) map of the same scene -> crops under the RGB crops.
+        rgb, depth = dgiqa_inputs(image, DepthFromMap(image.mean(axis=2)), spec)
+        raw = session.run(["score"], {"image": rgb, "depth": depth})[0]
+        scores.append(float(np.mean(raw)) * scale + offset)
+    return np.array(scores)
+
+
+def check_exports(model_name: str, tmp: Path, cpu_target: str, jetson_precision: str) -> None:
+    checkpoint = golden_checkpoint(model_name, tmp)
+    images = photos()
+    bundle = export_bundle(model_name, small_profile(tmp, cpu_target), "fp32", checkpoint, tmp / "cpu",
+                           accuracy_gate=False, quiet=True)
+    manifest = read_bundle_manifest(bundle)
+    graph = manifest["graph"]
+    assert graph["fused_attention_ops"] == graph["attention_calls"] > 0
+    assert manifest["parity"]["onnx_fp32_vs_torch"]["passed"]
+    assert manifest["model"]["weights"]["source"] == checkpoint.name
+    inputs = [i["name"] for i in manifest["io"]["inputs"]]
+    assert inputs == list(get_model_info(model_name).inputs)
+    if len(inputs) == 1:
+        expected = torch_scores(model_name, checkpoint, images)
+        np.testing.assert_allclose(bundle_scores(bundle, images), expected, rtol=0, atol=1e-4)
+    else:  # DGIQA: the PyTorch reference on the same 8-bit depth crops the firmware path feeds
+        model, spec, _, _ = load_model_for_export(model_name, checkpoint)
+        from edge_iqa.models.depth import DepthFromMap, dgiqa_inputs
+
+        expected = []
+        with torch.inference_mode():
+            for image in images:
+                rgb, depth = dgiqa_inputs(image, DepthFromMap(image.mean(axis=2)), spec)
+                expected.append(model.eval()(torch.from_numpy(rgb), torch.from_numpy(depth)).double().mean().item())
+        np.testing.assert_allclose(depth_bundle_scores(bundle, images), expected, rtol=0, atol=1e-4)
+
+    jetson = export_bundle(model_name, small_profile(tmp, "jetson"), jetson_precision, checkpoint, tmp / "jetson",
+                           accuracy_gate=False, quiet=True)
+    proto = onnx.load(str(jetson / "model.onnx"), load_external_data=False)
+    ops = {node.op_type for node in proto.graph.node}
+    assert "Attention" not in ops and "Gelu" not in ops and "Softmax" in ops
+    # Exported at opset 18; modelopt's Q/DQ insertion may raise the default domain to 19. TensorRT 10.3
+    # parses 9..20 (the check below enforces it); GELU is the Erf form, not the opset-20 Gelu op.
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} <= {18, 19}
+    assert read_bundle_manifest(jetson)["graph"]["opset"] == 18
+    result = CliRunner().invoke(app, ["check", str(jetson)])
+    assert result.exit_code == 0, result.output
+    assert "TensorRT 10.3 graph check passed" in result.output
+
+
+def test_topiq_224_exports_score_like_pytorch_and_pass_the_jetson_check(tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    check_exports("topiq_nr_224", tmp_path, "onnxruntime", "fp16")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model_name", "cpu_target"), [
+    ("glintiqa", "cpu"), ("dgiqa", "onnxruntime"), ("loda", "cpu"), ("topiq_nr_384", "cpu"), ("topiq_nr", "cpu"),
+])
+def test_seed_model_exports_score_like_pytorch_and_int8_passes_the_jetson_check(
+        model_name: str, cpu_target: str, tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    check_exports(model_name, tmp_path, cpu_target, "int8")
+
+
+class _Gelu(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(x)
+
+
+@pytest.mark.parametrize(("opset", "op"), [(18, "Erf"), (23, "Gelu")])
+def test_gelu_exports_exactly_at_the_jetson_and_cpu_opsets(opset: int, op: str, tmp_path: Path) -> None:
+    """Every seed model uses exact (erf) GELU. TensorRT 10.3 does not parse the opset-20 ``Gelu`` op;
+    at the jetson opset (18) the exporter writes 0.5 * x * (1 + Erf(x / sqrt 2)), the same function."""
+    import io
+    from contextlib import redirect_stdout
+
+    import onnxruntime as ort
+
+    path = tmp_path / f"gelu{opset}.onnx"
+    x = torch.linspace(-12, 12, 4097).reshape(1, -1)
+    with redirect_stdout(io.StringIO()):
+        torch.onnx.export(_Gelu(), (x,), str(path), dynamo=True, opset_version=opset, input_names=["x"])
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert op in ops and ({"Gelu", "Erf"} - {op}).isdisjoint(ops)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(out, torch.nn.functional.gelu(x).numpy(), rtol=0, atol=1e-6)
