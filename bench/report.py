@@ -125,6 +125,8 @@ def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[lis
                _fmt(_get(r, "load", "time_to_first_score_s"), 2), _fmt(_get(r, "memory", "peak_rss_mb_speed"), 0),
                str(_get(r, "info", "threads")), _backend(r)] for r in ok_rows])
     tables = {"accuracy": accuracy, "speed": speed}
+    if mixed := mixed_precision_table(report):
+        tables["mixed_precision"] = mixed
     types = report["sensitivity"]["types"]
     sens_rows = [r for r in ok_rows if r.get("sensitivity")]
     if types and sens_rows:
@@ -141,6 +143,28 @@ def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[lis
             body.append(cells)
         tables["sensitivity"] = (header, body)
     return tables
+
+
+def mixed_precision_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """INT8 rows whose export ran the accuracy-budget search (manifest ``accuracy_control``): budget,
+    drift on the export's validation images before/after, blocks kept in floating point with their
+    sensitivity (gain in rank agreement when given back alone) and the latency cost."""
+    rows = [r for r in report["rows"] if r.get("accuracy_control")]
+    if not rows:
+        return None
+    body = []
+    for r in rows:
+        c = r["accuracy_control"]
+        gains = {s["block"]: s.get("gain_rank_agreement") for s in c.get("sensitivity") or []}
+        kept = ", ".join(f"{b} ({gains[b]:+.3f})" if gains.get(b) is not None else b for b in c.get("kept_blocks", []))
+        speed = c.get("speed_cost") or {}
+        ratio = speed.get("final_vs_full_int8")
+        body.append([r["id"], _fmt(c.get("budget")), _fmt(_get(c, "full_int8", "delta_srocc"), signed=True),
+                     _fmt(_get(c, "final", "delta_srocc"), signed=True),
+                     {True: "yes", False: "**no** (over budget)"}.get(c.get("within_budget"), "–"),
+                     kept or "none", f"{ratio:.2f}x" if ratio else "–"])
+    return (["row", "budget", "Δ SROCC full INT8", "Δ SROCC final", "within budget",
+             "kept in FP (sensitivity)", "latency vs full INT8"], body)
 
 
 def _backend(row: dict[str, Any]) -> str:
@@ -168,7 +192,9 @@ def to_markdown(report: dict[str, Any], images: dict[str, str] | None = None) ->
                           {True: "yes", False: "**no**", None: "–"}[g["met"]]] for g in goals(report)]), ""]
     titles = {"accuracy": "Accuracy vs MOS (bootstrap 95% CI) and drift vs PyTorch FP32",
               "speed": "Speed", "sensitivity": "Distortion sensitivity: Kendall tau(level, score), "
-                                               "(difference from PyTorch FP32), ⚠ = flagged"}
+                                               "(difference from PyTorch FP32), ⚠ = flagged",
+              "mixed_precision": "Mixed precision at export: accuracy budget on the export's held-out "
+                                 "validation images (sensitivity = rank-agreement gain), latency from the manifest"}
     for key, (header, body) in detail_tables(report).items():
         lines += [f"## {titles[key]}", "", _md_table(header, body), ""]
     if report["sensitivity"].get("skipped"):
@@ -300,7 +326,7 @@ def to_html(report: dict[str, Any], pngs: dict[str, Path]) -> str:
                          [[g["goal"], g["row"], _fmt(g["value"], 4), g["target"],
                            {True: "yes", False: "no", None: "–"}[g["met"]]] for g in goals(report)])]
     for key, (header, body) in detail_tables(report).items():
-        parts += [f"<h2>{html.escape(key.capitalize())}</h2>", _html_table(header, body)]
+        parts += [f"<h2>{html.escape(key.replace('_', ' ').capitalize())}</h2>", _html_table(header, body)]
     for name, png in pngs.items():
         encoded = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f'<h2>{html.escape(name)}</h2>'

@@ -86,9 +86,20 @@ def export_row(suite: Suite, plan: Plan, checkpoint: Path | None, work_dir: Path
     from edge_iqa.export.pipeline import export_bundle
 
     start = time.perf_counter()
+    # Trained weights: the mixed-precision search runs as in `edge-iqa export`, but the bench never
+    # refuses a row for its budget (it measures the drift itself). Random weights: record only.
     export_bundle(suite.model, plan.spec.target, plan.precision, checkpoint=checkpoint, out=out,
-                  accuracy_gate=suite.accuracy_gate, quiet=True)
+                  accuracy_gate=suite.accuracy_gate or not suite.random_weights,
+                  allow_over_budget=not suite.accuracy_gate, quiet=True)
     return out, time.perf_counter() - start
+
+
+def manifest_accuracy_control(bundle: Path) -> dict[str, Any] | None:
+    """The export's mixed-precision record (budget, drift, layers kept in floating point) for the report."""
+    try:
+        return json.loads((Path(bundle) / "manifest.json").read_text()).get("accuracy_control")
+    except (OSError, ValueError):
+        return None
 
 
 def run_worker(job: dict[str, Any], work_dir: Path, timeout_s: int) -> dict[str, Any]:
@@ -153,7 +164,7 @@ def run_suite(suite: Suite, *, work_dir: Path | None = None, reuse_bundles: bool
         if plan.kind == "bundle":
             try:
                 bundle, export_s = export_row(suite, plan, checkpoint, work_dir, reuse_bundles)
-                row.update(bundle=str(bundle), export_s=export_s)
+                row.update(bundle=str(bundle), export_s=export_s, accuracy_control=manifest_accuracy_control(bundle))
             except Exception as exc:  # noqa: BLE001 - an export failure is a row, not a crash
                 row.update(status="error", stage="export", error=f"{type(exc).__name__}: {exc}")
         if row["status"] == "ok":

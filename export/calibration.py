@@ -2,9 +2,14 @@
 
 One seeded permutation of the 256 images splits them: the first ``calibration_samples`` calibrate
 the quantizer, the rest are held out: the parity gate reads the first ``parity.images`` of them and
-the accuracy-budget check the first ``parity.accuracy_images`` (when too few are left, both top up
-with calibration images, and the manifest says so). Every image goes through the model's own
-:class:`PreprocessSpec`, exactly as at run time.
+the accuracy-budget check the first ``parity.accuracy_images`` (when too few are left, the FP32
+parity gate tops up with calibration images, and the manifest says so).
+
+Three splits never overlap: *calibration* (the quantizer's statistics), *validation* (the held-out
+shipped images only, never topped up: the INT8 accuracy budget and the mixed-precision search read
+them) and *evaluation* (``edge-iqa bench``: CLIVE development images that are not shipped here,
+see :func:`edge_iqa.calibration_data.calibration_clive_names`). Every image goes through the
+model's own :class:`PreprocessSpec`, exactly as at run time.
 """
 
 from __future__ import annotations
@@ -32,13 +37,26 @@ CLIVE_SELECTION_COUNT = 256
 @dataclass(frozen=True)
 class CalibrationSplit:
     calibration: list[CalibrationImage]
-    evaluation: list[CalibrationImage]
+    evaluation: list[CalibrationImage]  # parity-gate images: held out first, topped up if too few
     evaluation_overlaps_calibration: bool
+
+    @property
+    def validation(self) -> list[CalibrationImage]:
+        """The held-out prefix of ``evaluation``: never a calibration image."""
+        used = {row.file for row in self.calibration}
+        held_out = []
+        for row in self.evaluation:
+            if row.file in used:
+                break
+            held_out.append(row)
+        return held_out
 
     def record(self) -> dict[str, object]:
         return {"calibration_files": [row.original_name for row in self.calibration],
                 "evaluation_images": len(self.evaluation),
-                "evaluation_overlaps_calibration": self.evaluation_overlaps_calibration}
+                "evaluation_overlaps_calibration": self.evaluation_overlaps_calibration,
+                "validation_files": [row.original_name for row in self.validation],
+                "validation_overlaps_calibration": False}
 
 
 def split(calibration_samples: int, seed: int, evaluation_images: int) -> CalibrationSplit:

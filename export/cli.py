@@ -16,14 +16,22 @@ def export_command(
     precision: str = typer.Option(None, help="fp32 | fp16 | int8 (default: the target's)."),
     out: Path = typer.Option(..., help="Bundle folder to write (replaced atomically if it is a bundle)."),
     random_weights: bool = typer.Option(False, help="Export an untrained model (pipeline testing only)."),
-    accuracy_gate: bool = typer.Option(True, help="Refuse fp16/int8 bundles outside the target's accuracy budget."),
+    accuracy_budget: float = typer.Option(
+        None, help="Max |SROCC(fp16/int8) - SROCC(fp32)| against MOS on held-out images (default: the target's "
+                   "accuracy_budget). INT8 over it keeps its most sensitive blocks in floating point until it holds."),
+    allow_over_budget: bool = typer.Option(
+        False, help="Write the bundle even if the budget cannot be met (the manifest records it as over budget)."),
+    accuracy_gate: bool = typer.Option(
+        True, help="--no-accuracy-gate: no mixed-precision search and no refusal, only record the drift "
+                   "(untrained weights)."),
 ) -> None:
     """Export, quantize and compile a model into a bundle for a deployment target."""
     from edge_iqa.export.pipeline import export_bundle
 
     try:
         export_bundle(model, target, precision, checkpoint, out, random_weights=random_weights,
-                      accuracy_gate=accuracy_gate)
+                      accuracy_gate=accuracy_gate, accuracy_budget=accuracy_budget,
+                      allow_over_budget=allow_over_budget)
     except EdgeIQAError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

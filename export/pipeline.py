@@ -6,13 +6,15 @@
       -> backend build (quantize_ort / quantize_openvino): fp32 | fp16 | int8 (+ integer-kernel check)
       -> accuracy: the artifact in its runtime vs PyTorch; fp32 must pass the parity gate again,
          fp16/int8 must keep |delta SROCC| (vs CLIVE MOS) within the target's budget
-                                                                           (AccuracyBudgetError)
+      -> int8 over budget: mixed precision (accuracy_control): the most sensitive blocks go back to
+         floating point until the budget holds on the validation images     (AccuracyBudgetError)
       -> write_bundle (atomic): nothing is written unless every step passed
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import tempfile
 import time
@@ -30,7 +32,7 @@ from torch import nn
 import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, CheckpointError, ExportError, TargetError
-from edge_iqa.export import calibration
+from edge_iqa.export import accuracy_control, calibration
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.onnx_export import export_onnx
 from edge_iqa.export.parity import compare, onnxruntime_runner, parity_gate, score_images, torch_runner
@@ -117,17 +119,27 @@ def export_bundle(
     model: nn.Module | None = None,
     random_weights: bool = False,
     accuracy_gate: bool = True,
+    accuracy_budget: float | None = None,
+    allow_over_budget: bool = False,
     quiet: bool = False,
 ) -> Path:
     """Export ``model_name`` for ``target`` at ``precision`` (the target's default when None) into
     the bundle folder ``out``, atomically; returns ``out``.
 
     ``model`` exports an in-memory network (its registry entry still gives the preprocessing).
-    ``accuracy_gate=False`` records a failed accuracy budget instead of refusing the bundle (for
-    untrained development weights). The FP32 parity gate always applies.
+    ``accuracy_budget`` (max |delta SROCC| vs FP32 against MOS; default: the target's) bounds the
+    fp16/int8 drift; INT8 over it keeps its most sensitive blocks in floating point until it holds,
+    and is refused (AccuracyBudgetError, nothing written) if it still does not, unless
+    ``allow_over_budget`` (then the manifest records it as over budget). ``accuracy_gate=False``
+    skips the mixed-precision search and only records the drift (for untrained development
+    weights, whose SROCC means nothing). The FP32 parity gate always applies.
     """
     console = Console(quiet=quiet, stderr=True)
     profile = target if isinstance(target, TargetProfile) else load_target(target)
+    if accuracy_budget is not None:
+        if not 0 <= accuracy_budget <= 1:
+            raise TargetError(f"--accuracy-budget is a max |delta SROCC| in [0, 1], got {accuracy_budget}")
+        profile = dataclasses.replace(profile, accuracy_budget=float(accuracy_budget))
     precision = profile.resolve_precision(precision)
     backend = backend_module(profile.runtime)
     info = get_model_info(model_name)
@@ -169,18 +181,52 @@ def export_bundle(
         def feeds() -> Iterator[dict[str, np.ndarray]]:
             return calibration.iter_calibration_feeds(split.calibration, spec, names)
 
+        # INT8 is judged on held-out images only (never a calibration image); fp16/fp32 on all.
+        n_check = len(split.validation) if precision == "int8" else len(stacks)
+        if precision == "int8" and n_check < accuracy_control.MIN_VALIDATION_IMAGES:
+            raise ExportError(f"[quantization] calibration_samples = {quant.calibration_samples} leaves {n_check} of "
+                              f"the {len(calibration.read_manifest())} shipped images for validating INT8 (need "
+                              f"{accuracy_control.MIN_VALIDATION_IMAGES}); lower calibration_samples")
+        validation = accuracy_control.Validation(stacks[:n_check], reference[:n_check], mos[:n_check], names)
+        search = precision == "int8" and accuracy_gate
+
         def populate(staging: Path) -> dict[str, Any]:
             with _step(console, f"{profile.runtime} {precision} build") as note:
                 built = backend.build(graph.path, staging, precision, profile, feeds, work)
                 kernels = built.get("integer_kernels")
                 note["done"] = f"{kernels['integer_kernel_count']} integer kernels" if kernels else ""
-            with _step(console, f"{precision} artifact vs PyTorch on {len(stacks)} images") as note:
-                accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile,
-                                              stacks, reference, mos, names, accuracy_gate)
-                note["done"] = (f"delta SROCC {_fmt(accuracy['delta_srocc'])}, max|diff| "
-                                f"{accuracy['max_abs_diff']:.2e}, rank agreement {_fmt(accuracy['rank_agreement'])}")
-            return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
-                             onnx_parity, accuracy, split, quant)
+            what = "held-out validation" if precision == "int8" else "held-out"
+            with _step(console, f"{precision} artifact vs PyTorch on {n_check} {what} images") as note:
+                accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile, validation)
+                note["done"] = _drift_note(accuracy)
+            control = None
+            if search:
+                control = {"budget": profile.accuracy_budget, "metric": "|delta SROCC| vs FP32 against MOS",
+                           "validation_images": n_check, "full_int8": _drift_only(accuracy),
+                           "needed": not accuracy["within_budget"], "kept_blocks": []}
+                if not accuracy["within_budget"]:
+                    started = time.perf_counter()
+                    with console.status("mixed precision ...") as status:
+                        built, found = accuracy_control.restore(
+                            backend, graph.path, staging, built, profile, feeds, work, validation,
+                            profile.accuracy_budget, lambda m: status.update(f"mixed precision: {m}"))
+                    control.update(found)
+                    control["search_s"] = round(time.perf_counter() - started, 1)
+                    console.print(f"[green]✓[/green] mixed precision [dim]{control['search_s']:.1f}s[/dim] "
+                                  f"{len(control['kept_blocks'])} block(s) kept in floating point: "
+                                  f"{', '.join(control['kept_blocks']) or '-'}")
+                    with _step(console, f"mixed-precision artifact vs PyTorch on {n_check} {what} images") as note:
+                        accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile,
+                                                      validation)
+                        note["done"] = _drift_note(accuracy)
+                control.update(final=_drift_only(accuracy), within_budget=accuracy["within_budget"],
+                               over_budget=not accuracy["within_budget"], allowed_over_budget=allow_over_budget)
+            if accuracy_gate and not allow_over_budget and precision != "fp32" and not accuracy["within_budget"]:
+                raise AccuracyBudgetError(_over_budget_message(precision, profile, accuracy, control))
+            manifest = _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
+                                 onnx_parity, accuracy, split, quant)
+            manifest["accuracy_control"] = control
+            return manifest
 
         path = write_bundle(out, populate)
     console.print(f"[bold green]bundle written[/bold green] {path}")
@@ -191,14 +237,25 @@ def _fmt(value: object) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _drift_note(accuracy: dict[str, Any]) -> str:
+    return (f"delta SROCC {_fmt(accuracy['delta_srocc'])}, max|diff| {accuracy['max_abs_diff']:.2e}, "
+            f"rank agreement {_fmt(accuracy['rank_agreement'])}")
+
+
+def _drift_only(accuracy: dict[str, Any]) -> dict[str, Any]:
+    keys = ("delta_srocc", "rank_agreement", "max_abs_diff", "mean_abs_diff", "images", "srocc_reference",
+            "srocc_artifact", "within_budget")
+    return {k: accuracy.get(k) for k in keys}
+
+
 def _artifact_accuracy(backend: ModuleType, model_path: Path, precision: str, profile: TargetProfile,
-                       stacks: list[np.ndarray], reference: np.ndarray, mos: np.ndarray,
-                       names: tuple[str, ...], enforce: bool) -> dict[str, Any]:
+                       validation: accuracy_control.Validation) -> dict[str, Any]:
     """The built artifact in its own runtime vs PyTorch: FP32 passes the parity gate; FP16/INT8
-    keep |delta SROCC| within the budget (on all held-out images)."""
+    are measured against the budget (|delta SROCC|; the caller enforces it)."""
     run = backend.runner(model_path, precision, profile.threads)
-    scores = score_images(run, stacks, names)
-    record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(stacks),
+    scores = score_images(run, validation.stacks, validation.input_names)
+    reference, mos = validation.reference, validation.mos
+    record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(validation.stacks),
                               "budget": profile.accuracy_budget,
                               "srocc_reference": _srocc(reference, mos), "srocc_artifact": _srocc(scores, mos)}
     if precision == "fp32":
@@ -206,12 +263,19 @@ def _artifact_accuracy(backend: ModuleType, model_path: Path, precision: str, pr
         record["parity"] = parity_gate(scores[:n], reference[:n], profile.parity, f"the {profile.runtime} FP32 model")
     delta = record["delta_srocc"]
     record["within_budget"] = delta is not None and abs(delta) <= profile.accuracy_budget
-    if not record["within_budget"] and enforce and precision != "fp32":
-        raise AccuracyBudgetError(
-            f"{precision} on {profile.runtime}: |delta SROCC| = {_fmt(delta and abs(delta))} on {len(stacks)} held-out "
-            f"calibration images exceeds the target's budget {profile.accuracy_budget}; no bundle was written. "
-            "Try [quantization] method = 'percentile', more calibration_samples, more keep_fp layers, or fp16")
     return record
+
+
+def _over_budget_message(precision: str, profile: TargetProfile, accuracy: dict[str, Any],
+                         control: dict[str, Any] | None) -> str:
+    delta = accuracy["delta_srocc"]
+    kept = control.get("kept_blocks") if control else None
+    tried = (f" after keeping {len(kept)} block(s) in floating point ({', '.join(kept)}; "
+             f"{control.get('stopped_because', '')})" if kept else "")
+    return (f"{precision} on {profile.runtime}: |delta SROCC| = {_fmt(delta and abs(delta))} on {accuracy['images']} "
+            f"held-out images exceeds the accuracy budget {profile.accuracy_budget}{tried}; no bundle was written. "
+            "Pass a larger --accuracy-budget, --allow-over-budget to write it anyway (recorded in the manifest), "
+            "raise [quantization] max_kept_blocks, try method = 'percentile' or more calibration_samples, or fp16")
 
 
 def _srocc(scores: np.ndarray, mos: np.ndarray) -> float | None:

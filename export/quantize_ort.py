@@ -4,6 +4,7 @@ images), and the check that INT8 really runs integer kernels in ORT's optimized 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections import Counter
@@ -27,9 +28,10 @@ COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
-          work_dir: Path) -> dict[str, Any]:
+          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Write ``out_dir/model.onnx`` at ``precision``; returns the manifest fragments
-    (``model_file``, ``quantization``, ``integer_kernels``, ``runtime_options``)."""
+    (``model_file``, ``quantization``, ``integer_kernels``, ``runtime_options``). INT8 keeps the
+    profile's keep_fp layers and ``exclude_nodes`` (ONNX node names) in floating point."""
     dst = out_dir / MODEL_FILE
     record: dict[str, Any] = {"model_file": MODEL_FILE, "quantization": None, "integer_kernels": None,
                               "runtime_options": {"intra_op_num_threads": target.threads,
@@ -40,7 +42,7 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
         to_fp16(onnx_fp32, dst)
         record["quantization"] = {"tool": "onnxruntime.transformers.float16", "keep_io_types": True}
     else:
-        record["quantization"] = quantize_int8(onnx_fp32, dst, target, feeds, work_dir)
+        record["quantization"] = quantize_int8(onnx_fp32, dst, target, feeds, work_dir, exclude_nodes)
         record["integer_kernels"] = inspect_integer_kernels(dst, work_dir)
     return record
 
@@ -48,6 +50,22 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
 def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
     """Scores from the built model (``precision`` is in the graph itself for ONNX Runtime)."""
     return onnxruntime_runner(model_path, threads)
+
+
+def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,
+                      work_dir: Path) -> Callable[[list[str], Path], Path]:
+    """Candidates of the mixed-precision search: ``quantize_static`` with the nodes excluded, from the
+    cached activation ranges of the full INT8 build (no recalibration)."""
+
+    def build_candidate(nodes: list[str], out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        quantize_int8(onnx_fp32, out_dir / MODEL_FILE, target, feeds, work_dir, nodes)
+        return out_dir / MODEL_FILE
+
+    return build_candidate
+
+
+SEARCH_PROXY = "candidates: quantize_static with nodes_to_exclude from the cached calibration ranges"
 
 
 def to_fp16(src: Path, dst: Path) -> None:
@@ -68,7 +86,11 @@ class _Reader:
         return next(self._iter, None)
 
 
-def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactory, work_dir: Path) -> dict[str, Any]:
+def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactory, work_dir: Path,
+                  exclude_nodes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """QDQ INT8 of ``src``. The activation ranges are cached in ``work_dir`` (ORT's
+    ``calibration_cache_path``): another call with other exclusions reuses them instead of
+    recalibrating, which is what makes the mixed-precision search affordable."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -83,15 +105,22 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
                "entropy": CalibrationMethod.Entropy}
     # Shape inference + graph cleanup that ORT recommends before quantization. Its symbolic shape
     # inference does not know every op (e.g. the opset-23 Attention op): then quantize as exported.
-    prepared = work_dir / "int8_preprocessed.onnx"
-    try:
-        quant_pre_process(str(src), str(prepared))
-        preprocessed = True
-    except Exception:  # noqa: BLE001 - any failure just means "quantize the graph as exported"
-        prepared, preprocessed = src, False
+    key = _source_key(src)
+    prepared = work_dir / f"int8_preprocessed_{key}.onnx"
+    preprocessed = prepared.is_file()
+    if not preprocessed:
+        try:
+            quant_pre_process(str(src), str(prepared))
+            preprocessed = True
+        except Exception:  # noqa: BLE001 - any failure just means "quantize the graph as exported"
+            prepared.unlink(missing_ok=True)
+    if not preprocessed:
+        prepared = src
     # Matched on the exported graph: pre-processing drops the node metadata but keeps node names.
     prepared_names = {n.name for n in onnx.load(str(prepared)).graph.node}
-    kept = [name for name in nodes_matching(onnx.load(str(src)), spec.keep_fp) if name in prepared_names]
+    by_pattern = nodes_matching(onnx.load(str(src)), spec.keep_fp)
+    kept = [name for name in dict.fromkeys([*by_pattern, *exclude_nodes]) if name in prepared_names]
+    cache = work_dir / f"ort_calibration_{key}_{spec.method}_{spec.calibration_samples}.json"
     reader = type("CalibrationReader", (_Reader, CalibrationDataReader), {})(feeds)
     root_logger = logging.getLogger()
     level = root_logger.level
@@ -100,14 +129,21 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
         quantize_static(str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[spec.method], nodes_to_exclude=kept,
-                        extra_options={"CalibTensorRangeSymmetric": False})
+                        extra_options={"CalibTensorRangeSymmetric": False}, calibration_cache_path=str(cache))
     except Exception as exc:
         raise ExportError(f"ONNX Runtime INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
     finally:
         root_logger.setLevel(level)
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "per_channel": True,
             "activations": "uint8", "weights": "int8", "method": spec.method, "preprocessed": preprocessed,
-            "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp)}
+            "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp),
+            "kept_fp_by_accuracy_control": [n for n in kept if n not in set(by_pattern)]}
+
+
+def _source_key(src: Path) -> str:
+    """Names the cached pre-processed graph and calibration ranges after the graph they came from."""
+    stat = src.stat()
+    return hashlib.sha256(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
 
 
 def inspect_integer_kernels(model_path: Path, work_dir: Path) -> dict[str, Any]:

@@ -36,15 +36,16 @@ ACCURACY_PROXY = ("ONNX Runtime CPUExecutionProvider on this graph (INT8: the Q/
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
-          work_dir: Path) -> dict[str, Any]:
-    """Write ``model.onnx`` (+ recipe + README) into ``out_dir``; returns the manifest fragments."""
+          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write ``model.onnx`` (+ recipe + README) into ``out_dir``; returns the manifest fragments.
+    INT8 keeps the keep_fp layers and ``exclude_nodes`` (ONNX node names) out of quantization."""
     spec = target.tensorrt
     if spec is None:  # load_target guarantees it; a hand-built profile may not
         raise ExportError(f"target {target.name!r} has runtime 'tensorrt' but no [tensorrt] table")
     dst = out_dir / MODEL_FILE
     if precision == "int8":
         quantization = quantize_int8_qdq(onnx_fp32, dst, _calibration_arrays(feeds), method=target.quantization.method,
-                                         nodes_to_exclude=_exclusions(onnx_fp32, target))
+                                         nodes_to_exclude=_exclusions(onnx_fp32, target, exclude_nodes))
         quantization["kept_fp_patterns"] = list(target.quantization.keep_fp)
     else:
         shutil.copyfile(onnx_fp32, dst)
@@ -107,10 +108,24 @@ def _calibration_arrays(feeds: FeedFactory) -> dict[str, np.ndarray]:
     return {name: np.concatenate(arrays) for name, arrays in batches.items()}
 
 
-def _exclusions(onnx_fp32: Path, target: TargetProfile) -> list[str]:
-    """keep_fp module patterns -> exact node-name regexes (modelopt matches nodes by regex)."""
+def _exclusions(onnx_fp32: Path, target: TargetProfile, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """keep_fp module patterns (+ extra node names) -> exact node-name regexes (modelopt matches
+    nodes by regex)."""
     names = nodes_matching(onnx.load(str(onnx_fp32)), target.quantization.keep_fp)
-    return [f"^{re.escape(name)}$" for name in names]
+    return [f"^{re.escape(name)}$" for name in dict.fromkeys([*names, *extra])]
+
+
+def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,
+                      work_dir: Path) -> Callable[[list[str], Path], Path]:
+    """Candidates of the mixed-precision search: the full INT8 Q/DQ graph with the pairs in front
+    of the given nodes removed (a modelopt run would recalibrate every time: minutes each)."""
+    from edge_iqa.export.accuracy_control import strip_qdq
+
+    return lambda nodes, out_dir: strip_qdq(full_int8, nodes, out_dir / MODEL_FILE)
+
+
+SEARCH_PROXY = ("candidates: the full modelopt Q/DQ graph with the Q/DQ pairs in front of the block removed; "
+                "final artifact: modelopt re-run with nodes_to_exclude")
 
 
 def _qdq_coverage(model_path: Path) -> dict[str, Any]:

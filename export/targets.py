@@ -36,7 +36,7 @@ TARGETS_PACKAGE = "edge_iqa.targets"
 _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
              "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits",
              "tensorrt"}
-_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp"}
+_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks"}
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "strongly_typed"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
@@ -44,12 +44,18 @@ _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 @dataclass(frozen=True)
 class QuantizationSpec:
     """Post-training quantization recipe. ``keep_fp``: PyTorch module paths (fnmatch patterns)
-    whose layers stay in floating point; a pattern matching a module covers its submodules."""
+    whose layers stay in floating point; a pattern matching a module covers its submodules.
+
+    When INT8 misses the accuracy budget, export keeps the most sensitive blocks in floating point
+    (``edge_iqa.export.accuracy_control``): each block's sensitivity is measured on
+    ``sensitivity_images`` held-out images, and at most ``max_kept_blocks`` blocks are given back."""
 
     method: str = "minmax"
     calibration_samples: int = 128
     seed: int = 0
     keep_fp: tuple[str, ...] = ()
+    sensitivity_images: int = 32
+    max_kept_blocks: int = 8
 
 
 @dataclass(frozen=True)
@@ -251,8 +257,14 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     keep = raw.get("keep_fp", [])
     if not isinstance(keep, list) or not all(isinstance(p, str) and p for p in keep):
         raise TargetError(f"{source}: 'quantization.keep_fp' must be a list of module-path patterns")
+    sensitivity = _check_type(source, "quantization.sensitivity_images", raw.get("sensitivity_images", 32), int)
+    max_kept = _check_type(source, "quantization.max_kept_blocks", raw.get("max_kept_blocks", 8), int)
+    if sensitivity < 3 or max_kept < 0:
+        raise TargetError(f"{source}: [quantization] needs sensitivity_images >= 3 (SROCC needs 3 scores) and "
+                          f"max_kept_blocks >= 0, got {sensitivity} and {max_kept}")
     return QuantizationSpec(method=method, calibration_samples=samples,
-                            seed=_check_type(source, "quantization.seed", raw.get("seed", 0), int), keep_fp=tuple(keep))
+                            seed=_check_type(source, "quantization.seed", raw.get("seed", 0), int), keep_fp=tuple(keep),
+                            sensitivity_images=sensitivity, max_kept_blocks=max_kept)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

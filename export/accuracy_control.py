@@ -1,0 +1,321 @@
+"""INT8 within an accuracy budget: automatic mixed precision driven by SROCC.
+
+When the fully quantized model drifts more than the target's ``accuracy_budget`` (|delta SROCC|
+against MOS, FP32 as the reference) on the *validation* images (the held-out shipped images, never
+a calibration image), export gives the blocks whose quantization hurts the IQA metric most back to
+floating point, one at a time, until the budget holds, ``max_kept_blocks`` were given back, or
+nothing is left:
+
+    blocks      ONNX nodes grouped by PyTorch module path (``graph_scopes.module_paths``): a module
+                with at most MAX_BLOCK_COMPUTE Conv/MatMul/Gemm nodes is one block, a larger one
+                is split into its children (MobileNetV2 stages, attention blocks, the head: tens of
+                blocks, not thousands of nodes)
+    sensitivity every block removed from quantization on its own, scored on the first
+                ``sensitivity_images`` validation images against the cached FP32 scores
+    greedy      blocks given back in order of sensitivity; each step re-measured on all validation
+                images (a block that makes |delta SROCC| worse goes back to INT8); stops at the first
+                step within the budget, at ``max_kept_blocks`` kept or 2 x that many tried
+
+The per-candidate artifacts come from the backend's own exclusion list (ONNX Runtime
+``nodes_to_exclude`` with a calibration cache, so a candidate costs no recalibration) or, for
+modelopt's TensorRT Q/DQ graph, from removing the Q/DQ pairs in front of the block's nodes (what
+``nodes_to_exclude`` does), because a modelopt run recalibrates from scratch (minutes). The final
+artifact is always built by the backend with the chosen exclusions and measured again by the
+pipeline. OpenVINO uses NNCF's own ``quantize_with_accuracy_control`` with an SROCC validation
+function instead (``quantize_openvino.quantize_with_budget``).
+
+Sensitivity is ranked on rank agreement with the FP32 scores (SROCC between the two score
+lists), ties broken by |delta SROCC| and mean |score difference|: over a few images, delta SROCC
+against MOS moves in coarse steps and by chance, whereas agreement with the FP32 ranking measures
+the same thing (the order of the images) against a noise-free target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from edge_iqa.export.calibration import model_feeds
+from edge_iqa.export.graph_scopes import module_paths, nodes_matching
+from edge_iqa.export.parity import Runner, compare, score_images
+
+if TYPE_CHECKING:
+    from edge_iqa.export.targets import TargetProfile
+
+COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
+MAX_BLOCK_COMPUTE = 8
+GRAPH_BLOCK = "(graph)"  # nodes outside any module (the score wrapper's own ops)
+Progress = Callable[[str], None]
+
+
+def block_nodes(model: onnx.ModelProto, already_kept: set[str] | frozenset[str] = frozenset(),
+                max_compute: int = MAX_BLOCK_COMPUTE) -> dict[str, list[str]]:
+    """{module path: ONNX node names} of the blocks that hold quantizable compute (Conv, MatMul,
+    Gemm) not already kept in floating point by the profile's ``keep_fp``; in graph order."""
+    paths = {node.name: module_paths(node) for node in model.graph.node}
+    compute: Counter[str] = Counter()
+    for node in model.graph.node:
+        if node.op_type in COMPUTE_OPS:
+            for path in paths[node.name]:
+                compute[path] += 1
+    groups: dict[str, list[str]] = {}
+    ops: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        chain = paths[node.name]  # outermost module first
+        name = next((p for p in chain if compute[p] <= max_compute), chain[-1]) if chain else GRAPH_BLOCK
+        groups.setdefault(name, []).append(node.name)
+        ops.setdefault(name, []).append(node.op_type)
+    return {name: [n for n in nodes if n not in already_kept] for name, nodes in groups.items()
+            if any(op in COMPUTE_OPS and n not in already_kept for op, n in zip(ops[name], nodes, strict=True))}
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Validation images (preprocessed stacks), their MOS and the cached FP32 reference scores."""
+
+    stacks: list[np.ndarray]
+    reference: np.ndarray
+    mos: np.ndarray
+    input_names: tuple[str, ...]
+
+    def measure(self, run: Runner, images: int | None = None) -> dict[str, Any]:
+        """Drift of ``run`` against the FP32 scores on the first ``images`` validation images."""
+        n = min(images or len(self.stacks), len(self.stacks))
+        scores = score_images(run, self.stacks[:n], self.input_names)
+        return {**compare(scores, self.reference[:n], self.mos[:n]), "images": n}
+
+
+@dataclass
+class SearchResult:
+    kept_blocks: list[str]
+    kept_nodes: list[str]
+    sensitivity: list[dict[str, Any]]  # every block, most sensitive first
+    steps: list[dict[str, Any]]  # one per block given back, cumulative
+    step_artifacts: list[Path] = field(default_factory=list)  # full INT8 first, then one per step
+    within_budget: bool = False
+    stopped_because: str = ""
+
+    def record(self) -> dict[str, Any]:
+        return {"kept_blocks": self.kept_blocks, "kept_nodes": len(self.kept_nodes),
+                "sensitivity": self.sensitivity, "steps": self.steps, "stopped_because": self.stopped_because}
+
+
+def _abs(value: float | None) -> float:
+    return abs(value) if value is not None else float("inf")
+
+
+def _agreement(value: float | None) -> float:
+    return value if value is not None else 0.0
+
+
+def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path], runner_for: Callable[[Path], Runner],
+           validation: Validation, budget: float, *, full_int8: Path, sensitivity_images: int, max_kept_blocks: int,
+           progress: Progress = lambda _: None) -> SearchResult:
+    """Sensitivity of every block, then greedy give-back until |delta SROCC| <= ``budget``.
+
+    ``candidate(nodes)`` returns an INT8 artifact whose ``nodes`` (beyond the profile's keep_fp)
+    stay in floating point; ``runner_for(path)`` scores it."""
+    n_sens = min(sensitivity_images, len(validation.stacks))
+    base = validation.measure(runner_for(full_int8), n_sens)
+    ranking = []
+    for i, (name, nodes) in enumerate(blocks.items(), 1):
+        progress(f"sensitivity {i}/{len(blocks)}: {name}")
+        drift = validation.measure(runner_for(candidate(nodes)), n_sens)
+        ranking.append({
+            "block": name, "nodes": len(nodes), "images": n_sens,
+            "delta_srocc": drift["delta_srocc"], "rank_agreement": drift["rank_agreement"],
+            "mean_abs_diff": drift["mean_abs_diff"],
+            # What giving this block back buys, against full INT8 on the same images.
+            "gain_rank_agreement": _agreement(drift["rank_agreement"]) - _agreement(base["rank_agreement"]),
+            "gain_abs_delta_srocc": (abs(base["delta_srocc"]) - abs(drift["delta_srocc"])
+                                     if base["delta_srocc"] is not None and drift["delta_srocc"] is not None else 0.0),
+            "gain_mean_abs_diff": base["mean_abs_diff"] - drift["mean_abs_diff"],
+        })
+    ranking.sort(key=lambda r: (-r["gain_rank_agreement"], -r["gain_abs_delta_srocc"], -r["gain_mean_abs_diff"]))
+    for rank, row in enumerate(ranking, 1):
+        row["rank"] = rank
+    result = SearchResult([], [], ranking, [], [full_int8], stopped_because="")
+    best = _abs(validation.measure(runner_for(full_int8), None)["delta_srocc"])
+    tried = 0
+    for row in ranking:
+        if len(result.kept_blocks) >= max_kept_blocks or tried >= 2 * max_kept_blocks:
+            break
+        tried += 1
+        nodes = [*result.kept_nodes, *blocks[row["block"]]]
+        progress(f"give back {row['block']} (try {tried}, {len(result.kept_blocks)} kept)")
+        path = candidate(nodes)
+        drift = validation.measure(runner_for(path), None)
+        # A block that makes the drift worse on all validation images goes back to INT8 (the
+        # sensitivity subset misjudged it): keeping it would cost speed for nothing.
+        accepted = _abs(drift["delta_srocc"]) <= best
+        result.steps.append({"block": row["block"], "accepted": accepted, "kept_blocks": len(result.kept_blocks)
+                             + accepted, **drift})
+        if not accepted:
+            continue
+        best = _abs(drift["delta_srocc"])
+        result.kept_blocks.append(row["block"])
+        result.kept_nodes = nodes
+        result.step_artifacts.append(path)
+        if best <= budget:
+            result.within_budget = True
+            result.stopped_because = "within budget"
+            return result
+    if len(result.kept_blocks) >= max_kept_blocks:
+        result.stopped_because = f"max_kept_blocks = {max_kept_blocks} reached"
+    elif tried < len(ranking):
+        result.stopped_because = f"{tried} block(s) tried (limit 2 x max_kept_blocks)"
+    else:
+        result.stopped_because = "every block tried"
+    return result
+
+
+# --- the Q/DQ graph of modelopt without a re-run ------------------------------------------------------
+def strip_qdq(qdq_model: Path, nodes: list[str], out: Path) -> Path:
+    """Copy of an explicit Q/DQ graph where ``nodes`` read their inputs in floating point: every
+    QuantizeLinear -> DequantizeLinear pair feeding them is bypassed (the consumers that stay
+    quantized keep their own pair). Equivalent to quantizing with ``nodes_to_exclude=nodes`` and the
+    same scales, without recalibrating."""
+    model = onnx.load(str(qdq_model))
+    producer = {out_name: node for node in model.graph.node for out_name in node.output}
+    targets = set(nodes)
+    for node in model.graph.node:
+        if node.name not in targets:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    # Drop the pairs nobody reads any more (twice: DQ first, then its Q).
+    for _ in range(2):
+        keep = [n for n in model.graph.node
+                if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or any(o in used for o in n.output)]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
+# --- speed cost -------------------------------------------------------------------------------------
+def latency_ms(runners: dict[str, Runner], feeds: dict[str, np.ndarray], rounds: int = 5,
+               iterations: int = 10, warmup: int = 3) -> dict[str, float]:
+    """Median batch-1 latency (ms) of each runner. The runners take turns round by round, so a
+    change in machine load hits them alike."""
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    for run in runners.values():
+        for _ in range(warmup):
+            run(feeds)
+    for _ in range(rounds):
+        for label, run in runners.items():
+            for _ in range(iterations):
+                start = time.perf_counter()
+                run(feeds)
+                times[label].append((time.perf_counter() - start) * 1e3)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def speed_cost(step_artifacts: list[Path], kept_blocks: list[str], runner_for: Callable[[Path], Runner],
+               feeds: dict[str, np.ndarray], measured_with: str) -> dict[str, Any]:
+    """Latency of full INT8 and of each give-back step: a block's cost is its step's latency minus
+    the previous step's (the artifact with the block in floating point vs without)."""
+    labels = ["full int8", *kept_blocks]
+    medians = latency_ms({label: runner_for(path) for label, path in zip(labels, step_artifacts, strict=True)}, feeds)
+    values = [medians[label] for label in labels]
+    per_block = [{"block": block, "latency_ms": values[i + 1], "delta_ms": values[i + 1] - values[i]}
+                 for i, block in enumerate(kept_blocks)]
+    return {"method": "median batch-1 latency of each give-back step's artifact vs the previous step's "
+                      "(with vs without the block in floating point), runs interleaved",
+            "measured_with": measured_with, "full_int8_ms": values[0], "final_ms": values[-1],
+            "final_vs_full_int8": values[-1] / values[0] if values[0] else None, "per_block": per_block}
+
+
+def final_speed_cost(full_int8: Runner, final: Runner, feeds: dict[str, np.ndarray], measured_with: str
+                     ) -> dict[str, Any]:
+    """Latency of the final artifact vs full INT8 (when the steps are not separate artifacts)."""
+    medians = latency_ms({"full int8": full_int8, "final": final}, feeds)
+    return {"method": "median batch-1 latency of the final artifact vs full INT8, runs interleaved "
+                      "(per-block costs not measured)",
+            "measured_with": measured_with, "full_int8_ms": medians["full int8"], "final_ms": medians["final"],
+            "final_vs_full_int8": medians["final"] / medians["full int8"] if medians["full int8"] else None,
+            "per_block": None}
+
+
+# --- the pipeline's entry point ---------------------------------------------------------------------
+MIN_VALIDATION_IMAGES = 8
+
+
+def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str, Any], profile: TargetProfile,
+            feeds: Callable[[], Any], work: Path, validation: Validation, budget: float,
+            progress: Progress = lambda _: None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rebuild the INT8 artifact in ``staging`` with the most sensitive blocks in floating point;
+    returns the new build record and the accuracy-control record (kept blocks, sensitivity figures,
+    speed cost). The caller measures the new artifact and enforces the budget."""
+    spec = profile.quantization
+    full_dir = work / "full_int8"
+    full_dir.mkdir(parents=True, exist_ok=True)
+    for path in staging.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, full_dir / path.name)
+    full_int8 = full_dir / built["model_file"]
+    fp32_model = onnx.load(str(onnx_fp32))
+    static = set(nodes_matching(fp32_model, spec.keep_fp))
+    feeds_1 = model_feeds(validation.stacks[0][:1], validation.input_names)
+
+    def runner_for(path: Path) -> Runner:
+        return backend.runner(path, "int8", profile.threads)
+
+    if hasattr(backend, "quantize_with_budget"):  # OpenVINO: NNCF's own accuracy-controlled quantization
+        node_blocks = {node: name for name, nodes in block_nodes(fp32_model).items() for node in nodes}
+        progress("nncf.quantize_with_accuracy_control")
+        for path in staging.iterdir():
+            if path.is_file():
+                path.unlink()
+        new_built, record = backend.quantize_with_budget(onnx_fp32, staging, profile, feeds, validation, budget,
+                                                         node_blocks)
+        progress("latency: final vs full INT8")
+        record["speed_cost"] = None
+        if record["kept_operations"]:
+            final = runner_for(staging / new_built["model_file"])
+            record["speed_cost"] = final_speed_cost(runner_for(full_int8), final, feeds_1,
+                                                    f"{profile.runtime} on the exporting machine's CPU")
+        return new_built, record
+
+    blocks = block_nodes(fp32_model, static)
+    candidate = backend.candidate_builder(onnx_fp32, full_int8, profile, feeds, work)
+    counter = itertools.count()
+
+    def build_candidate(nodes: list[str]) -> Path:
+        return candidate(nodes, work / "candidates" / str(next(counter)))
+
+    result = search(blocks, build_candidate, runner_for, validation, budget, full_int8=full_int8,
+                    sensitivity_images=spec.sensitivity_images, max_kept_blocks=spec.max_kept_blocks,
+                    progress=progress)
+    progress(f"final build with {len(result.kept_blocks)} block(s) in floating point")
+    new_built = backend.build(onnx_fp32, staging, "int8", profile, feeds, work, exclude_nodes=result.kept_nodes)
+    record = {"tool": "edge_iqa.export.accuracy_control", "candidates": backend.SEARCH_PROXY,
+              "blocks_searched": len(blocks), "sensitivity_images": min(spec.sensitivity_images,
+                                                                        len(validation.stacks)),
+              "sensitivity_ranked_by": "gain in rank agreement with the FP32 scores, then in |delta SROCC|, "
+                                       "then in mean |score diff|", **result.record()}
+    progress("latency of each give-back step")
+    measured_with = (f"{profile.runtime} on the exporting machine's CPU" if profile.runtime != "tensorrt" else
+                     "ONNX Runtime CPU on the Q/DQ graphs (a proxy: says nothing about TensorRT on the device)")
+    record["speed_cost"] = (speed_cost(result.step_artifacts, result.kept_blocks, runner_for, feeds_1, measured_with)
+                            if result.kept_blocks else None)
+    return new_built, record

@@ -1,0 +1,231 @@
+"""INT8 within an accuracy budget: blocks by module path, the sensitivity + give-back loop, Q/DQ
+stripping, the never-overlapping splits, the too-tight failure (nothing written) and the manifest
+record of an over-budget export."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edge_iqa.errors import AccuracyBudgetError, TargetError
+from edge_iqa.export import accuracy_control, calibration, pipeline, quantize_ort
+from edge_iqa.export.accuracy_control import Validation, block_nodes, search, strip_qdq
+from edge_iqa.export.graph_scopes import nodes_matching
+from edge_iqa.export.targets import load_target
+from tests.export_helpers import INPUT_SIZE, MODEL, SHARED, dev_model, exported
+
+FORM = "onnx_attention"
+
+
+def tiny_profile(tmp_path: Path, parent: str, budget: float, **quant: int) -> Path:
+    """A user profile inheriting a shipped one: small input, few calibration/validation images."""
+    extra = "".join(f"{k} = {v}\n" for k, v in quant.items())
+    path = tmp_path / f"tiny-{parent}.toml"
+    path.write_text(f'inherits = "{parent}"\nname = "tiny-{parent}"\nprecision = "int8"\n'
+                    f'attention_form = "{FORM}"\ninput_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n'
+                    f"accuracy_budget = {budget}\n"
+                    f"[quantization]\ncalibration_samples = 8\nsensitivity_images = 6\n{extra}"
+                    "[parity]\nimages = 8\naccuracy_images = 16\n")
+    return path
+
+
+@pytest.fixture
+def cached_graph(monkeypatch):
+    """The pipeline's ONNX export replaced by the process-cached trace of the same dev model."""
+    monkeypatch.setattr(pipeline, "export_onnx", lambda *a, **k: exported(FORM))
+
+
+# --- blocks -----------------------------------------------------------------------------------------
+def test_blocks_are_tens_of_module_paths() -> None:
+    model = onnx.load(str(exported(FORM).path))
+    static = set(nodes_matching(model, ("head", "backbone.0")))
+    blocks = block_nodes(model, static)
+    assert 15 <= len(blocks) <= 60, sorted(blocks)
+    assert "backbone.3" in blocks and "head" not in blocks and "backbone.0" not in blocks
+    assert not any(name == "backbone" for name in blocks)  # the 50-conv backbone is split into stages
+    compute = {n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")}
+    in_blocks = {n for nodes in blocks.values() for n in nodes}
+    assert compute <= in_blocks | static  # every quantizable layer is searchable or kept by keep_fp
+    assert not in_blocks & static
+
+
+# --- the loop, on synthetic scores ------------------------------------------------------------------
+def _synthetic(harm: dict[str, float], n: int = 40, seed: int = 0):
+    """Scores whose drift from the reference is the sum of the still-quantized blocks' harm."""
+    rng = np.random.default_rng(seed)
+    reference = rng.normal(size=n)
+    mos = reference + 0.3 * rng.normal(size=n)
+    noise = {b: rng.normal(size=n) for b in harm}
+    validation = Validation([np.full((1, 1), i, np.float32) for i in range(n)], reference, mos, ("image",))
+
+    def runner_for(path: Path):
+        kept = set(path.name.split("+")) - {""}
+
+        def run(feeds):
+            index = feeds["image"].reshape(-1).astype(int)
+            drift = sum(harm[b] * noise[b][index] for b in harm if b not in kept)
+            return reference[index] + drift
+
+        return run
+
+    blocks = {b: [b] for b in harm}
+    return validation, runner_for, blocks
+
+
+def test_search_gives_back_the_most_harmful_block_first() -> None:
+    validation, runner_for, blocks = _synthetic({"stem": 0.02, "attn": 1.5, "mlp": 0.05})
+    full = Path("full")
+    result = search(blocks, lambda nodes: Path("+".join(nodes)), runner_for, validation, 0.01, full_int8=full,
+                    sensitivity_images=20, max_kept_blocks=3)
+    assert result.sensitivity[0]["block"] == "attn" and result.sensitivity[0]["gain_rank_agreement"] > 0
+    assert result.kept_blocks[0] == "attn" and result.within_budget
+    assert result.steps[-1]["delta_srocc"] is not None and abs(result.steps[-1]["delta_srocc"]) <= 0.01
+    assert {r["block"] for r in result.sensitivity} == set(blocks)
+    assert result.step_artifacts[0] == full and len(result.step_artifacts) == len(result.kept_blocks) + 1
+
+
+def test_search_stops_at_the_cap_and_says_so() -> None:
+    validation, runner_for, blocks = _synthetic({"a": 1.0, "b": 1.0, "c": 1.0})
+    result = search(blocks, lambda nodes: Path("+".join(nodes)), runner_for, validation, 1e-9,
+                    full_int8=Path("full"), sensitivity_images=10, max_kept_blocks=1)
+    assert not result.within_budget and len(result.kept_blocks) <= 1
+    assert result.stopped_because
+
+
+# --- Q/DQ stripping (TensorRT candidates) -------------------------------------------------------------
+def test_strip_qdq_puts_the_block_back_in_float(tmp_path) -> None:
+    profile = load_target("onnxruntime")
+    rows = calibration.split(4, 0, 2).calibration
+    spec = dev_model_spec()
+    record = quantize_ort.build(exported(FORM).path, tmp_path, "int8", profile,
+                                lambda: calibration.iter_calibration_feeds(rows, spec, ("image",)), tmp_path)
+    qdq = tmp_path / record["model_file"]
+    blocks = block_nodes(onnx.load(str(exported(FORM).path)))
+    nodes = blocks["backbone.3"]
+    out = strip_qdq(qdq, nodes, tmp_path / "stripped" / "model.onnx")
+    graph = onnx.load(str(out)).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.name in set(nodes) and n.op_type == "Conv"]
+    assert convs and all(producer.get(i) != "DequantizeLinear" for n in convs for i in n.input)
+    before = sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(qdq)).graph.node)
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) < before
+    stack = spec.apply(np.zeros((160, 160, 3), np.uint8))
+    assert np.isfinite(quantize_ort.runner(out, "int8")({"image": stack})).all()
+
+
+def dev_model_spec():
+    from tests.export_helpers import dev_spec
+
+    return dev_spec()
+
+
+# --- splits -----------------------------------------------------------------------------------------
+def test_calibration_validation_and_evaluation_never_overlap() -> None:
+    split = calibration.split(128, 0, 128)
+    calib = {r.original_name for r in split.calibration}
+    valid = {r.original_name for r in split.validation}
+    assert len(valid) == 128 and not calib & valid
+    shipped = {r.original_name for r in calibration.read_manifest()}
+    assert calib | valid <= shipped
+    # Too few held out: the parity images top up from calibration, validation never does.
+    crowded = calibration.split(250, 0, 32)
+    assert crowded.evaluation_overlaps_calibration and len(crowded.validation) == 6
+    assert not {r.file for r in crowded.validation} & {r.file for r in crowded.calibration}
+    labels = SHARED / "datasets" / "clive" / "labels.csv"
+    if not labels.is_file():
+        pytest.skip(f"CLIVE labels not found at {labels}")
+    from edge_iqa.bench.dataset import load_eval_set
+    from edge_iqa.bench.suite import DatasetSpec
+
+    evalset = load_eval_set(DatasetSpec(labels=labels))
+    assert not {p.name for p in evalset.paths} & shipped
+    with open(labels, newline="") as fh:
+        assert len(evalset.paths) == sum(1 for _ in csv.DictReader(fh)) - len(shipped)
+
+
+def test_profile_keys_are_validated(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('inherits = "cpu"\n[quantization]\nsensitivity_images = 2\n')
+    with pytest.raises(TargetError, match="sensitivity_images"):
+        load_target(bad)
+    assert load_target(tiny_profile(tmp_path, "cpu", 0.01, max_kept_blocks=3)).quantization.max_kept_blocks == 3
+
+
+# --- end to end (ONNX Runtime: the fastest backend) ----------------------------------------------------
+def test_too_tight_budget_fails_and_writes_nothing(tmp_path, cached_graph) -> None:
+    profile = tiny_profile(tmp_path, "onnxruntime", 1e-5, max_kept_blocks=1)
+    out = tmp_path / "bundle"
+    with pytest.raises(AccuracyBudgetError, match="no bundle was written"):
+        pipeline.export_bundle(MODEL, profile, model=dev_model(), out=out, quiet=True)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".bundle*"))  # no staging left behind either
+
+
+def test_over_budget_bundle_records_the_search(tmp_path, cached_graph) -> None:
+    profile = tiny_profile(tmp_path, "onnxruntime", 1e-5, max_kept_blocks=2)
+    out = pipeline.export_bundle(MODEL, profile, model=dev_model(), out=tmp_path / "bundle", quiet=True,
+                                 allow_over_budget=True, accuracy_budget=2e-5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    control = manifest["accuracy_control"]
+    assert control["budget"] == 2e-5 and manifest["target"]["accuracy_budget"] == 2e-5
+    assert control["over_budget"] and control["allowed_over_budget"] and not control["within_budget"]
+    assert control["needed"] and control["validation_images"] == 16
+    assert 1 <= len(control["sensitivity"]) == control["blocks_searched"]
+    assert all({"block", "rank", "gain_rank_agreement", "delta_srocc"} <= set(s) for s in control["sensitivity"])
+    assert len(control["kept_blocks"]) <= 2 and control["stopped_because"]
+    assert control["speed_cost"]["full_int8_ms"] > 0 and len(control["speed_cost"]["per_block"]) == len(
+        control["kept_blocks"])
+    kept_nodes = manifest["quantization"]["kept_fp_by_accuracy_control"]
+    assert len(kept_nodes) == control["kept_nodes"]
+    record = manifest["calibration"]
+    assert not set(record["validation_files"]) & set(record["calibration_files"])
+    assert len(record["validation_files"]) >= control["validation_images"]
+    assert manifest["accuracy"]["images"] == 16 and not manifest["accuracy"]["within_budget"]
+
+
+def test_restore_is_skipped_within_budget(tmp_path, cached_graph) -> None:
+    out = pipeline.export_bundle(MODEL, tiny_profile(tmp_path, "onnxruntime", 1.0), model=dev_model(),
+                                 out=tmp_path / "bundle", quiet=True)
+    control = json.loads((out / "manifest.json").read_text())["accuracy_control"]
+    assert not control["needed"] and control["kept_blocks"] == [] and control["within_budget"]
+
+
+def test_nncf_log_maps_to_blocks() -> None:
+    pytest.importorskip("openvino")
+    from edge_iqa.export.quantize_openvino import nncf_report
+
+    lines = ["Metric of initial model: 0.8", "Metric of quantized model: 0.78",
+             "Accuracy drop: 0.02 (DropType.ABSOLUTE)",
+             "Reverted 2 operations to the floating-point precision: \n\tnode_Conv_5\n\tnode_Conv_5/WithoutBiases",
+             "Accuracy drop with the new quantization scope is 0.011 (DropType.ABSOLUTE)",
+             "Reverted 1 operations to the floating-point precision: \n\tnode_MatMul_9",
+             "Algorithm completed: achieved required accuracy drop 0.004 (DropType.ABSOLUTE)",
+             "3 out of 60 were reverted back to the floating-point precision:\n\tnode_Conv_5\n"
+             "\tnode_Conv_5/WithoutBiases\n\tnode_MatMul_9"]
+    report = nncf_report(lines, {"node_Conv_5": "backbone.3", "node_MatMul_9": "semantic"})
+    assert report["kept_blocks"] == ["backbone.3", "semantic"]
+    assert [s["accuracy_drop_after"] for s in report["steps"]] == [0.011, 0.004]
+    assert report["nncf_figures"]["metric_initial"] == 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parent", ["cpu", "jetson"])
+def test_openvino_and_tensorrt_record_kept_blocks(tmp_path, parent, monkeypatch) -> None:
+    """NNCF's accuracy control (cpu) and the modelopt Q/DQ search (jetson) on a too-tight budget."""
+    pytest.importorskip("nncf" if parent == "cpu" else "modelopt")
+    form = "onnx_attention" if parent == "cpu" else "matmul_softmax"
+    if parent == "cpu":  # the cached trace is opset 23; TensorRT 10.3 needs the profile's opset 18
+        monkeypatch.setattr(pipeline, "export_onnx", lambda *a, **k: exported(form))
+    profile = tiny_profile(tmp_path, parent, 1e-5, max_kept_blocks=2)
+    profile.write_text(profile.read_text().replace(FORM, form))
+    out = pipeline.export_bundle(MODEL, profile, model=dev_model(), out=tmp_path / "b", quiet=True,
+                                 allow_over_budget=True)
+    control = json.loads((out / "manifest.json").read_text())["accuracy_control"]
+    assert control["needed"] and control["over_budget"] and control["speed_cost"]["final_ms"] > 0
+    assert control["kept_blocks"] or control.get("steps") is not None
+    assert control["validation_images"] >= accuracy_control.MIN_VALIDATION_IMAGES
