@@ -58,12 +58,14 @@ def golden_checkpoint(model_name: str, out_dir: Path) -> Path:
                            metadata={"weights": WEIGHTS_LABEL})
 
 
-def small_profile(target: str, out_dir: Path, calibration_samples: int, parity_images: int) -> Path:
-    """A user profile: the shipped target with fewer calibration and parity images."""
+def small_profile(target: str, out_dir: Path, calibration_samples: int, parity_images: int,
+                  accuracy_images: int) -> Path:
+    """A user profile: the shipped target with fewer calibration and parity images. INT8 is judged on
+    held-out images only, and the pipeline wants at least 8 of them (accuracy_images >= 8)."""
     path = out_dir / f"seed-{target}.toml"
     path.write_text(f'inherits = "{target}"\nname = "seed-{target}"\n'
                     f"[quantization]\ncalibration_samples = {calibration_samples}\n"
-                    f"[parity]\nimages = {parity_images}\naccuracy_images = {parity_images}\n")
+                    f"[parity]\nimages = {parity_images}\naccuracy_images = {accuracy_images}\n")
     return path
 
 
@@ -92,7 +94,7 @@ def traced_once(cache_dir: Path) -> Iterator[None]:
 
 
 def export_model(model_name: str, rows: list[str], out: Path, calibration_samples: int, parity_images: int,
-                 threads: int) -> list[dict[str, Any]]:
+                 accuracy_images: int, threads: int) -> list[dict[str, Any]]:
     import torch
 
     from edge_iqa.export import pipeline
@@ -107,7 +109,7 @@ def export_model(model_name: str, rows: list[str], out: Path, calibration_sample
         with traced_once(cache_dir):
             for row in rows:
                 target, precision = row.split("/")
-                profile = small_profile(target, out, calibration_samples, parity_images)
+                profile = small_profile(target, out, calibration_samples, parity_images, accuracy_images)
                 bundle = out / model_name / f"{target}-{precision}"
                 start = time.perf_counter()
                 record: dict[str, Any] = {"model": model_name, "row": row, "bundle": str(bundle)}
@@ -134,6 +136,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("seed_bundles"))
     parser.add_argument("--calibration-samples", type=int, default=8)
     parser.add_argument("--parity-images", type=int, default=4)
+    parser.add_argument("--accuracy-images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +144,7 @@ def main() -> None:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else []
     for model_name in args.models:
         records = export_model(model_name, args.rows, args.out, args.calibration_samples, args.parity_images,
-                               args.threads)
+                               args.accuracy_images, args.threads)
         done = {(r["model"], r["row"]) for r in records}
         summary = [r for r in summary if (r["model"], r["row"]) not in done] + records
         summary_path.write_text(json.dumps(summary, indent=1) + "\n")
