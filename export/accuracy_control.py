@@ -126,6 +126,9 @@ def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path],
 
     ``candidate(nodes)`` returns an INT8 artifact whose ``nodes`` (beyond the profile's keep_fp)
     stay in floating point; ``runner_for(path)`` scores it."""
+    if max_kept_blocks <= 0 or not blocks:
+        return SearchResult([], [], [], [], [full_int8], stopped_because="nothing to give back (max_kept_blocks = 0 "
+                                                                          "or no quantized block)")
     n_sens = min(sensitivity_images, len(validation.stacks))
     base = validation.measure(runner_for(full_int8), n_sens)
     ranking = []

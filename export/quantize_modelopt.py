@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,30 @@ from edge_iqa.errors import BackendUnavailableError, ExportError
 
 # modelopt names: 'max' is min-max for symmetric int8; 'entropy' is KL. Percentile is not offered.
 METHODS = {"minmax": "max", "entropy": "entropy"}
+
+
+@contextlib.contextmanager
+def _ort_quantization_restored() -> Iterator[None]:
+    """modelopt monkey-patches ONNX Runtime's calibrators and quantizers for the whole process
+    (``ort_patching.patch_ort_modules``); a later ``onnxruntime.quantization.quantize_static`` in the
+    same process (an onnxruntime INT8 export after a jetson one, as the bench does) then fails.
+    Put ORT's own attributes back afterwards."""
+    from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
+
+    classes = [calibrate.CalibraterBase, calibrate.MinMaxCalibrater, calibrate.HistogramCalibrater,
+               calibrate.HistogramCollector, qdq_quantizer.QDQQuantizer, base_quantizer.BaseQuantizer]
+    saved = {cls: dict(vars(cls)) for cls in classes}
+    create_calibrator = calibrate.create_calibrator
+    try:
+        yield
+    finally:
+        calibrate.create_calibrator = create_calibrator
+        for cls, attributes in saved.items():
+            for name in [n for n in vars(cls) if n not in attributes]:
+                delattr(cls, name)
+            for name, value in attributes.items():
+                if vars(cls).get(name) is not value and name not in ("__dict__", "__weakref__", "__doc__"):
+                    setattr(cls, name, value)
 
 
 def quantize_int8_qdq(
@@ -44,7 +69,8 @@ def quantize_int8_qdq(
         ) from exc
     logging.getLogger("modelopt").setLevel(logging.WARNING)
     # modelopt prints a progress bar per calibration pass: keep the terminal for our own progress.
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with (_ort_quantization_restored(), contextlib.redirect_stdout(io.StringIO()),
+          contextlib.redirect_stderr(io.StringIO())):
         quantize(
             str(fp32_onnx),
             quantize_mode="int8",

@@ -99,23 +99,29 @@ def test_search_stops_at_the_cap_and_says_so() -> None:
 
 # --- Q/DQ stripping (TensorRT candidates) -------------------------------------------------------------
 def test_strip_qdq_puts_the_block_back_in_float(tmp_path) -> None:
-    profile = load_target("onnxruntime")
-    rows = calibration.split(4, 0, 2).calibration
+    """On modelopt's explicit Q/DQ graph (float weights behind Q/DQ too), as the jetson search uses it."""
+    pytest.importorskip("modelopt")
+    from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
+
     spec = dev_model_spec()
-    record = quantize_ort.build(exported(FORM).path, tmp_path, "int8", profile,
-                                lambda: calibration.iter_calibration_feeds(rows, spec, ("image",)), tmp_path)
-    qdq = tmp_path / record["model_file"]
-    blocks = block_nodes(onnx.load(str(exported(FORM).path)))
-    nodes = blocks["backbone.3"]
+    rows = calibration.split(4, 0, 2).calibration
+    crops = np.concatenate(calibration.preprocess_rows(rows, spec))
+    graph_path = exported("matmul_softmax").path
+    qdq = tmp_path / "qdq.onnx"
+    quantize_int8_qdq(graph_path, qdq, {"image": crops}, method="minmax")
+    nodes = block_nodes(onnx.load(str(graph_path)))["backbone.3"]
     out = strip_qdq(qdq, nodes, tmp_path / "stripped" / "model.onnx")
     graph = onnx.load(str(out)).graph
     producer = {o: n.op_type for n in graph.node for o in n.output}
     convs = [n for n in graph.node if n.name in set(nodes) and n.op_type == "Conv"]
-    assert convs and all(producer.get(i) != "DequantizeLinear" for n in convs for i in n.input)
+    assert len(convs) == 3 and all(producer.get(i) != "DequantizeLinear" for n in convs for i in n.input)
+    others = [n for n in graph.node if n.op_type == "Conv" and n.name not in set(nodes)]
+    assert all(producer.get(n.input[0]) == "DequantizeLinear" for n in others)  # the rest stays INT8
     before = sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(qdq)).graph.node)
     assert sum(n.op_type == "DequantizeLinear" for n in graph.node) < before
-    stack = spec.apply(np.zeros((160, 160, 3), np.uint8))
-    assert np.isfinite(quantize_ort.runner(out, "int8")({"image": stack})).all()
+    scores = quantize_ort.runner(out, "int8")({"image": crops[:2]})
+    full = quantize_ort.runner(qdq, "int8")({"image": crops[:2]})
+    assert np.isfinite(scores).all() and not np.array_equal(scores, full)
 
 
 def dev_model_spec():
@@ -158,7 +164,7 @@ def test_profile_keys_are_validated(tmp_path) -> None:
 
 # --- end to end (ONNX Runtime: the fastest backend) ----------------------------------------------------
 def test_too_tight_budget_fails_and_writes_nothing(tmp_path, cached_graph) -> None:
-    profile = tiny_profile(tmp_path, "onnxruntime", 1e-5, max_kept_blocks=1)
+    profile = tiny_profile(tmp_path, "onnxruntime", 1e-5, max_kept_blocks=0)  # the search: next test
     out = tmp_path / "bundle"
     with pytest.raises(AccuracyBudgetError, match="no bundle was written"):
         pipeline.export_bundle(MODEL, profile, model=dev_model(), out=out, quiet=True)
