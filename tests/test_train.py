@@ -130,3 +130,16 @@ def test_train_cli_reports_bad_data_cleanly(tmp_path: Path) -> None:
     outcome = CliRunner().invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "o")])
     assert outcome.exit_code == 2
     assert "2 of 2 images are missing" in outcome.output
+
+
+@needs_clive
+def test_kfold_runs_every_fold_and_summarises(small_clive: Path, tmp_path: Path) -> None:
+    from edge_iqa.train.loop import run
+
+    summary = run(_config(small_clive, tmp_path / "cv", small_clive / "cache", epochs=1, folds=2, max_steps=1))
+    assert summary["runs"] == 2
+    assert len(summary["last"]["srocc"]["values"]) == 2
+    for k in (0, 1):
+        split = json.loads((tmp_path / "cv" / f"fold{k}" / "metrics.json").read_text())["split"]
+        assert split["fold"] == k and split["train"] + split["val"] == 40 and split["val"] == 20
+    assert json.loads((tmp_path / "cv" / "summary.json").read_text()) == summary

@@ -399,7 +399,7 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
 def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"runs": len(results)}
     for key in ("last_exact", "last", "best"):
-        rows = [r[key] if key == "last_exact" else (r[key] or {}).get("val") for r in results]
+        rows = [r.get(key) if key == "last_exact" else (r.get(key) or {}).get("val") for r in results]
         rows = [row for row in rows if row]
         if not rows:
             continue
