@@ -119,3 +119,35 @@ def test_truncated_and_missing_files(tmp_path: Path, model: torch.nn.Module) -> 
     path.with_suffix(".json").unlink()
     with pytest.raises(CheckpointError, match="missing"):
         read_config(path)
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CLIVE = SHARED / "datasets" / "clive"
+
+
+def test_packaged_default_weights_load_and_carry_their_config() -> None:
+    from edge_iqa.models import get_model_info
+    from edge_iqa.models.checkpoint import packaged_weights_path
+
+    path = packaged_weights_path(get_model_info("edge_hybrid_n").default_weights)
+    config = read_config(path)
+    assert config["model"] == "edge_hybrid_n"
+    assert config["preprocess"] == EDGE_HYBRID_PREPROCESS.to_dict()
+    assert config["output_transform"]["scale"] > 50  # the CLIVE MOS range, not the identity
+    assert config["metadata"]["trained_on"]["images"] == 930
+    assert (path.parent / "LIVE_COPYRIGHT.txt").is_file()
+    model = create_model("edge_hybrid_n", pretrained=True)
+    assert not model.training
+
+
+@pytest.mark.skipif(not (CLIVE / "labels.csv").is_file(), reason="../shared/datasets/clive is not present")
+def test_packaged_weights_are_trained_not_random() -> None:
+    from edge_iqa.data.datasets import read_labels
+    from edge_iqa.metrics import srocc
+
+    labels = read_labels(CLIVE / "labels.csv").subset(range(24))
+    scores = TorchScorer.from_name("edge_hybrid_n").score(labels.paths)
+    # These are training images of the shipped model: this checks that the shipped file is the
+    # trained model on the MOS scale, not its generalisation (docs/training.md has that).
+    assert srocc(scores, labels.mos) > 0.7
+    assert scores.min() > 0 and scores.max() < 100
