@@ -7,9 +7,10 @@ with ``accuracy_gate=False`` (SROCC against MOS means nothing for these weights)
 gate (ONNX Runtime vs PyTorch) still applies to every bundle. Small user profiles keep the run short:
 each inherits the shipped target and sets ``calibration_samples`` and the parity image counts.
 
-The ONNX trace depends only on the attention form and opset, so it is done once per (model, form,
-opset) and reused by every precision of that target (a copy of the file, the same graph that
-``export_bundle`` would trace again).
+The ONNX trace depends only on the attention form and opset, and the PyTorch reference scores only
+on the weights and images, so both are computed once per model and reused by every precision
+(``reused_work``: a copy of the same graph and the same scores that ``export_bundle`` would compute
+again).
 
     python scripts/seed_bundles.py --models topiq_nr_224 glintiqa --out seed_bundles
     python scripts/seed_bundles.py --models loda --rows cpu/fp32 jetson/int8 --out seed_bundles
@@ -62,7 +63,7 @@ def small_profile(target: str, out_dir: Path, calibration_samples: int, parity_i
                   accuracy_images: int) -> Path:
     """A user profile: the shipped target with fewer calibration and parity images. INT8 is judged on
     held-out images only, and the pipeline wants at least 8 of them (accuracy_images >= 8)."""
-    path = out_dir / f"seed-{target}.toml"
+    path = out_dir / f"seed-{target}-{accuracy_images}.toml"
     path.write_text(f'inherits = "{target}"\nname = "seed-{target}"\n'
                     f"[quantization]\ncalibration_samples = {calibration_samples}\n"
                     f"[parity]\nimages = {parity_images}\naccuracy_images = {accuracy_images}\n")
@@ -70,27 +71,54 @@ def small_profile(target: str, out_dir: Path, calibration_samples: int, parity_i
 
 
 @contextmanager
-def traced_once(cache_dir: Path) -> Iterator[None]:
-    """Reuse one ONNX trace per (attention form, opset) across precisions (use it for one model)."""
+def reused_work(cache_dir: Path) -> Iterator[None]:
+    """Work that is identical across the precisions of one model, done once:
+
+    * the ONNX trace, per (attention form, opset, input size, max batch): a copy of the same graph
+      ``export_bundle`` would trace again;
+    * the PyTorch reference scores of the parity/validation images (same weights, same images).
+
+    Use it for one model at a time (the caches are not keyed by model)."""
+    import hashlib
+
     from edge_iqa.export import pipeline
 
-    original = pipeline.export_onnx
-    cache: dict[tuple, Any] = {}
+    original_export, original_runner = pipeline.export_onnx, pipeline.torch_runner
+    original_score = pipeline.score_images
+    graphs: dict[tuple, Any] = {}
+    references: dict[str, Any] = {}
 
-    def cached(model: Any, path: Path, **kwargs: Any) -> Any:
+    def cached_export(model: Any, path: Path, **kwargs: Any) -> Any:
         key = (kwargs["form"], kwargs["opset"], tuple(kwargs["input_size"]), kwargs["max_batch"])
-        if key not in cache:
-            stored = cache_dir / f"{len(cache)}-{kwargs['form']}-{kwargs['opset']}.onnx"
-            cache[key] = original(model, stored, **kwargs)
-        graph = cache[key]
+        if key not in graphs:
+            stored = cache_dir / f"{len(graphs)}-{kwargs['form']}-{kwargs['opset']}.onnx"
+            graphs[key] = original_export(model, stored, **kwargs)
+        graph = graphs[key]
         shutil.copyfile(graph.path, path)
         return graph.__class__(**{**graph.__dict__, "path": Path(path)})
 
-    pipeline.export_onnx = cached
+    def tagged_runner(*args: Any, **kwargs: Any) -> Any:
+        run = original_runner(*args, **kwargs)
+        run.pytorch_reference = True  # a mark on the function itself (ids are reused after GC)
+        return run
+
+    def cached_score(run: Any, stacks: list, names: tuple) -> Any:
+        if not getattr(run, "pytorch_reference", False):
+            return original_score(run, stacks, names)
+        digest = hashlib.sha256(repr(names).encode())
+        for stack in stacks:
+            digest.update(stack.tobytes())
+        key = digest.hexdigest()
+        if key not in references:
+            references[key] = original_score(run, stacks, names)
+        return references[key].copy()
+
+    pipeline.export_onnx, pipeline.torch_runner, pipeline.score_images = cached_export, tagged_runner, cached_score
     try:
         yield
     finally:
-        pipeline.export_onnx = original
+        pipeline.export_onnx, pipeline.torch_runner, pipeline.score_images = (
+            original_export, original_runner, original_score)
 
 
 def export_model(model_name: str, rows: list[str], out: Path, calibration_samples: int, parity_images: int,
@@ -106,7 +134,7 @@ def export_model(model_name: str, rows: list[str], out: Path, calibration_sample
     cache_dir = out / "onnx-cache" / model_name
     cache_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with traced_once(cache_dir):
+        with reused_work(cache_dir):
             for row in rows:
                 target, precision = row.split("/")
                 profile = small_profile(target, out, calibration_samples, parity_images, accuracy_images)
