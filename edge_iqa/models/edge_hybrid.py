@@ -28,6 +28,7 @@ from torch import nn
 from edge_iqa.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from edge_iqa.errors import CheckpointError
 from edge_iqa.models.layers.attention import MultiHeadAttention
+from edge_iqa.models.layers.transformer import Mlp
 from edge_iqa.models.pretrained import load_backbone_state_dict
 from edge_iqa.models.registry import register_model
 
@@ -36,16 +37,6 @@ MOBILENET_V2_URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pt
 # Indices of torchvision's mobilenet_v2().features whose outputs we tap (strides 8, 16, 32).
 MOBILENET_V2_TAPS = (6, 13, 17)
 MOBILENET_V2_CHANNELS = (32, 96, 320)
-
-
-class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
 class AttentionBlock(nn.Module):
@@ -57,7 +48,7 @@ class AttentionBlock(nn.Module):
         self.norm_kv = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, num_heads, layout="q_kv")
         self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), dropout)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout=dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         q = self.norm_q(x)

@@ -40,7 +40,8 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from edge_iqa.data.preprocess import PreprocessSpec
-from edge_iqa.models.layers.attention import MultiHeadAttention, scaled_dot_product
+from edge_iqa.models.layers.attention import scaled_dot_product
+from edge_iqa.models.layers.transformer import PatchEmbed, ViTBlock
 from edge_iqa.models.registry import register_model
 
 __all__ = ["GlintIQA", "ChannelWiseSelfAttention", "SpatialInteractionEnhancement", "convert_legacy_state_dict"]
@@ -61,53 +62,16 @@ GLINTIQA_MEAN = (0.5, 0.5, 0.5)
 GLINTIQA_STD = (0.5, 0.5, 0.5)
 
 
-# --- ViT-S/16 with timm's parameter names ----------------------------------------------------------
-class _PatchEmbed(nn.Module):
-    """Non-overlapping patches -> tokens: a strided conv ``proj`` (timm ``PatchEmbed`` names)."""
-
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
-
-
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _ViTBlock(nn.Module):
-    """Pre-norm transformer block, timm ``Block`` names; attention is the shared module."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = MultiHeadAttention(dim, num_heads, layout="qkv")
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = _Mlp(dim, dim * mlp_ratio)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
+# --- ViT-S/16 with timm's parameter names (blocks from layers/transformer.py) ---------------------------
 class _VisionTransformer(nn.Module):
     """timm ``vit_small_patch16_224`` parameters; runs only as many blocks as asked for."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.patch_embed = _PatchEmbed(3, EMBED_DIM, VIT_PATCH_SIZE)
+        self.patch_embed = PatchEmbed(3, EMBED_DIM, VIT_PATCH_SIZE)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, EMBED_DIM))
         self.pos_embed = nn.Parameter(torch.zeros(1, NUM_TOKENS + 1, EMBED_DIM))
-        self.blocks = nn.ModuleList(_ViTBlock(EMBED_DIM, VIT_HEADS, VIT_MLP_RATIO) for _ in range(VIT_DEPTH))
+        self.blocks = nn.ModuleList(ViTBlock(EMBED_DIM, VIT_HEADS, VIT_MLP_RATIO) for _ in range(VIT_DEPTH))
         # Never executed by GlintIQA (only block outputs 6-9 are used); kept so that checkpoints of
         # the reference (which holds a complete timm ViT) load strictly.
         self.norm = nn.LayerNorm(EMBED_DIM, eps=1e-6)
@@ -182,9 +146,9 @@ class CLFE(nn.Module):
     def __init__(self, embed_dim: int = EMBED_DIM) -> None:
         super().__init__()
         self.backbone = _ResNetToLayer3()
-        self.patch_embed1 = _PatchEmbed(256, embed_dim, VIT_PATCH_SIZE // 4)
-        self.patch_embed2 = _PatchEmbed(512, embed_dim, VIT_PATCH_SIZE // 8)
-        self.patch_embed3 = _PatchEmbed(1024, embed_dim, VIT_PATCH_SIZE // 16)
+        self.patch_embed1 = PatchEmbed(256, embed_dim, VIT_PATCH_SIZE // 4)
+        self.patch_embed2 = PatchEmbed(512, embed_dim, VIT_PATCH_SIZE // 8)
+        self.patch_embed3 = PatchEmbed(1024, embed_dim, VIT_PATCH_SIZE // 16)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f1, f2, f3 = self.backbone(x)

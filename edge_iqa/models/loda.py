@@ -38,6 +38,7 @@ from edge_iqa.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from edge_iqa.errors import CheckpointError
 from edge_iqa.models.checkpoint import load_state_dict_file
 from edge_iqa.models.layers.attention import MultiHeadAttention
+from edge_iqa.models.layers.transformer import Mlp, PatchEmbed, ViTBlock
 from edge_iqa.models.registry import register_model
 
 __all__ = ["LoDa", "NormedLinear", "LoDaLearner", "load_reference_training_state"]
@@ -55,49 +56,6 @@ LATENT_DIM = 64
 GRID_SIZE = 7
 CROSS_ATTN_HEADS = 4
 HEAD_DROPOUT = 0.1
-
-
-# --- ViT-B/16 with timm's parameter names ------------------------------------------------------------
-class _Mlp(nn.Module):
-    """fc1 -> GELU -> fc2 (timm ``Mlp`` names; no dropout: the reference uses drop=0)."""
-
-    def __init__(self, in_features: int, hidden_features: int, out_features: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _PatchEmbed(nn.Module):
-    """Non-overlapping 16x16 patches -> (B, N, C) tokens (timm ``PatchEmbed`` names)."""
-
-    def __init__(self, img_size: int, patch_size: int, embed_dim: int) -> None:
-        super().__init__()
-        self.img_size = img_size
-        self.num_patches = (img_size // patch_size) ** 2
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class _ViTBlock(nn.Module):
-    """Pre-norm transformer block of timm's ViT (names ``norm1/attn/norm2/mlp``), attention through
-    our shared module (``qkv``/``proj`` layout)."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = MultiHeadAttention(dim, num_heads, layout="qkv", qkv_bias=True)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio), dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
 
 
 # --- the learner ---------------------------------------------------------------------------------------
@@ -135,12 +93,12 @@ class LoDaLearner(nn.Module):
     def __init__(self, embed_dim: int = VIT_EMBED_DIM, depth: int = VIT_DEPTH, num_outputs: int = 1) -> None:
         super().__init__()
         self.conv = nn.ModuleList(_cnn_tokenizer(c) for c in CNN_CHANNELS)
-        self.down_proj = nn.ModuleList(_Mlp(embed_dim, LATENT_DIM, LATENT_DIM) for _ in range(depth))
+        self.down_proj = nn.ModuleList(Mlp(embed_dim, LATENT_DIM, LATENT_DIM) for _ in range(depth))
         self.cross_attn = nn.ModuleList(
             MultiHeadAttention(LATENT_DIM, CROSS_ATTN_HEADS, layout="q_kv", qkv_bias=False, proj_bias=True)
             for _ in range(depth)
         )
-        self.up_proj = nn.ModuleList(_Mlp(LATENT_DIM, embed_dim, embed_dim) for _ in range(depth))
+        self.up_proj = nn.ModuleList(Mlp(LATENT_DIM, embed_dim, embed_dim) for _ in range(depth))
         self.scale_factor = nn.Parameter(torch.empty(depth, embed_dim))
         nn.init.trunc_normal_(self.scale_factor, std=0.02)
         self.head = NormedLinear(embed_dim, num_outputs)
@@ -175,10 +133,10 @@ class LoDa(nn.Module):
         freeze_backbones: bool = True,
     ) -> None:
         super().__init__()
-        self.patch_embed = _PatchEmbed(VIT_IMG_SIZE, VIT_PATCH_SIZE, VIT_EMBED_DIM)
+        self.patch_embed = PatchEmbed(3, VIT_EMBED_DIM, VIT_PATCH_SIZE)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, VIT_EMBED_DIM))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, VIT_EMBED_DIM))
-        self.blocks = nn.ModuleList(_ViTBlock(VIT_EMBED_DIM, VIT_NUM_HEADS) for _ in range(VIT_DEPTH))
+        self.pos_embed = nn.Parameter(torch.zeros(1, (VIT_IMG_SIZE // VIT_PATCH_SIZE) ** 2 + 1, VIT_EMBED_DIM))
+        self.blocks = nn.ModuleList(ViTBlock(VIT_EMBED_DIM, VIT_NUM_HEADS) for _ in range(VIT_DEPTH))
         self.norm = nn.LayerNorm(VIT_EMBED_DIM, eps=1e-6)
         self.learner = LoDaLearner(VIT_EMBED_DIM, VIT_DEPTH)
         self.dropout = nn.Dropout(HEAD_DROPOUT)
