@@ -123,7 +123,7 @@ def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[lis
                *[_fmt(_get(r, "speed", "concurrency", str(c), "images_per_s"), 1) for c in conc],
                _fmt(_get(r, "speed", "end_to_end_ms_per_image"), 1),
                _fmt(_get(r, "load", "time_to_first_score_s"), 2), _fmt(_get(r, "memory", "peak_rss_mb_speed"), 0),
-               str(_get(r, "info", "threads")), _backend(r)] for r in ok_rows])
+               _threads(r), _backend(r)] for r in ok_rows])
     tables = {"accuracy": accuracy, "speed": speed}
     if mixed := mixed_precision_table(report):
         tables["mixed_precision"] = mixed
@@ -165,6 +165,13 @@ def mixed_precision_table(report: dict[str, Any]) -> tuple[list[str], list[list[
                      kept or "none", f"{ratio:.2f}x" if ratio else "–"])
     return (["row", "budget", "Δ SROCC full INT8", "Δ SROCC final", "within budget",
              "kept in FP (sensitivity)", "latency vs full INT8"], body)
+
+
+def _threads(row: dict[str, Any]) -> str:
+    """Threads the backend reports, else the suite's setting passed to it."""
+    reported = _get(row, "info", "threads")
+    setting = _get(row, "speed", "threads_setting")
+    return str(reported) if reported is not None else f"{setting} (set)" if setting is not None else "–"
 
 
 def _backend(row: dict[str, Any]) -> str:
