@@ -235,3 +235,17 @@ def test_openvino_and_tensorrt_record_kept_blocks(tmp_path, parent, monkeypatch)
     assert control["needed"] and control["over_budget"] and control["speed_cost"]["final_ms"] > 0
     assert control["kept_blocks"] or control.get("steps") is not None
     assert control["validation_images"] >= accuracy_control.MIN_VALIDATION_IMAGES
+
+
+def test_bench_report_shows_the_kept_blocks() -> None:
+    from edge_iqa.bench.report import mixed_precision_table
+
+    control = {"budget": 0.005, "full_int8": {"delta_srocc": -0.012}, "final": {"delta_srocc": -0.003},
+               "within_budget": True, "kept_blocks": ["semantic"],
+               "sensitivity": [{"block": "semantic", "gain_rank_agreement": 0.004}],
+               "speed_cost": {"final_vs_full_int8": 1.08}}
+    report = {"rows": [{"id": "cpu/int8", "accuracy_control": control}, {"id": "cpu/fp32"}]}
+    header, rows = mixed_precision_table(report)
+    assert len(rows) == 1 and rows[0][0] == "cpu/int8"
+    assert "semantic (+0.004)" in rows[0][5] and rows[0][6] == "1.08x" and rows[0][4] == "yes"
+    assert mixed_precision_table({"rows": [{"id": "cpu/fp32"}]}) is None
