@@ -104,7 +104,8 @@ def bundle_scorer(bundle: Path, row: str, input_names: tuple[str, ...], threads:
     return lambda feed: float(np.mean(np.asarray(run(feed), dtype=np.float64)))
 
 
-def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads: int) -> dict[str, Any]:
+def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads: int,
+                  rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
     import torch
 
     from edge_iqa.data.imageio import load_image
@@ -133,7 +134,7 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
     record["reference_score_std"] = float(np.std(reference))
     record["rows"]["pytorch/fp32"] = {**speed_record(seconds), **drift_record(reference, reference)}
     print(json.dumps({"model": model_name, "row": "pytorch/fp32", **record["rows"]["pytorch/fp32"]}), flush=True)
-    for row in ROWS:
+    for row in rows:
         bundle = bundles / model_name / row.replace("/", "-")
         if not (bundle / "manifest.json").is_file():
             record["rows"][row] = {"missing": str(bundle)}
@@ -171,6 +172,40 @@ def markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def export_records(bundles: Path, models: list[str]) -> list[dict[str, Any]]:
+    """Per bundle in ``bundles/<model>/<target>-<precision>/``: its manifest's parity and accuracy, and
+    the export seconds from ``summary.json`` when recorded."""
+    summary_path = bundles / "summary.json"
+    seconds = {(r["model"], r["row"]): r.get("seconds") for r in
+               (json.loads(summary_path.read_text()) if summary_path.is_file() else [])}
+    records = []
+    for model_name in models:
+        for row in ROWS:
+            manifest_path = bundles / model_name / row.replace("/", "-") / "manifest.json"
+            if manifest_path.is_file():
+                manifest = json.loads(manifest_path.read_text())
+                records.append({"model": model_name, "row": row, "accuracy": manifest["accuracy"],
+                                "parity": manifest["parity"]["onnx_fp32_vs_torch"],
+                                "seconds": seconds.get((model_name, row))})
+    return records
+
+
+def export_drift_markdown(summary: list[dict[str, Any]], models: list[str]) -> str:
+    """The drift each bundle's export measured (manifest ``accuracy``: the artifact in its runtime vs
+    PyTorch on the held-out shipped images, never used for calibration)."""
+    lines = ["| model | row | held-out images | max abs diff | mean abs diff | rank agreement | ONNX fp32 vs PyTorch | "
+             "export s |", "|---|---|---|---|---|---|---|---|"]
+    for rec in sorted(summary, key=lambda r: (models.index(r["model"]) if r["model"] in models else 99,
+                                               ROWS.index(r["row"]))):
+        if rec["model"] not in models:
+            continue
+        acc, gate = rec["accuracy"], rec["parity"]
+        lines.append(f"| `{rec['model']}` | {rec['row']} | {acc['images']} | {acc['max_abs_diff']:.2e} | "
+                     f"{acc['mean_abs_diff']:.2e} | {acc['rank_agreement']:.4f} | {gate['max_abs_diff']:.1e} | "
+                     f"{'-' if rec['seconds'] is None else round(rec['seconds'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=Path, default=Path("seed_bundles"))
@@ -178,16 +213,23 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS,
+                        help="Bundle rows to measure (PyTorch FP32 eager is always measured).")
     parser.add_argument("--out", type=Path, default=Path("seed_table.json"))
+    parser.add_argument("--export-drift", action="store_true",
+                        help="Also print the drift each bundle's export recorded (from the manifests in --bundles).")
     parser.add_argument("--markdown-only", action="store_true", help="Print the table of --out and exit.")
     args = parser.parse_args()
     records = json.loads(args.out.read_text()) if args.out.is_file() else []
     if not args.markdown_only:
         for model_name in args.models:
-            record = measure_model(model_name, args.bundles, args.images, args.seed, args.threads)
+            record = measure_model(model_name, args.bundles, args.images, args.seed, args.threads, tuple(args.rows))
             records = [r for r in records if r["model"] != model_name] + [record]
             args.out.write_text(json.dumps(records, indent=1) + "\n")
     print(markdown([r for r in records if r["model"] in args.models]))
+    if args.export_drift:
+        print()
+        print(export_drift_markdown(export_records(args.bundles, args.models), args.models))
 
 
 if __name__ == "__main__":
