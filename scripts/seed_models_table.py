@@ -150,12 +150,13 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
 
 
 def markdown(records: list[dict[str, Any]]) -> str:
-    lines = ["| model | crops | params (M) | GMAC / image | row | p50 latency (ms / image) | images/s | "
-             "speed-up vs PyTorch | max abs diff | mean abs diff | rank agreement |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | crops | images | PyTorch score std | params (M) | GMAC / image | row | "
+             "p50 latency (ms / image) | images/s | speed-up vs PyTorch | max abs diff | mean abs diff | rank agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         base = rec["rows"]["pytorch/fp32"]["latency_ms_p50"]
-        head = (f"`{rec['model']}`", str(rec["protocol"]["crops"]), f"{rec['parameters'] / 1e6:.1f}",
+        head = (f"`{rec['model']}`", str(rec["protocol"]["crops"]), str(rec["images"]),
+                f"{rec['reference_score_std']:.3g}", f"{rec['parameters'] / 1e6:.1f}",
                 f"{rec['gmac_per_image']:.1f}")
         for i, (row, entry) in enumerate(rec["rows"].items()):
             if "missing" in entry:
@@ -166,7 +167,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
                          f"{base / entry['latency_ms_p50']:.2f}x")
             drift = ("(reference)",) * 3 if row == "pytorch/fp32" else (
                 f"{entry['max_abs_diff']:.2e}", f"{entry['mean_abs_diff']:.2e}", f"{entry['rank_agreement']:.4f}")
-            cells = head if i == 0 else ("", "", "", "")
+            cells = head if i == 0 else ("",) * len(head)
             label = row + (" (ORT CPU proxy)" if row.startswith("jetson") else "")
             lines.append("| " + " | ".join((*cells, label, *speed, *drift)) + " |")
     return "\n".join(lines)
