@@ -151,7 +151,8 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
 
 def markdown(records: list[dict[str, Any]]) -> str:
     lines = ["| model | crops | images | PyTorch score std | params (M) | GMAC / image | row | "
-             "p50 latency (ms / image) | images/s | speed-up vs PyTorch | max abs diff | mean abs diff | rank agreement |",
+             "p50 latency (ms / image) | images/s | speed-up vs PyTorch | "
+             "max abs diff | mean abs diff | rank agreement |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         base = rec["rows"]["pytorch/fp32"]["latency_ms_p50"]
