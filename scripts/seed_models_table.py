@@ -174,6 +174,26 @@ def markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cost_markdown(models: list[str], threads: int) -> str:
+    """Parameters and GMAC per image (all crops) of each model, at its registered protocol."""
+    import torch
+
+    from edge_iqa.models import create_model, get_model_info
+
+    torch.set_num_threads(threads)
+    lines = ["| model | input | crops | params (M) | GMAC / crop | GMAC / image |", "|---|---|---|---|---|---|"]
+    for name in models:
+        info = get_model_info(name)
+        model = create_model(name).eval()
+        spec, names = info.preprocess, tuple(info.inputs)
+        gmac = gmac_per_image(model, spec, names)
+        size = "x".join(map(str, spec.input_size)) + (" (+ depth)" if "depth" in names else "")
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        lines.append(f"| `{name}` | {size} | {spec.num_crops} | {params:.1f} | "
+                     f"{gmac / spec.num_crops:.2f} | {gmac:.1f} |")
+    return "\n".join(lines)
+
+
 def export_records(bundles: Path, models: list[str]) -> list[dict[str, Any]]:
     """Per bundle in ``bundles/<model>/<target>-<precision>/``: its manifest's parity and accuracy, and
     the export seconds from ``summary.json`` when recorded."""
@@ -221,7 +241,11 @@ def main() -> None:
     parser.add_argument("--export-drift", action="store_true",
                         help="Also print the drift each bundle's export recorded (from the manifests in --bundles).")
     parser.add_argument("--markdown-only", action="store_true", help="Print the table of --out and exit.")
+    parser.add_argument("--cost-only", action="store_true", help="Print parameters and GMAC per image and exit.")
     args = parser.parse_args()
+    if args.cost_only:
+        print(cost_markdown(args.models, args.threads))
+        return
     records = json.loads(args.out.read_text()) if args.out.is_file() else []
     if not args.markdown_only:
         for model_name in args.models:
