@@ -52,6 +52,9 @@ def head_weights(model: Any, layers: int) -> list[str]:
             if weight is not None:
                 found.append(weight)
                 frontier = [node.input[0]]
+                # Forget the branches abandoned above: with a residual stream, the skip branch was
+                # visited first, and keeping it "seen" ended the walk at the next Add (4 layers max).
+                seen = {id(node)}
                 continue
         frontier.extend(i for i in node.input if i and i not in initializers)
     return found
