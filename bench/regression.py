@@ -48,7 +48,8 @@ class CheckResult:
         return f"{self.row}::{self.check}"
 
 
-def _get(record: Any, *keys: str) -> Any:
+def dig(record: Any, *keys: str) -> Any:
+    """``record[k1][k2]...``, or None where a level is missing (rows of failed runs lack sections)."""
     for key in keys:
         if not isinstance(record, dict) or key not in record:
             return None
@@ -61,12 +62,12 @@ def row_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": row["status"],
         "error": row.get("error"),
-        "srocc": _get(row, "accuracy", "srocc"),
-        "delta_srocc": _get(row, "drift", "delta_srocc"),
-        "images_per_s_bs1": _get(row, "speed", "throughput", "1", "images_per_s"),
-        "images_per_s_bs1_repeats": _get(row, "speed", "throughput", "1", "images_per_s_repeats"),
-        "latency_p50_ms": _get(row, "speed", "latency_bs1", "p50_ms"),
-        "latency_p50_ms_repeats": _get(row, "speed", "latency_bs1", "p50_ms_repeats"),
+        "srocc": dig(row, "accuracy", "srocc"),
+        "delta_srocc": dig(row, "drift", "delta_srocc"),
+        "images_per_s_bs1": dig(row, "speed", "throughput", "1", "images_per_s"),
+        "images_per_s_bs1_repeats": dig(row, "speed", "throughput", "1", "images_per_s_repeats"),
+        "latency_p50_ms": dig(row, "speed", "latency_bs1", "p50_ms"),
+        "latency_p50_ms_repeats": dig(row, "speed", "latency_bs1", "p50_ms_repeats"),
     }
 
 
@@ -101,10 +102,10 @@ def write_baseline(report: dict[str, Any], path: str | Path) -> Path:
 def check_report(report: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budgets) -> list[CheckResult]:
     """Every (row, check) result; a report with any ``fail`` is a regression."""
     baseline_rows = (baseline or {}).get("rows", {})
-    same_machine = baseline is not None and _get(baseline, "machine", "fingerprint") == report["machine"]["fingerprint"]
+    same_machine = baseline is not None and dig(baseline, "machine", "fingerprint") == report["machine"]["fingerprint"]
     machine_note = ("no baseline" if baseline is None else
                     f"machine {report['machine']['fingerprint']} differs from the baseline's "
-                    f"{_get(baseline, 'machine', 'fingerprint')}: speed not compared")
+                    f"{dig(baseline, 'machine', 'fingerprint')}: speed not compared")
     same_images, images_note = _same_images(report, baseline)
     results: list[CheckResult] = []
     for row in report["rows"]:

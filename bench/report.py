@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edge_iqa.bench.regression import dig
 from edge_iqa.bench.suite import PYTORCH_EAGER
 
 TABLE_COLUMNS = ("target", "precision", "status", "size (MB)", "SROCC", "Δ SROCC", "PLCC", "p50 (ms)", "p99 (ms)",
@@ -22,12 +23,6 @@ GOAL_INT8_DELTA = 0.005
 GOAL_FP16_DELTA = 0.001
 
 
-def _get(record: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(record, dict) or key not in record:
-            return None
-        record = record[key]
-    return record
 
 
 def _fmt(value: Any, digits: int = 4, signed: bool = False) -> str:
@@ -45,12 +40,12 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         rows.append([
             row["target"], row["precision"], status,
             _fmt(row.get("size_mb"), 2) if ok else "–",
-            _fmt(_get(row, "accuracy", "srocc")),
-            _fmt(_get(row, "drift", "delta_srocc"), signed=True) if row["id"] != PYTORCH_EAGER else "(ref)",
-            _fmt(_get(row, "accuracy", "plcc")),
-            _fmt(_get(row, "speed", "latency_bs1", "p50_ms"), 1),
-            _fmt(_get(row, "speed", "latency_bs1", "p99_ms"), 1),
-            _fmt(_get(row, "speed", "throughput", "1", "images_per_s"), 1),
+            _fmt(dig(row, "accuracy", "srocc")),
+            _fmt(dig(row, "drift", "delta_srocc"), signed=True) if row["id"] != PYTORCH_EAGER else "(ref)",
+            _fmt(dig(row, "accuracy", "plcc")),
+            _fmt(dig(row, "speed", "latency_bs1", "p50_ms"), 1),
+            _fmt(dig(row, "speed", "latency_bs1", "p99_ms"), 1),
+            _fmt(dig(row, "speed", "throughput", "1", "images_per_s"), 1),
             f"{speedup:.2f}x" if speedup else "–",
         ])
     return rows
@@ -72,16 +67,16 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "value": speedup, "target": f">= {GOAL_SPEEDUP}x",
                 "met": None if speedup is None else speedup >= GOAL_SPEEDUP})
     for rid in ("cpu/int8", "onnxruntime/int8"):
-        delta = _get(by_id.get(rid), "drift", "delta_srocc")
+        delta = dig(by_id.get(rid), "drift", "delta_srocc")
         out.append({"goal": "|SROCC(INT8) - SROCC(PyTorch FP32)|", "row": rid,
                     "value": None if delta is None else abs(delta), "target": f"<= {GOAL_INT8_DELTA}",
                     "met": None if delta is None else abs(delta) <= GOAL_INT8_DELTA})
     for rid in ("cpu/fp16", "onnxruntime/fp16"):
-        delta = _get(by_id.get(rid), "drift", "delta_srocc")
+        delta = dig(by_id.get(rid), "drift", "delta_srocc")
         out.append({"goal": "FP16 drift |SROCC(FP16) - SROCC(PyTorch FP32)|", "row": rid,
                     "value": None if delta is None else abs(delta), "target": f"<= {GOAL_FP16_DELTA}",
                     "met": None if delta is None else abs(delta) <= GOAL_FP16_DELTA,
-                    "mean_abs_score_diff": _get(by_id.get(rid), "drift", "mean_abs_diff")})
+                    "mean_abs_score_diff": dig(by_id.get(rid), "drift", "mean_abs_diff")})
     return out
 
 
@@ -98,7 +93,7 @@ def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str
 
 
 def _ci(row: dict[str, Any], name: str) -> str:
-    value, ci = _get(row, "accuracy", name), _get(row, "accuracy", "ci", name)
+    value, ci = dig(row, "accuracy", name), dig(row, "accuracy", "ci", name)
     if value is None:
         return "–"
     return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"
@@ -108,21 +103,21 @@ def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[lis
     ok_rows = [r for r in report["rows"] if r["status"] == "ok"]
     accuracy = (["row", "SROCC [95% CI]", "PLCC [95% CI]", "PLCC (logistic)", "KRCC [95% CI]", "RMSE [95% CI]",
                  "rank agreement", "max |Δscore|", "mean |Δscore|"],
-                [[r["id"], _ci(r, "srocc"), _ci(r, "plcc"), _fmt(_get(r, "accuracy", "plcc_logistic")), _ci(r, "krcc"),
-                  _ci(r, "rmse"), _fmt(_get(r, "drift", "rank_agreement"), 5),
-                  _fmt(_get(r, "drift", "max_abs_diff"), 4), _fmt(_get(r, "drift", "mean_abs_diff"), 4)]
+                [[r["id"], _ci(r, "srocc"), _ci(r, "plcc"), _fmt(dig(r, "accuracy", "plcc_logistic")), _ci(r, "krcc"),
+                  _ci(r, "rmse"), _fmt(dig(r, "drift", "rank_agreement"), 5),
+                  _fmt(dig(r, "drift", "max_abs_diff"), 4), _fmt(dig(r, "drift", "mean_abs_diff"), 4)]
                  for r in ok_rows])
-    sizes = sorted({int(s) for r in ok_rows for s in (_get(r, "speed", "throughput") or {})})
-    conc = sorted({int(s) for r in ok_rows for s in (_get(r, "speed", "concurrency") or {})})
+    sizes = sorted({int(s) for r in ok_rows for s in (dig(r, "speed", "throughput") or {})})
+    conc = sorted({int(s) for r in ok_rows for s in (dig(r, "speed", "concurrency") or {})})
     speed = (["row", "p50 / p90 / p99 (ms)", *[f"img/s bs{s}" for s in sizes],
               *[f"img/s {c} thread{'s' if c > 1 else ''}" for c in conc], "end-to-end ms/img",
               "first score (s)", "peak RSS (MB)", "threads", "backend"],
              [[r["id"],
-               " / ".join(_fmt(_get(r, "speed", "latency_bs1", k), 1) for k in ("p50_ms", "p90_ms", "p99_ms")),
-               *[_fmt(_get(r, "speed", "throughput", str(s), "images_per_s"), 1) for s in sizes],
-               *[_fmt(_get(r, "speed", "concurrency", str(c), "images_per_s"), 1) for c in conc],
-               _fmt(_get(r, "speed", "end_to_end_ms_per_image"), 1),
-               _fmt(_get(r, "load", "time_to_first_score_s"), 2), _fmt(_get(r, "memory", "peak_rss_mb_speed"), 0),
+               " / ".join(_fmt(dig(r, "speed", "latency_bs1", k), 1) for k in ("p50_ms", "p90_ms", "p99_ms")),
+               *[_fmt(dig(r, "speed", "throughput", str(s), "images_per_s"), 1) for s in sizes],
+               *[_fmt(dig(r, "speed", "concurrency", str(c), "images_per_s"), 1) for c in conc],
+               _fmt(dig(r, "speed", "end_to_end_ms_per_image"), 1),
+               _fmt(dig(r, "load", "time_to_first_score_s"), 2), _fmt(dig(r, "memory", "peak_rss_mb_speed"), 0),
                _threads(r), _backend(r)] for r in ok_rows])
     tables = {"accuracy": accuracy, "speed": speed}
     if mixed := mixed_precision_table(report):
@@ -159,8 +154,8 @@ def mixed_precision_table(report: dict[str, Any]) -> tuple[list[str], list[list[
         kept = ", ".join(f"{b} ({gains[b]:+.3f})" if gains.get(b) is not None else b for b in c.get("kept_blocks", []))
         speed = c.get("speed_cost") or {}
         ratio = speed.get("final_vs_full_int8")
-        body.append([r["id"], _fmt(c.get("budget")), _fmt(_get(c, "full_int8", "delta_srocc"), signed=True),
-                     _fmt(_get(c, "final", "delta_srocc"), signed=True),
+        body.append([r["id"], _fmt(c.get("budget")), _fmt(dig(c, "full_int8", "delta_srocc"), signed=True),
+                     _fmt(dig(c, "final", "delta_srocc"), signed=True),
                      {True: "yes", False: "**no** (over budget)"}.get(c.get("within_budget"), "–"),
                      kept or "none", f"{ratio:.2f}x" if ratio else "–"])
     return (["row", "budget", "Δ SROCC full INT8", "Δ SROCC final", "within budget",
@@ -169,8 +164,8 @@ def mixed_precision_table(report: dict[str, Any]) -> tuple[list[str], list[list[
 
 def _threads(row: dict[str, Any]) -> str:
     """Threads the backend reports, else the suite's setting passed to it."""
-    reported = _get(row, "info", "threads")
-    setting = _get(row, "speed", "threads_setting")
+    reported = dig(row, "info", "threads")
+    setting = dig(row, "speed", "threads_setting")
     return str(reported) if reported is not None else f"{setting} (set)" if setting is not None else "–"
 
 
@@ -238,7 +233,7 @@ def to_markdown(report: dict[str, Any], images: dict[str, str] | None = None) ->
 
 # --- plots --------------------------------------------------------------------------------------------
 def pareto_png(report: dict[str, Any], path: Path) -> Path | None:
-    points = [(r["id"], _get(r, "speed", "throughput", "1", "images_per_s"), _get(r, "accuracy", "srocc"))
+    points = [(r["id"], dig(r, "speed", "throughput", "1", "images_per_s"), dig(r, "accuracy", "srocc"))
               for r in report["rows"] if r["status"] == "ok"]
     points = [p for p in points if p[1] and p[2] is not None]
     if not points:

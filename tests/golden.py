@@ -6,8 +6,10 @@ entries, the deterministic weight rule and the reference code's outputs on deter
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,29 @@ def assert_same_state_dict_layout(module: torch.nn.Module, model: str) -> None:
     unexpected = sorted({a[0] for a in actual} - {e[0] for e in expected})
     assert not missing and not unexpected, f"missing {missing[:10]}, unexpected {unexpected[:10]}"
     assert sorted(actual) == sorted(expected)
+
+
+def golden_model(model: str) -> torch.nn.Module:
+    """The registered model with the fixture's deterministic weights, strictly loaded, in eval mode."""
+    from edge_iqa.models import create_model
+
+    module = create_model(model)
+    module.load_state_dict(deterministic_state_dict(model), strict=True)
+    return module.eval()
+
+
+@contextlib.contextmanager
+def recorded_attention(monkeypatch: Any) -> Iterator[list[tuple[int, ...]]]:
+    """Record the key shape of every call of the shared ``scaled_dot_product`` (through
+    ``MultiHeadAttention`` and any caller that looks it up on the module)."""
+    from edge_iqa.models.layers import attention as attention_module
+
+    calls: list[tuple[int, ...]] = []
+    original = attention_module.scaled_dot_product
+
+    def recording(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Any = None, scale: Any = None) -> Any:
+        calls.append(tuple(k.shape))
+        return original(q, k, v, bias=bias, scale=scale)
+
+    monkeypatch.setattr(attention_module, "scaled_dot_product", recording)
+    yield calls

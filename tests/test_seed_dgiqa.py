@@ -16,7 +16,7 @@ from timm.models.swin_transformer import WindowAttention
 
 from edge_iqa.data.imageio import load_image
 from edge_iqa.errors import ArrayInputError
-from edge_iqa.models import create_model, get_model_info
+from edge_iqa.models import get_model_info
 from edge_iqa.models.depth import (
     DepthFromMap,
     OnnxDepthEstimator,
@@ -42,9 +42,7 @@ NUM_ATTENTION_CALLS = 2 * 12 + 2
 @pytest.fixture(scope="module")
 def golden_model() -> DGIQA:
     """DGIQA with the fixture's deterministic weights, strictly loaded. Do not mutate in tests."""
-    model = create_model("dgiqa")
-    model.load_state_dict(golden.deterministic_state_dict("dgiqa"), strict=True)
-    return model.eval()
+    return golden.golden_model("dgiqa")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import torch
 
 from edge_iqa.data.imageio import load_image
 from edge_iqa.models import create_model, get_model_info
-from edge_iqa.models.layers import attention as attention_module
 from edge_iqa.models.layers.attention import MultiHeadAttention, attention_form
 from edge_iqa.models.loda import LoDa, load_reference_training_state
 from tests import golden
@@ -25,9 +24,7 @@ NUM_ATTENTION_CALLS = 24  # 12 ViT self-attentions + 12 learner cross-attentions
 @pytest.fixture(scope="module")
 def golden_model() -> LoDa:
     """LoDa with the fixture's deterministic weights, strictly loaded. Do not mutate in tests."""
-    model = create_model("loda")
-    model.load_state_dict(golden.deterministic_state_dict("loda"), strict=True)
-    return model.eval()
+    return golden.golden_model("loda")
 
 
 @pytest.fixture(scope="module")
@@ -134,15 +131,7 @@ def test_fixture_detects_head_perturbation(golden_model: LoDa, golden_input: tor
 def test_every_attention_goes_through_the_shared_module(
     golden_model: LoDa, golden_input: torch.Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[int, ...]] = []
-    original = attention_module.scaled_dot_product
-
-    def counting(q, k, v, bias=None, scale=None):  # noqa: ANN001, ANN202 - same signature as the original
-        calls.append(tuple(k.shape))
-        return original(q, k, v, bias=bias, scale=scale)
-
-    monkeypatch.setattr(attention_module, "scaled_dot_product", counting)
-    with torch.no_grad():
+    with golden.recorded_attention(monkeypatch) as calls, torch.no_grad():
         golden_model(golden_input[:1])
     shapes = Counter(calls)
     assert shapes == {(1, 12, 197, 64): 12, (1, 4, 196, 16): 12}

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from edge_iqa.errors import CheckpointError
 from edge_iqa.models import create_model, get_model_info
-from edge_iqa.models.layers import attention as attention_module
 from edge_iqa.models.layers.attention import MultiHeadAttention, attention_form
 from edge_iqa.models.topiq import TOPIQNR, adaptive_pool_matrix, bicubic_matrix
 from tests import golden
@@ -40,9 +39,7 @@ def _deterministic_cpu() -> Any:
 def golden_model() -> TOPIQNR:
     """TOPIQ-NR with the fixture's deterministic weights, strictly loaded. Tests that freeze it
     unfreeze it again; nothing else mutates it."""
-    model = create_model("topiq_nr")
-    model.load_state_dict(golden.deterministic_state_dict("topiq_nr"), strict=True)
-    return model.eval()
+    return golden.golden_model("topiq_nr")
 
 
 @pytest.fixture(scope="module")
@@ -152,15 +149,7 @@ def test_fixture_detects_head_perturbation() -> None:
 def test_every_attention_goes_through_the_shared_module(
     golden_model: TOPIQNR, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[int, ...]] = []
-    original = attention_module.scaled_dot_product
-
-    def counting(q, k, v, bias=None, scale=None):  # noqa: ANN001, ANN202 - same signature as the original
-        calls.append(tuple(k.shape))
-        return original(q, k, v, bias=bias, scale=scale)
-
-    monkeypatch.setattr(attention_module, "scaled_dot_product", counting)
-    with torch.no_grad():
+    with golden.recorded_attention(monkeypatch) as calls, torch.no_grad():
         golden_model(torch.zeros(1, 3, 224, 224))
     assert Counter(calls) == {(1, 4, 49, 64): NUM_ATTENTION_CALLS}  # every level pooled to 7x7 tokens
     assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in golden_model.modules())

@@ -377,32 +377,13 @@ _COMMON = {"family": "seed", "output_range": (0.0, 1.0), "paper": PAPER,
            "extra": {"fixed_size_hook": "freeze_input_size"}}
 
 
-@register_model(
-    "topiq_nr",
-    preprocess=_spec((384, 512)),
-    description="TOPIQ-NR (CFANet, ResNet-50), 384x512 (KonIQ 512x384 landscape); pyiqa cfanet_nr_*_res50 "
-    "checkpoints via checkpoint=",
-    **_COMMON,
-)
-def topiq_nr(**kwargs: object) -> TOPIQNR:
-    return TOPIQNR(**kwargs)
-
-
-@register_model(
-    "topiq_nr_384",
-    preprocess=_spec((384, 384)),
-    description="TOPIQ-NR (CFANet, ResNet-50), shorter side 384 + centre crop (pyiqa test_img_size=384, FLIVE)",
-    **_COMMON,
-)
-def topiq_nr_384(**kwargs: object) -> TOPIQNR:
-    return TOPIQNR(**kwargs)
-
-
-@register_model(
-    "topiq_nr_224",
-    preprocess=_spec((224, 224)),
-    description="TOPIQ-NR (CFANet, ResNet-50), 224x224 edge deployment size",
-    **_COMMON,
-)
-def topiq_nr_224(**kwargs: object) -> TOPIQNR:
-    return TOPIQNR(**kwargs)
+# One architecture, three deployment sizes: the builder is the class itself.
+_VARIANTS = {
+    "topiq_nr": ((384, 512), "TOPIQ-NR (CFANet, ResNet-50), 384x512 (KonIQ 512x384 landscape); pyiqa "
+                             "cfanet_nr_*_res50 checkpoints via checkpoint="),
+    "topiq_nr_384": ((384, 384), "TOPIQ-NR (CFANet, ResNet-50), shorter side 384 + centre crop (pyiqa "
+                                 "test_img_size=384, FLIVE)"),
+    "topiq_nr_224": ((224, 224), "TOPIQ-NR (CFANet, ResNet-50), 224x224 edge deployment size"),
+}
+for _name, (_size, _description) in _VARIANTS.items():
+    register_model(_name, preprocess=_spec(_size), description=_description, **_COMMON)(TOPIQNR)
