@@ -223,7 +223,10 @@ def _dry_run(spec: PreprocessSpec) -> None:
     """Preprocess one small image now, so that a spec with values of the wrong type or range fails
     at load with a BundleError instead of at the first score with a TypeError."""
     try:
-        rows = spec.apply(np.full((48, 64, 3), 128, np.uint8))
+        # At least the crop size: multi-crop specs without resize (LoDa, GlintIQA) refuse smaller images.
+        # Capped, so that an absurd input_size in a manifest cannot allocate gigabytes here.
+        height, width = (min(max(low, int(side)), 4096) for low, side in zip((48, 64), spec.input_size, strict=True))
+        rows = spec.apply(np.full((height, width, 3), 128, np.uint8))
         ok = rows.shape == (spec.num_crops, 3, *spec.input_size) and bool(np.isfinite(rows).all())
     except Exception as exc:  # noqa: BLE001 - any failure here is the manifest's
         raise BundleError(f"the bundle's preprocessing spec cannot be applied ({type(exc).__name__}: {exc}); "
