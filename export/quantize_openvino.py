@@ -176,8 +176,11 @@ def quantize_with_budget(onnx_fp32: Path, out_dir: Path, target: TargetProfile, 
         return metric, [[out] for out in outputs]
 
     kwargs, record = _nncf_arguments(onnx_fp32, target)
+    # One ranking worker: NNCF's worker-count estimate divides by timings and counts that can be 0
+    # (seen as "float division by zero" on a loaded machine), and the CPU is shared anyway.
     restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=spec.max_kept_blocks,
-                                                  ranking_subset_size=min(spec.sensitivity_images, len(items)))
+                                                  ranking_subset_size=min(spec.sensitivity_images, len(items)),
+                                                  num_ranking_workers=1)
     capture = _LogCapture()
     logger = logging.getLogger("nncf")
     handlers = [(h, h.level) for h in logger.handlers]
