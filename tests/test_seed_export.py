@@ -181,3 +181,13 @@ def test_gelu_exports_exactly_at_the_jetson_and_cpu_opsets(opset: int, op: str, 
     assert op in ops and ({"Gelu", "Erf"} - {op}).isdisjoint(ops)
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(out, torch.nn.functional.gelu(x).numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["glintiqa", "loda", "dgiqa", "topiq_nr"])
+def test_runtime_load_check_accepts_the_seed_protocols(model_name: str) -> None:
+    """The runtime preprocesses a probe image when it loads a bundle; GlintIQA and LoDa crop 224x224
+    windows without resizing, so the probe must be at least that large (it was 48x64, which made
+    every GlintIQA/LoDa bundle fail to load)."""
+    from edge_iqa.runtime.scorer import _dry_run
+
+    _dry_run(get_model_info(model_name).preprocess)
