@@ -169,11 +169,12 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else []
     for model_name in args.models:
         records = export_model(model_name, args.rows, args.out, args.calibration_samples, args.parity_images,
                                args.accuracy_images, args.threads)
         done = {(r["model"], r["row"]) for r in records}
+        # Re-read just before writing: another run may have added its models meanwhile.
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else []
         summary = [r for r in summary if (r["model"], r["row"]) not in done] + records
         summary_path.write_text(json.dumps(summary, indent=1) + "\n")
 
