@@ -112,3 +112,13 @@ def recorded_attention(monkeypatch: Any) -> Iterator[list[tuple[int, ...]]]:
 
     monkeypatch.setattr(attention_module, "scaled_dot_product", recording)
     yield calls
+
+
+def assert_fed_tensor_matches(tensor: torch.Tensor, expected: dict[str, Any]) -> None:
+    """The tensor fed to forward equals the reference's (shape, float64 sum, first values)."""
+    import pytest
+
+    x = tensor.double()
+    assert list(x.shape) == expected["shape"]
+    assert x.sum().item() == pytest.approx(expected["sum"], rel=1e-9)
+    np.testing.assert_allclose(x.flatten()[:4].numpy(), expected["first4"], rtol=1e-7)

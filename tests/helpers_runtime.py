@@ -158,3 +158,9 @@ def edit_manifest(bundle_dir: Path, **changes: Any) -> None:
     manifest = json.loads(path.read_text())
     manifest.update(changes)
     path.write_text(json.dumps(manifest))
+
+
+def bundle_pair(root: Path, net: TinyNet) -> dict[str, Path]:
+    """The same tiny network as an ONNX Runtime and an OpenVINO bundle."""
+    return {"onnxruntime": build_bundle(root / "ort", net),
+            "openvino": build_bundle(root / "ov", net, runtime="openvino")}

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from edge_iqa.errors import BundleError, CheckpointError, EdgeIQAError
 from edge_iqa.runtime import load
 from edge_iqa.runtime.bundle import MANIFEST_NAME, sha256_file
-from tests.helpers_runtime import TinyNet, build_bundle
+from tests.helpers_runtime import TinyNet, bundle_pair
 
 NET = TinyNet.random(seed=11)
 FUZZ_EXAMPLES = int(os.environ.get("EDGE_IQA_RELIABILITY_FUZZ", "200"))
@@ -40,9 +40,7 @@ IMAGE = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("pristine")
-    return {"onnxruntime": build_bundle(root / "ort", NET),
-            "openvino": build_bundle(root / "ov", NET, runtime="openvino")}
+    return bundle_pair(tmp_path_factory.mktemp("pristine"), NET)
 
 
 @pytest.fixture()

@@ -14,16 +14,14 @@ import pytest
 from edge_iqa.errors import BackendUnavailableError, BundleError, EdgeIQAError
 from edge_iqa.runtime import backends, load
 from edge_iqa.runtime.bundle import MANIFEST_NAME
-from tests.helpers_runtime import SPEC, TinyNet, any_photos, build_bundle, edit_manifest
+from tests.helpers_runtime import SPEC, TinyNet, any_photos, bundle_pair, edit_manifest
 
 NET = TinyNet.random(seed=1)
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("pristine")
-    return {"onnxruntime": build_bundle(root / "ort", NET),
-            "openvino": build_bundle(root / "ov", NET, runtime="openvino")}
+    return bundle_pair(tmp_path_factory.mktemp("pristine"), NET)
 
 
 @pytest.fixture()

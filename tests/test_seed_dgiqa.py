@@ -61,10 +61,7 @@ def _max_diff_to_golden(y: torch.Tensor) -> float:
 # --- registry and layout ------------------------------------------------------------------------
 def test_fed_tensors_match_fixture(golden_inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
     for tensor, expected in zip(golden_inputs, CASE["fed_tensor_summaries"], strict=True):
-        x = tensor.double()
-        assert list(x.shape) == expected["shape"]
-        assert x.sum().item() == pytest.approx(expected["sum"], rel=1e-9)
-        np.testing.assert_allclose(x.flatten()[:4].numpy(), expected["first4"], rtol=1e-7)
+        golden.assert_fed_tensor_matches(tensor, expected)
 
 
 def test_registry_entry_follows_the_reference_protocol() -> None:

@@ -38,11 +38,7 @@ def _max_diff_to_golden(y: torch.Tensor) -> float:
 
 
 def test_fed_tensor_matches_fixture(golden_input: torch.Tensor) -> None:
-    expected = CASE["fed_tensor_summaries"][0]
-    x = golden_input.double()
-    assert list(x.shape) == expected["shape"]
-    assert x.sum().item() == pytest.approx(expected["sum"], rel=1e-9)
-    np.testing.assert_allclose(x.flatten()[:4].numpy(), expected["first4"], rtol=1e-7)
+    golden.assert_fed_tensor_matches(golden_input, CASE["fed_tensor_summaries"][0])
 
 
 def test_registry_entry_and_crop_protocol() -> None:
