@@ -226,7 +226,7 @@ def to_markdown(report: dict[str, Any], images: dict[str, str] | None = None) ->
               f"- speed protocol: {suite['speed']['warmup']} warm-up calls, {suite['speed']['repeats']} repeats x "
               f"{suite['speed']['iterations']} batch-1 calls (p50 = median of the repeats' medians), "
               f"{suite['speed']['sweep_images']} images per repeat for each batch size; "
-              "time.perf_counter in-process; each row in a fresh process (peak RSS = ru_maxrss)",
+              "time.perf_counter in-process; each row in a fresh process (peak RSS = VmHWM of the row's process)",
               f"- run time {report.get('elapsed_s', 0):.0f} s", ""]
     return "\n".join(lines)
 

@@ -278,8 +278,9 @@ def _parity(raw: Any, source: str) -> ParitySpec:
     agreement = float(_check_type(source, "parity.min_rank_agreement", raw.get("min_rank_agreement", 0.999),
                                   (int, float)))
     accuracy_images = _check_type(source, "parity.accuracy_images", raw.get("accuracy_images", 128), int)
-    if images < 2 or accuracy_images < 2 or atol <= 0 or not 0 <= agreement <= 1:
-        raise TargetError(f"{source}: [parity] needs images >= 2, accuracy_images >= 2, atol > 0 and "
+    # Rank agreement and SROCC need at least 3 scores.
+    if images < 3 or accuracy_images < 3 or atol <= 0 or not 0 <= agreement <= 1:
+        raise TargetError(f"{source}: [parity] needs images >= 3, accuracy_images >= 3, atol > 0 and "
                           "min_rank_agreement in [0, 1]")
     return ParitySpec(images=images, atol=atol, min_rank_agreement=agreement, accuracy_images=accuracy_images)
 
