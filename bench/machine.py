@@ -13,9 +13,10 @@ import os
 import platform
 import shutil
 import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from edge_iqa.versions import package_versions
 
 LIBRARIES = ("edge-iqa", "numpy", "pillow", "scipy", "torch", "onnx", "onnxruntime", "openvino", "nncf")
 
@@ -66,13 +67,7 @@ def gpus() -> list[str]:
 
 
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return package_versions(LIBRARIES)
 
 
 def describe_machine() -> dict[str, Any]:

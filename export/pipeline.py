@@ -20,7 +20,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,6 +39,7 @@ from edge_iqa.export.targets import TargetProfile, load_target
 from edge_iqa.models import create_model, get_model_info
 from edge_iqa.models.checkpoint import packaged_weights_path, read_config
 from edge_iqa.runtime.bundle import SCHEMA_VERSION, sha256_file, write_bundle
+from edge_iqa.versions import package_versions
 
 # One module per runtime; each exposes build(...) and runner(...). TensorRT plugs in here.
 BACKENDS = {"onnxruntime": "edge_iqa.export.quantize_ort", "openvino": "edge_iqa.export.quantize_openvino",
@@ -90,14 +90,7 @@ def load_model_for_export(model_name: str, checkpoint: str | Path | None = None,
 
 
 def tool_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    versions["edge_iqa"] = edge_iqa.__version__
-    return versions
+    return {**package_versions(TOOLS), "edge_iqa": edge_iqa.__version__}
 
 
 @contextlib.contextmanager

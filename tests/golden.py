@@ -122,3 +122,33 @@ def assert_fed_tensor_matches(tensor: torch.Tensor, expected: dict[str, Any]) ->
     assert list(x.shape) == expected["shape"]
     assert x.sum().item() == pytest.approx(expected["sum"], rel=1e-9)
     np.testing.assert_allclose(x.flatten()[:4].numpy(), expected["first4"], rtol=1e-7)
+
+
+def assert_summary_matches(name: str, tensor: torch.Tensor, ref: dict[str, Any]) -> None:
+    """A hooked intermediate tensor against the reference's summary, within 1e-4 x its RMS."""
+    t = tensor.double()
+    assert list(t.shape) == ref["shape"], name
+    rms = float(np.hypot(ref["mean"], ref["std"]))
+    for got, want in ((t.mean(), ref["mean"]), (t.std(), ref["std"]), (t.abs().max(), ref["absmax"])):
+        assert abs(got.item() - want) <= 1e-4 * rms, name
+    np.testing.assert_allclose(t.flatten()[:4].numpy(), ref["first4"], atol=1e-4 * rms, rtol=0)
+
+
+def export_and_run(model: torch.nn.Module, x: torch.Tensor, form: str, path: Path) -> tuple[Any, np.ndarray]:
+    """Export ``model`` (dynamo, opset 23) in attention ``form``; (op counts, ONNX Runtime output on x)."""
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    from edge_iqa.models.layers.attention import attention_form
+
+    with attention_form(form), torch.no_grad():
+        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=23)
+    program.save(str(path))
+    ops = Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    return ops, y

@@ -114,12 +114,7 @@ def test_golden_output_and_intermediates(
     for name, refs in summaries.items():
         assert len(captured[name]) == len(refs), name
         for tensor, ref in zip(captured[name], refs, strict=True):
-            t = tensor.double()
-            assert list(t.shape) == ref["shape"], name
-            rms = float(np.hypot(ref["mean"], ref["std"]))
-            for got, want in ((t.mean(), ref["mean"]), (t.std(), ref["std"]), (t.abs().max(), ref["absmax"])):
-                assert abs(got.item() - want) <= 1e-4 * rms, name
-            np.testing.assert_allclose(t.flatten()[:4].numpy(), ref["first4"], atol=1e-4 * rms, rtol=0)
+            golden.assert_summary_matches(name, tensor, ref)
 
 
 def test_matmul_softmax_form_matches_golden(

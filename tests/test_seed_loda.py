@@ -88,12 +88,7 @@ def test_golden_intermediates(golden_model: LoDa, golden_input: torch.Tensor) ->
             continue
         assert len(captured[name]) == len(summaries), name
         for tensor, ref in zip(captured[name], summaries, strict=True):
-            t = tensor.double()
-            assert list(t.shape) == ref["shape"], name
-            rms = float(np.hypot(ref["mean"], ref["std"]))
-            for got, want in ((t.mean(), ref["mean"]), (t.std(), ref["std"]), (t.abs().max(), ref["absmax"])):
-                assert abs(got.item() - want) <= 1e-4 * rms, name
-            np.testing.assert_allclose(t.flatten()[:4].numpy(), ref["first4"], atol=1e-4 * rms, rtol=0)
+            golden.assert_summary_matches(name, tensor, ref)
 
 
 def test_float64_matches_reference_float64(golden_model: LoDa, golden_input: torch.Tensor) -> None:
@@ -215,17 +210,8 @@ def test_crops_of_a_real_photo(golden_model: LoDa) -> None:
 
 
 def _export_and_run(model: LoDa, x: torch.Tensor, form: str, path: Path) -> tuple[Counter, np.ndarray]:
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    with attention_form(form):
-        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=23)
-    program.save(str(path))
-    ops = Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    return ops, y
+    pytest.importorskip("onnxruntime")
+    return golden.export_and_run(model, x, form, path)
 
 
 @pytest.mark.slow  # ~15 s of export per form on 2 cores, plus ~470 MB of ONNX written to tmp

@@ -260,17 +260,8 @@ def test_frozen_model_keeps_state_dict_and_rejects_other_sizes(golden_model: TOP
 
 
 def _export_and_run(model: TOPIQNR, x: torch.Tensor, form: str, path: Path) -> tuple[Counter, np.ndarray]:
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    with attention_form(form), torch.no_grad():
-        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=23)
-    program.save(str(path))
-    ops = Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    return ops, y
+    pytest.importorskip("onnxruntime")
+    return golden.export_and_run(model, x, form, path)
 
 
 @pytest.mark.parametrize("form, expected_attention_nodes", [
