@@ -41,6 +41,8 @@ def train_command(
     backbone_weights: str = typer.Option("imagenet", help="ImageNet backbone file, or 'imagenet' to find it."),
     max_steps: int = typer.Option(None, help="Stop after this many optimiser steps (smoke tests)."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its state.pt."),
+    init: Path = typer.Option(None, help="Start from this edge-iqa checkpoint (NAME.safetensors + NAME.json of "
+                              "the same model, e.g. a pre-training run's best.safetensors) instead of ImageNet."),
 ) -> None:
     """Train on real MOS data; saves best + last checkpoints and metrics.json."""
     from edge_iqa.train.loop import TrainConfig, run
@@ -53,6 +55,7 @@ def train_command(
         seed=seed, split_seed=split_seed, val_fraction=val_fraction, folds=folds, fold=fold, device=device,
         amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,
         exact_eval=exact_eval, backbone_weights=backbone_weights, max_steps=max_steps,
+        init=str(init) if init else None,
     )
     try:
         run(config, resume=resume)

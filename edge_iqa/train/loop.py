@@ -10,11 +10,16 @@ Two recipes share the optimiser, schedule, loss, metrics and checkpointing:
 Outputs in ``out``: ``best.safetensors``/``.json`` (best validation SROCC), ``last.safetensors``/
 ``.json``, ``state.pt`` (optimizer + schedule, for ``--resume``; read with ``weights_only=True``),
 ``metrics.json`` (config, per-epoch metrics, best, last, exact deployment-path evaluation).
+
+``--init CHECKPOINT`` starts from an edge-iqa checkpoint of the same model (e.g. pre-trained on
+``edge-iqa synth`` data) instead of ImageNet backbone + random head; its path and sha256 go into
+``metrics.json`` and the checkpoint metadata.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import statistics
@@ -70,6 +75,7 @@ class TrainConfig:
     exact_eval: bool = True  # re-score the val set through the deployment path at the end
     backbone_weights: str = "imagenet"
     max_steps: int | None = None  # stop early after this many optimiser steps (smoke tests)
+    init: str | None = None  # start from this edge-iqa checkpoint's weights instead of ImageNet + random head
     progress: bool = True
 
 
@@ -250,6 +256,56 @@ class _FullRecipe:
         return scorer.score([self.labels.items[int(i)].path for i in indices])
 
 
+# --- --init: start from a checkpoint ----------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_init(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
+    """Load ``config.init`` (an edge-iqa checkpoint of the same model) into ``model``, strictly.
+
+    Returns what the run records about it: resolved path, sha256, and the source run's metadata
+    (model, recipe, epoch) so a fine-tune can be traced to its pre-training.
+    """
+    from edge_iqa.models.checkpoint import load_into, load_state_dict_file, read_config
+
+    path = Path(config.init or "")
+    if not path.is_file():
+        raise CheckpointError(f"--init {path}: no such checkpoint file; pass the best.safetensors or "
+                              "last.safetensors of a previous `edge-iqa train` run")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"--init {path}: not an edge-iqa checkpoint; pass NAME.safetensors with its "
+                              "NAME.json beside it (written by `edge-iqa train`)")
+    source = read_config(path)
+    if source.get("model") != config.model:
+        raise CheckpointError(f"--init {path}: a checkpoint of {source.get('model')!r}, but this run trains "
+                              f"{config.model!r}; pass --model {source.get('model')} or a checkpoint of "
+                              f"{config.model}")
+    if source.get("model_kwargs"):
+        raise CheckpointError(f"--init {path}: built with model_kwargs {source['model_kwargs']}, which "
+                              "`edge-iqa train` does not set; use a checkpoint of the default variant")
+    load_into(model, load_state_dict_file(path), source=f"--init {path}")
+    meta = source.get("metadata") or {}
+    return {"path": str(path.resolve()), "sha256": _sha256(path), "model": source["model"],
+            "source_recipe": meta.get("recipe"), "source_epoch": meta.get("epoch"),
+            "source_data": (meta.get("config") or {}).get("data")}
+
+
+def _frozen_differences(model: nn.Module, reference: dict[str, torch.Tensor], frozen_blocks: int) -> list[int]:
+    """Backbone blocks 0..frozen_blocks-1 whose parameters or buffers differ from ``reference``."""
+    state = model.state_dict()
+    differing = set()
+    for name, tensor in reference.items():
+        block = int(name.split(".")[1])
+        if block < frozen_blocks and not torch.equal(state[name], tensor):
+            differing.add(block)
+    return sorted(differing)
+
+
 # --- one split -----------------------------------------------------------------------------------
 def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                 scaler: Any, epoch: int, step: int, history: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
@@ -285,6 +341,12 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
     spec = info.preprocess
     model_kwargs: dict[str, Any] = {}
     model = create_model(config.model, backbone_weights=config.backbone_weights).to(device)
+    init_info: dict[str, Any] | None = None
+    if config.init:
+        # Before the recipe: the stem cache must be computed from the weights the run starts from.
+        imagenet_backbone = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("backbone.")}
+        init_info = load_init(model, config)
+        _log(f"init: {init_info['path']} (sha256 {init_info['sha256'][:16]}...)")
 
     transform = mos_transform(labels.mos[train_idx])
     targets = normalise_mos(labels.mos, transform).astype(np.float32)
@@ -293,6 +355,17 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         recipe_name = _recipe(config, model)
         recipe = (_StemCacheRecipe if recipe_name == "stem-cache" else _FullRecipe)(
             model, labels, spec, config, device, progress)
+        if init_info is not None and recipe_name == "stem-cache":
+            # Frozen blocks keep the init checkpoint's weights. If they are not ImageNet's, the stem
+            # cache key (a hash of the stem weights) differs, so the run builds its own cache and
+            # never reuses one computed with another stem; we record which blocks differ.
+            differing = _frozen_differences(model, imagenet_backbone, config.freeze_through + 1)
+            init_info["frozen_blocks"] = f"0..{config.freeze_through}"
+            init_info["frozen_equal_imagenet"] = not differing
+            init_info["frozen_blocks_differing"] = differing
+            if differing:
+                _log(f"init: frozen backbone blocks {differing} differ from ImageNet's; they stay frozen at "
+                     "the init checkpoint's values and the stem cache is keyed by them")
         optimizer = torch.optim.AdamW(_param_groups(model, recipe.frozen, config), lr=config.lr)
         steps_per_epoch = max(1, len(train_idx) // config.batch_size)
         total_steps = steps_per_epoch * config.epochs
@@ -322,7 +395,7 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         def checkpoint(name: str, meta: dict[str, Any]) -> None:
             save_checkpoint(model, out / f"{name}.safetensors", model_name=config.model, preprocess=spec,
                             model_kwargs=model_kwargs, output_transform=transform,
-                            metadata={"config": asdict(config), "recipe": recipe_name, **meta})
+                            metadata={"config": asdict(config), "recipe": recipe_name, "init": init_info, **meta})
 
         val_mos = labels.mos[val_idx]
         for epoch in range(start_epoch, config.epochs):
@@ -378,7 +451,7 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         "split": {"train": len(train_idx), "val": len(val_idx), "split_seed": config.split_seed,
                   "val_fraction": config.val_fraction, "folds": config.folds, "fold": config.fold},
         "output_transform": transform, "history": history, "last": history[-1] if history else None,
-        "best": best, "cache_seconds": round(recipe.cache_seconds, 1),
+        "best": best, "cache_seconds": round(recipe.cache_seconds, 1), "init": init_info,
     }
     if config.exact_eval and len(val_idx) >= 3:
         # The number to report: the last model scored exactly as deployed (decode -> spec -> full net).
