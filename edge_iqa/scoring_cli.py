@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -16,25 +17,37 @@ def score_command(
     model: str = typer.Option("edge_hybrid_n", help="Registered model name (see `edge-iqa models`)."),
     checkpoint: Path = typer.Option(None, help="Checkpoint (.safetensors + .json, or a .pth state dict)."),
     bundle: Path = typer.Option(None, help="Score with an exported bundle through the torch-free runtime."),
+    depth: list[Path] = typer.Option(None, "--depth", help="Image + depth bundles (DGIQA): the depth map of each "
+                                     "image (16/8-bit gray PNG, float TIFF), one --depth per image, in order."),
+    depth_model: Path = typer.Option(None, "--depth-model", help="Image + depth bundles (DGIQA): an ONNX depth "
+                                     "network (e.g. your Depth Anything export; edge-iqa ships none) run on each "
+                                     "image, on the bundle's runtime."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
 ) -> None:
     """Print one quality score per image (MOS scale of the training set; higher is better)."""
+    depth = depth or []
     try:
+        _check_depth_options(images, bundle, depth, depth_model)
         if bundle is not None:
             from edge_iqa.runtime import load
 
-            scorer = load(bundle)
+            scorer = load(bundle, depth_model=depth_model)
+            if depth and not scorer.needs_depth:
+                _fail(f"{bundle} has one input ({scorer.inputs[0]!r}) and takes no depth; drop --depth")
+            if scorer.needs_depth and not depth and scorer.depth is None:
+                _fail(f"{bundle} scores an image together with its depth (inputs {list(scorer.inputs)}): pass "
+                      "--depth MAP once per image, in order, or --depth-model MODEL.onnx (edge-iqa ships no "
+                      "depth weights; export your own, e.g. Depth Anything)")
         else:
             from edge_iqa.predict import TorchScorer
 
             scorer = TorchScorer.from_name(model, checkpoint)
     except EdgeIQAError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        _fail(str(exc), exc)
     failures = 0
-    for path in images:
+    for index, path in enumerate(images):
         try:
-            value = float(scorer.score([path])[0])
+            value = float((scorer.score([path], depth=[depth[index]]) if depth else scorer.score([path]))[0])
         except EdgeIQAError as exc:
             failures += 1
             line = json.dumps({"image": str(path), "error": str(exc), "type": type(exc).__name__}) if as_json \
@@ -44,3 +57,19 @@ def score_command(
         print(json.dumps({"image": str(path), "score": round(value, 4)}) if as_json else f"{path}\t{value:.2f}")
     if failures:
         raise typer.Exit(1)
+
+
+def _check_depth_options(images: list[Path], bundle: Path | None, depth: list[Path],
+                         depth_model: Path | None) -> None:
+    if (depth or depth_model is not None) and bundle is None:
+        _fail("--depth and --depth-model are for image + depth bundles: add --bundle BUNDLE")
+    if depth and depth_model is not None:
+        _fail("pass --depth (one map per image) or --depth-model (an ONNX depth network), not both")
+    if depth and len(depth) != len(images):
+        _fail(f"got {len(depth)} --depth maps for {len(images)} images; pass exactly one --depth per image, "
+              "in the same order as the images")
+
+
+def _fail(message: str, cause: BaseException | None = None) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2) from cause

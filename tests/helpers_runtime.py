@@ -2,7 +2,8 @@
 
 The network: Conv(3->4, 3x3, stride 4, pad 1) -> ReLU -> global average pool -> Gemm(4->1) ->
 Flatten to ``(batch,)``. It is built with ``onnx.helper`` from numpy weights, so the same weights
-give an exact float64 numpy reference and a torch module for ``TorchScorer``.
+give an exact float64 numpy reference and a torch module for ``TorchScorer``. :class:`TinyDepthNet`
+is the two-input (``image`` + ``depth``, like DGIQA) version: one such branch per input, summed.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class TinyNet:
     fc_w: np.ndarray  # (1, 4)
     fc_b: np.ndarray  # (1,)
 
+    inputs = ("image",)
+
     @classmethod
     def random(cls, seed: int = 0) -> TinyNet:
         rng = np.random.default_rng(seed)
@@ -93,33 +96,84 @@ class TinyNet:
         return Tiny().eval()
 
     # --- the ONNX graph ---------------------------------------------------------------------------
-    def onnx_model(self, batch: int | str, size: tuple[int, int]) -> Any:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
+    def onnx_nodes(self, source: str, out: str, prefix: str = "") -> tuple[list[Any], list[Any]]:
+        """The graph from input ``source`` to the (batch,) output ``out``; names get ``prefix``."""
+        from onnx import helper, numpy_helper
 
+        n = {name: prefix + name for name in ("c", "r", "p", "f", "g", "conv_w", "conv_b", "fc_w", "fc_b", "flat")}
         nodes = [
-            helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["c"], strides=[4, 4], pads=[1, 1, 1, 1],
-                             kernel_shape=[3, 3]),
-            helper.make_node("Relu", ["c"], ["r"]),
-            helper.make_node("GlobalAveragePool", ["r"], ["p"]),
-            helper.make_node("Flatten", ["p"], ["f"], axis=1),
-            helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["g"], transB=1),
-            helper.make_node("Reshape", ["g", "flat"], ["score"]),
+            helper.make_node("Conv", [source, n["conv_w"], n["conv_b"]], [n["c"]], strides=[4, 4],
+                             pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+            helper.make_node("Relu", [n["c"]], [n["r"]]),
+            helper.make_node("GlobalAveragePool", [n["r"]], [n["p"]]),
+            helper.make_node("Flatten", [n["p"]], [n["f"]], axis=1),
+            helper.make_node("Gemm", [n["f"], n["fc_w"], n["fc_b"]], [n["g"]], transB=1),
+            helper.make_node("Reshape", [n["g"], n["flat"]], [out]),
         ]
-        inits = [numpy_helper.from_array(self.conv_w, "conv_w"), numpy_helper.from_array(self.conv_b, "conv_b"),
-                 numpy_helper.from_array(self.fc_w, "fc_w"), numpy_helper.from_array(self.fc_b, "fc_b"),
-                 numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat")]
-        graph = helper.make_graph(
-            nodes, "tiny_iqa",
-            [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, *size])],
-            [helper.make_tensor_value_info("score", TensorProto.FLOAT, [batch])], inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-        onnx.checker.check_model(model)
-        return model
+        inits = [numpy_helper.from_array(self.conv_w, n["conv_w"]), numpy_helper.from_array(self.conv_b, n["conv_b"]),
+                 numpy_helper.from_array(self.fc_w, n["fc_w"]), numpy_helper.from_array(self.fc_b, n["fc_b"]),
+                 numpy_helper.from_array(np.array([-1], dtype=np.int64), n["flat"])]
+        return nodes, inits
+
+    def onnx_model(self, batch: int | str, size: tuple[int, int]) -> Any:
+        nodes, inits = self.onnx_nodes("image", "score")
+        return _model(nodes, inits, ["image"], batch, size)
 
 
-def build_bundle(out_dir: Path, net: TinyNet, *, runtime: str = "onnxruntime", spec: PreprocessSpec = SPEC,
-                 fixed_batch: int | None = None, max_batch: int | None = None,
+@dataclass(frozen=True)
+class TinyDepthNet:
+    """Two inputs like DGIQA: score = rgb_branch(image) + depth_branch(depth), different weights per
+    branch, so a swapped or missing depth changes the score. ``inputs`` is the graph's (and the
+    manifest's) input order."""
+
+    rgb: TinyNet
+    depth: TinyNet
+    inputs: tuple[str, ...] = ("image", "depth")
+
+    @classmethod
+    def random(cls, seed: int = 0, inputs: tuple[str, ...] = ("image", "depth")) -> TinyDepthNet:
+        return cls(TinyNet.random(seed), TinyNet.random(seed + 1000), inputs)
+
+    def forward_numpy(self, image: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        return self.rgb.forward_numpy(image) + self.depth.forward_numpy(depth)
+
+    def torch_module(self) -> Any:
+        from torch import nn
+
+        class TinyDepth(nn.Module):
+            def __init__(self, rgb: nn.Module, depth: nn.Module) -> None:
+                super().__init__()
+                self.rgb, self.depth = rgb, depth
+
+            def forward(self, image: Any, depth: Any) -> Any:
+                return self.rgb(image) + self.depth(depth)
+
+        return TinyDepth(self.rgb.torch_module(), self.depth.torch_module()).eval()
+
+    def onnx_model(self, batch: int | str, size: tuple[int, int]) -> Any:
+        from onnx import helper
+
+        rgb_nodes, rgb_inits = self.rgb.onnx_nodes("image", "rgb_score", "rgb_")
+        depth_nodes, depth_inits = self.depth.onnx_nodes("depth", "depth_score", "depth_")
+        nodes = [*rgb_nodes, *depth_nodes, helper.make_node("Add", ["rgb_score", "depth_score"], ["score"])]
+        return _model(nodes, rgb_inits + depth_inits, list(self.inputs), batch, size)
+
+
+def _model(nodes: list[Any], inits: list[Any], inputs: list[str], batch: int | str, size: tuple[int, int]) -> Any:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes, "tiny_iqa",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, 3, *size]) for name in inputs],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [batch])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_bundle(out_dir: Path, net: TinyNet | TinyDepthNet, *, runtime: str = "onnxruntime",
+                 spec: PreprocessSpec = SPEC, fixed_batch: int | None = None, max_batch: int | None = None,
                  transform: dict[str, float] = TRANSFORM, target: dict[str, Any] | None = None,
                  extra: dict[str, Any] | None = None) -> Path:
     """Write ``net`` as a real bundle (ORT: model.onnx; OpenVINO: model.xml + model.bin)."""
@@ -140,13 +194,13 @@ def build_bundle(out_dir: Path, net: TinyNet, *, runtime: str = "onnxruntime", s
         else:
             onnx.save(model, staging / "model.onnx")
             model_file = "model.onnx"
-        io: dict[str, Any] = {"inputs": [{"name": "image", "shape": [fixed_batch or -1, 3, *spec.input_size],
-                                          "dtype": "float32"}], "output": "score"}
+        io: dict[str, Any] = {"inputs": [{"name": name, "shape": [fixed_batch or -1, 3, *spec.input_size],
+                                          "dtype": "float32"} for name in net.inputs], "output": "score"}
         if max_batch is not None:
             io["max_batch"] = max_batch
         return {"edge_iqa_version": "0.1.0", "runtime": runtime, "precision": "fp32", "model_file": model_file,
                 "io": io, "preprocess": spec.to_dict(), "output_transform": dict(transform),
-                "model": {"name": "tiny_test_net", "family": "test", "inputs": ["image"]},
+                "model": {"name": "tiny_test_net", "family": "test", "inputs": list(net.inputs)},
                 "target": {"name": f"test-{runtime}", **(target or {})}, **(extra or {})}
 
     return write_bundle(out_dir, populate)
@@ -160,7 +214,7 @@ def edit_manifest(bundle_dir: Path, **changes: Any) -> None:
     path.write_text(json.dumps(manifest))
 
 
-def bundle_pair(root: Path, net: TinyNet) -> dict[str, Path]:
-    """The same tiny network as an ONNX Runtime and an OpenVINO bundle."""
-    return {"onnxruntime": build_bundle(root / "ort", net),
-            "openvino": build_bundle(root / "ov", net, runtime="openvino")}
+def bundle_pair(root: Path, net: TinyNet | TinyDepthNet, **kwargs: Any) -> dict[str, Path]:
+    """The same tiny network as an ONNX Runtime and an OpenVINO bundle (``kwargs``: build_bundle's)."""
+    return {"onnxruntime": build_bundle(root / "ort", net, **kwargs),
+            "openvino": build_bundle(root / "ov", net, runtime="openvino", **kwargs)}

@@ -1,10 +1,10 @@
 """The seed models through the real export pipeline, with the golden deterministic weights.
 
 For each seed model: ``export_bundle`` writes a cpu/onnxruntime bundle whose network scores a real
-photo like the PyTorch model (the torch-free runtime for single-input models; for DGIQA, two inputs,
-the documented firmware path: ONNX Runtime on the bundle's graph with image and depth crops), and a
-jetson bundle (MatMul-Softmax attention, opset 18) passes ``edge-iqa check``. TOPIQ-224 runs in CI;
-the larger models (GlintIQA 25 crops, DGIQA 2x Swin-T, LoDa ViT-B, TOPIQ at 384/512) are ``slow``.
+photo like the PyTorch model through the torch-free runtime (``edge_iqa.runtime.load``; for DGIQA,
+two inputs, with a depth map per image as firmware passes it), and a jetson bundle (MatMul-Softmax
+attention, opset 18) passes ``edge-iqa check``. TOPIQ-224 runs in CI; the larger models (GlintIQA
+25 crops, DGIQA 2x Swin-T, LoDa ViT-B, TOPIQ at 384/512) are ``slow``.
 
 Profiles are small user profiles (``inherits`` the shipped target, few calibration and parity
 images) and ``accuracy_gate=False``: SROCC against MOS means nothing for deterministic weights.
@@ -73,35 +73,19 @@ def torch_scores(model_name: str, checkpoint: Path, images: list[np.ndarray]) ->
     return np.array(scores)
 
 
+def stand_in_depth(image: np.ndarray) -> np.ndarray:
+    """A (H, W) depth map of the image's scene for DGIQA: its channel mean, as in the export's parity
+    gate (no depth maps ship with the calibration photos)."""
+    return image.mean(axis=2)
+
+
 def bundle_scores(bundle: Path, images: list[np.ndarray]) -> np.ndarray:
-    manifest = read_bundle_manifest(bundle)
-    if len(manifest["io"]["inputs"]) == 1:
-        with load(bundle, threads=2) as scorer:
-            return scorer.score(images)
-    return depth_bundle_scores(bundle, images)
-
-
-def depth_bundle_scores(bundle: Path, images: list[np.ndarray]) -> np.ndarray:
-    """The firmware path of docs/models/dgiqa.md: verify the bundle, then ONNX Runtime with both inputs
-    (here the depth proxy stands in for a real depth source, as in the export's parity gate)."""
-    import onnxruntime as ort
-
-    from edge_iqa.data.preprocess import PreprocessSpec
-    from edge_iqa.models.depth import DepthFromMap, dgiqa_inputs
-    from edge_iqa.runtime.bundle import verify_files
-
-    manifest = read_bundle_manifest(bundle)
-    verify_files(bundle, manifest)
-    spec = PreprocessSpec.from_dict(manifest["preprocess"])
-    session = ort.InferenceSession(str(bundle / manifest["model_file"]), providers=["CPUExecutionProvider"])
-    scale, offset = manifest["output_transform"]["scale"], manifest["output_transform"]["offset"]
-    scores = []
-    for image in images:
-        # Depth the way firmware passes it: a (H, W) map of the same scene -> crops under the RGB crops.
-        rgb, depth = dgiqa_inputs(image, DepthFromMap(image.mean(axis=2)), spec)
-        raw = session.run(["score"], {"image": rgb, "depth": depth})[0]
-        scores.append(float(np.mean(raw)) * scale + offset)
-    return np.array(scores)
+    """The torch-free runtime; a two-input (DGIQA) bundle gets one depth map per image, as firmware
+    passes it (the runtime makes the depth crops under the image crops)."""
+    with load(bundle, threads=2) as scorer:
+        if scorer.needs_depth:
+            return scorer.score(images, depth=[stand_in_depth(image) for image in images])
+        return scorer.score(images)
 
 
 def check_exports(model_name: str, tmp: Path, cpu_target: str, jetson_precision: str) -> None:
@@ -119,16 +103,16 @@ def check_exports(model_name: str, tmp: Path, cpu_target: str, jetson_precision:
     if len(inputs) == 1:
         expected = torch_scores(model_name, checkpoint, images)
         np.testing.assert_allclose(bundle_scores(bundle, images), expected, rtol=0, atol=1e-4)
-    else:  # DGIQA: the PyTorch reference on the same 8-bit depth crops the firmware path feeds
+    else:  # DGIQA: the PyTorch reference on the same 8-bit depth crops the runtime feeds
         model, spec, _, _ = load_model_for_export(model_name, checkpoint)
         from edge_iqa.models.depth import DepthFromMap, dgiqa_inputs
 
         expected = []
         with torch.inference_mode():
             for image in images:
-                rgb, depth = dgiqa_inputs(image, DepthFromMap(image.mean(axis=2)), spec)
+                rgb, depth = dgiqa_inputs(image, DepthFromMap(stand_in_depth(image)), spec)
                 expected.append(model.eval()(torch.from_numpy(rgb), torch.from_numpy(depth)).double().mean().item())
-        np.testing.assert_allclose(depth_bundle_scores(bundle, images), expected, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(bundle_scores(bundle, images), expected, rtol=0, atol=1e-4)
 
     jetson = export_bundle(model_name, small_profile(tmp, "jetson"), jetson_precision, checkpoint, tmp / "jetson",
                            accuracy_gate=False, quiet=True)

@@ -4,11 +4,17 @@
     scorer = load("bundles/edge_hybrid_n-cpu")   # verifies manifest + checksums, then loads
     scores = scorer.score(["a.jpg", "b.png"])     # float64, the model's MOS scale
 
+A two-input (image + depth) bundle such as DGIQA also needs each image's depth::
+
+    scorer = load("bundles/dgiqa-ort", depth_model="depth_anything.onnx")  # your ONNX depth network
+    scores = scorer.score(["a.jpg"], depth=["a_depth.png"])  # or per-call depth maps (override it)
+
 Needs numpy, Pillow and the one backend library the bundle names (onnxruntime, openvino or
 tensorrt), never torch. See docs/integration.md for errors, threads and the C/C++ equivalent.
 """
 
 from edge_iqa.errors import (
+    ArrayInputError,
     BackendUnavailableError,
     BundleError,
     EdgeIQAError,
@@ -16,15 +22,20 @@ from edge_iqa.errors import (
     ImageError,
 )
 from edge_iqa.runtime.backends import known_backends
+from edge_iqa.runtime.depth import DepthFromMap, DepthSource, OnnxDepthEstimator
 from edge_iqa.runtime.scorer import DEFAULT_MAX_BATCH, Scorer, load
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
+    "ArrayInputError",
     "BackendUnavailableError",
     "BundleError",
+    "DepthFromMap",
+    "DepthSource",
     "EdgeIQAError",
     "ImageDecodeError",
     "ImageError",
+    "OnnxDepthEstimator",
     "Scorer",
     "known_backends",
     "load",

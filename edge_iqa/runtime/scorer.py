@@ -5,14 +5,21 @@
 
 The decoder and the spec are the ones training and :class:`edge_iqa.predict.TorchScorer` use, so
 a bundle and its PyTorch model see the same input tensors.
+
+A two-input bundle (``image`` + ``depth``, DGIQA) also needs each image's depth: a
+:class:`~edge_iqa.runtime.depth.DepthSource` given to :func:`load` (used for every image) or depth
+maps given to :meth:`Scorer.score`. :func:`~edge_iqa.runtime.depth.dgiqa_inputs` turns the image and
+its depth into two row stacks, depth crop i exactly under image crop i, which travel through the
+same batching and crop averaging side by side.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +30,9 @@ from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ArrayInputError, BundleError
 from edge_iqa.runtime.backends import Backend, check_runtime, load_backend
-from edge_iqa.runtime.backends.base import input_record
+from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, input_names, input_record
 from edge_iqa.runtime.bundle import read_manifest, verify_files
+from edge_iqa.runtime.depth import DepthMapSource, DepthSource, OnnxDepthEstimator, as_depth_source, dgiqa_inputs
 
 #: Rows per backend call when the bundle does not say (``io.max_batch``) and the network's batch
 #: dimension is dynamic. Small on purpose: a camera has little memory and few cores.
@@ -35,6 +43,14 @@ MAX_BUFFER_BYTES = 2 << 30
 MAX_THREADS = 1024
 
 _SINGLE_SOURCES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
+#: What ``depth=`` may be: one source for every image, one map, or one entry per image.
+DepthArgument = DepthSource | DepthMapSource | Iterable[DepthSource | DepthMapSource]
+
+_HOW_TO_PASS_DEPTH = ("pass depth maps with score(images, depth=[map, ...]) (paths, PIL images or (H, W) "
+                      "arrays, one per image), or a depth source for every image with "
+                      "load(bundle, depth=OnnxDepthEstimator('depth.onnx')) or load(bundle, depth_model="
+                      "'depth.onnx'); on the command line: --depth MAP per image or --depth-model MODEL.onnx. "
+                      "edge-iqa ships no depth estimator weights")
 
 
 class Scorer:
@@ -42,14 +58,21 @@ class Scorer:
 
     Thread-safe: several threads may call :meth:`score` / :meth:`score_tensor` on one Scorer at
     the same time and get exactly what one thread would get for the same call. Each call keeps its
-    own buffers; the backend is shared (see :mod:`edge_iqa.runtime.backends.base`).
+    own buffers; the backend (and a depth source given to :func:`load`) is shared (see
+    :mod:`edge_iqa.runtime.backends.base`).
     """
 
-    def __init__(self, backend: Backend, manifest: Mapping[str, Any], bundle_dir: Path | None = None) -> None:
+    def __init__(self, backend: Backend, manifest: Mapping[str, Any], bundle_dir: Path | None = None,
+                 depth: DepthSource | DepthMapSource | None = None) -> None:
         self._backend = backend
         self._manifest = copy.deepcopy(dict(manifest))
         self.bundle_dir = bundle_dir
         self._spec, self.fixed_batch, self.max_batch, self.scale, self.offset = _plan(self._manifest, backend)
+        self._inputs = input_names(self._manifest)
+        if depth is not None and not self.needs_depth:
+            raise BundleError(_no_depth_input(self._inputs, "load(..., depth=...) / --depth-model"))
+        #: The depth source used for every image a :meth:`score` call gives no depth for (two-input bundles).
+        self.depth: DepthSource | None = as_depth_source(depth) if depth is not None else None
 
     # --- what the bundle is ------------------------------------------------------------------------
     @property
@@ -67,11 +90,22 @@ class Scorer:
         return self._backend
 
     @property
+    def inputs(self) -> tuple[str, ...]:
+        """The network's input names, manifest order (``("image",)``, or ``image`` and ``depth``)."""
+        return self._inputs
+
+    @property
+    def needs_depth(self) -> bool:
+        """True for an ``image`` + ``depth`` bundle (DGIQA): every image needs a depth map or source."""
+        return DEPTH_INPUT in self._inputs
+
+    @property
     def info(self) -> dict[str, Any]:
         model = self._manifest.get("model", {})
         return {"model": model.get("name") if isinstance(model, Mapping) else None,
                 "runtime": self._manifest["runtime"], "precision": self._manifest["precision"],
                 "input_size": list(self._spec.input_size), "num_crops": self._spec.num_crops,
+                "inputs": list(self._inputs), "depth_source": repr(self.depth) if self.depth is not None else None,
                 "max_batch": self.max_batch, "fixed_batch": self.fixed_batch, **self._backend.describe()}
 
     def __repr__(self) -> str:
@@ -81,81 +115,153 @@ class Scorer:
 
     # --- scoring ----------------------------------------------------------------------------------
     def preprocess(self, image: ImageSource) -> np.ndarray:
-        """One image -> its ``(num_crops, 3, H, W)`` float32 network input."""
+        """One image -> its ``(num_crops, 3, H, W)`` float32 network input (the image input only;
+        see :meth:`preprocess_inputs` for a two-input bundle)."""
         return self._spec.apply(load_image(image))
 
-    def score(self, images: ImageSource | Iterable[ImageSource]) -> np.ndarray:
+    def preprocess_inputs(self, image: ImageSource, depth: DepthSource | DepthMapSource | None = None
+                          ) -> dict[str, np.ndarray]:
+        """One image (and its depth, for a two-input bundle) -> ``{input name: (num_crops, 3, H, W)}``,
+        the rows :meth:`score_tensor` takes; depth crop i lies exactly under image crop i."""
+        ((_, source),) = _with_depth([image], *self._depth_entries(depth, single=True))
+        return dict(zip(self._inputs, self._prepare(image, source), strict=True))
+
+    def score(self, images: ImageSource | Iterable[ImageSource], depth: DepthArgument | None = None) -> np.ndarray:
         """Quality scores (float64, the model's MOS scale) of one image or a sequence of images.
 
         An image is a path, encoded bytes, a PIL image or an HxWx3 uint8 RGB array; an
         ``(N, H, W, 3)`` uint8 array is N images. Images are decoded and preprocessed one at a
         time and fed to the network ``max_batch`` rows at a time, so memory stays bounded for long
         lists. Decoding errors propagate as :class:`edge_iqa.errors.ImageError` subclasses.
+
+        ``depth`` (two-input bundles only; it overrides the source given to :func:`load`): for one
+        image, its depth map (path, encoded bytes, PIL image, (H, W) array) or a
+        :class:`~edge_iqa.runtime.depth.DepthSource`; for a sequence, a list or tuple with one such
+        entry per image, in order, or one DepthSource for all. A map of another size is resized to
+        its image (same aspect ratio required). Wrong counts raise :class:`ArrayInputError`.
         """
-        if isinstance(images, _SINGLE_SOURCES) or (isinstance(images, np.ndarray) and images.ndim != 4):
+        single = isinstance(images, _SINGLE_SOURCES) or (isinstance(images, np.ndarray) and images.ndim != 4)
+        if single:
             images = [images]
         elif isinstance(images, Mapping) or not isinstance(images, Iterable):
             raise ArrayInputError(f"cannot score an object of type {type(images).__name__}; pass an image (file "
                                   "path, encoded bytes, PIL image or HxWx3 uint8 array) or a list of images")
-        return self._score_rows(self.preprocess(image) for image in images)
+        entries, finite = self._depth_entries(depth, single)
+        if finite and not single and isinstance(images, Sized) and len(depth) != len(images):  # before any work
+            raise ArrayInputError(f"got {len(depth)} depth maps for {len(images)} images; pass exactly one depth "
+                                  "map per image, in the same order")
+        return self._score_rows(self._prepare(image, source) for image, source in _with_depth(images, entries, finite))
 
-    def score_one(self, image: ImageSource) -> float:
-        """The score of a single image, as a Python float."""
-        return float(self.score([image])[0])
+    def score_one(self, image: ImageSource, depth: DepthSource | DepthMapSource | None = None) -> float:
+        """The score of a single image (and its depth, for a two-input bundle), as a Python float."""
+        return float(self.score([image], None if depth is None else [depth])[0])
 
-    def score_tensor(self, batch: np.ndarray) -> np.ndarray:
+    def score_tensor(self, batch: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
         """Scores of already-preprocessed input: ``(N * num_crops, 3, H, W)`` float -> ``(N,)`` float64.
 
         Rows ``i * num_crops ... (i + 1) * num_crops - 1`` are the crops of image ``i`` (the order
-        :meth:`PreprocessSpec.apply` produces) and are averaged.
+        :meth:`PreprocessSpec.apply` produces) and are averaged. A two-input bundle also needs
+        ``depth``: the depth rows of the same shape, row for row under ``batch`` (see
+        :meth:`preprocess_inputs`).
         """
+        if depth is None and self.needs_depth:
+            raise ArrayInputError("this bundle's network also takes depth crops: pass score_tensor(batch, "
+                                  "depth=rows) with rows from Scorer.preprocess_inputs(), or use score(); "
+                                  + _HOW_TO_PASS_DEPTH)
+        if depth is not None and not self.needs_depth:
+            raise ArrayInputError(_no_depth_input(self._inputs, "score_tensor(..., depth=...)"))
+        given = {IMAGE_INPUT: batch, DEPTH_INPUT: depth} if self.needs_depth else {self._inputs[0]: batch}
+        arrays = {name: self._checked_rows(value, name) for name, value in given.items()}
+        if self.needs_depth and arrays[IMAGE_INPUT].shape != arrays[DEPTH_INPUT].shape:
+            raise ArrayInputError(f"score_tensor got {arrays[IMAGE_INPUT].shape} image rows but "
+                                  f"{arrays[DEPTH_INPUT].shape} depth rows; pass one depth row under each image row")
+        rows = [arrays[name] for name in self._inputs]
+        crops = self._spec.num_crops
+        return self._score_rows(tuple(r[i : i + crops] for r in rows) for i in range(0, len(rows[0]), crops))
+
+    def _checked_rows(self, batch: np.ndarray, name: str) -> np.ndarray:
         batch = np.asarray(batch)
         h, w = self._spec.input_size
         crops = self._spec.num_crops
         if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or batch.shape[0] == 0 or batch.shape[0] % crops:
-            raise ArrayInputError(f"score_tensor expects (N * {crops}, 3, {h}, {w}) preprocessed rows, got "
-                                  f"{batch.shape}; use score() for images")
+            raise ArrayInputError(f"score_tensor expects (N * {crops}, 3, {h}, {w}) preprocessed rows ({name!r}), "
+                                  f"got {batch.shape}; use score() for images")
         if not np.issubdtype(batch.dtype, np.floating):
-            raise ArrayInputError(f"score_tensor expects float32 preprocessed rows, got {batch.dtype}; "
+            raise ArrayInputError(f"score_tensor expects float32 preprocessed rows ({name!r}), got {batch.dtype}; "
                                   "use score() for uint8 images")
         rows = np.ascontiguousarray(batch, dtype=np.float32)
         if not np.isfinite(rows).all():
-            raise ArrayInputError("score_tensor got NaN or infinite values (or floats beyond float32); "
-                                  "preprocess finite images with Scorer.preprocess() or use score()")
-        return self._score_rows(rows[i : i + crops] for i in range(0, len(rows), crops))
+            raise ArrayInputError(f"score_tensor got NaN or infinite values in {name!r} (or floats beyond float32); "
+                                  "preprocess finite images with Scorer.preprocess_inputs() or use score()")
+        return rows
 
-    def _score_rows(self, per_image: Iterable[np.ndarray]) -> np.ndarray:
+    # --- depth ---------------------------------------------------------------------------------------
+    def _depth_entries(self, depth: DepthArgument | None, single: bool) -> tuple[Iterator[Any], bool]:
+        """Per image, in order, its depth entry (a DepthSource or a map; None for a single-input
+        bundle), and whether the entries are a finite list that must match the images' count."""
+        if not self.needs_depth:
+            if depth is not None:
+                raise ArrayInputError(_no_depth_input(self._inputs, "depth="))
+            return itertools.repeat(None), False
+        if depth is None:
+            if self.depth is None:
+                raise ArrayInputError(f"this bundle's network takes each image's depth map too (inputs "
+                                      f"{list(self._inputs)}) and none was given: " + _HOW_TO_PASS_DEPTH)
+            return itertools.repeat(self.depth), False
+        if callable(depth) and not isinstance(depth, (np.ndarray, Image.Image)):
+            return itertools.repeat(depth), False  # one DepthSource for every image
+        if single:
+            return iter([depth]), True
+        if not isinstance(depth, (list, tuple)):
+            raise ArrayInputError(f"depth for a sequence of images must be a list or tuple with one depth map per "
+                                  f"image, or one DepthSource for all; got {type(depth).__name__}")
+        return iter(depth), True
+
+    def _prepare(self, image: ImageSource, source: DepthSource | None) -> tuple[np.ndarray, ...]:
+        """One image -> its row stacks, one per network input in manifest order."""
+        decoded = load_image(image)
+        if source is None:
+            return (self._spec.apply(decoded),)
+        rgb, depth = dgiqa_inputs(decoded, source, self._spec)
+        return tuple(rgb if name == IMAGE_INPUT else depth for name in self._inputs)
+
+    # --- batching --------------------------------------------------------------------------------------
+    def _score_rows(self, per_image: Iterable[tuple[np.ndarray, ...]]) -> np.ndarray:
         raw = np.concatenate(list(self._run_chunks(per_image)) or [np.empty(0)])
         crops = self._spec.num_crops
         per_image_raw = raw.reshape(-1, crops).mean(axis=1)
         return per_image_raw * self.scale + self.offset
 
-    def _run_chunks(self, per_image: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Pack the images' rows into ``max_batch``-row chunks (crops may straddle two chunks)."""
+    def _run_chunks(self, per_image: Iterable[tuple[np.ndarray, ...]]) -> Iterator[np.ndarray]:
+        """Pack the images' rows into ``max_batch``-row chunks (crops may straddle two chunks); the
+        inputs of a two-input network move in lockstep, so row i of each buffer is the same crop."""
         h, w = self._spec.input_size
-        buffer = np.zeros((self.max_batch, 3, h, w), dtype=np.float32)  # per call: thread-safe
+        # Per call: thread-safe. One buffer per network input.
+        buffers = [np.zeros((self.max_batch, 3, h, w), dtype=np.float32) for _ in self._inputs]
         fill = 0
-        for rows in per_image:
-            start = 0
-            while start < len(rows):
-                take = min(len(rows) - start, self.max_batch - fill)
-                buffer[fill : fill + take] = rows[start : start + take]
+        for stacks in per_image:
+            count, start = len(stacks[0]), 0
+            while start < count:
+                take = min(count - start, self.max_batch - fill)
+                for buffer, rows in zip(buffers, stacks, strict=True):
+                    buffer[fill : fill + take] = rows[start : start + take]
                 fill, start = fill + take, start + take
                 if fill == self.max_batch:
-                    yield self._run(buffer, fill)
+                    yield self._run(buffers, fill)
                     fill = 0
         if fill:
-            yield self._run(buffer, fill)
+            yield self._run(buffers, fill)
 
-    def _run(self, buffer: np.ndarray, rows: int) -> np.ndarray:
+    def _run(self, buffers: list[np.ndarray], rows: int) -> np.ndarray:
         if self.fixed_batch is not None:
-            buffer[rows:] = 0.0  # a static-batch network always gets fixed_batch rows; padding is dropped
-            batch = buffer
+            for buffer in buffers:
+                buffer[rows:] = 0.0  # a static-batch network always gets fixed_batch rows; padding is dropped
+            batches = buffers
         else:
-            batch = buffer[:rows]
-        out = np.asarray(self._backend.run(batch), dtype=np.float64)
-        if out.size != len(batch):
-            raise BundleError(f"the network returned shape {out.shape} for a batch of {len(batch)}; a bundle's "
+            batches = [buffer[:rows] for buffer in buffers]
+        out = np.asarray(self._backend.run(*batches), dtype=np.float64)
+        if out.size != len(batches[0]):
+            raise BundleError(f"the network returned shape {out.shape} for a batch of {len(batches[0])}; a bundle's "
                               "output must be one score per row (batch,), re-export it")
         out = out.reshape(-1)[:rows]
         if not np.isfinite(out).all():
@@ -173,6 +279,29 @@ class Scorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _no_depth_input(inputs: tuple[str, ...], what: str) -> str:
+    return (f"this bundle's network has the single input {inputs[0]!r} and takes no depth map; drop {what} "
+            "(depth is only for image + depth bundles such as DGIQA)")
+
+
+def _with_depth(images: Iterable[ImageSource], entries: Iterator[Any], finite: bool
+                ) -> Iterator[tuple[ImageSource, DepthSource | None]]:
+    """Pair each image with its depth entry (made a DepthSource only when its image comes up, so one
+    decoded map at a time); a finite list of entries must match the images one for one."""
+    for image in images:
+        entry = next(entries, _END)
+        if entry is _END:
+            raise ArrayInputError("fewer depth maps than images were given; pass exactly one depth map per "
+                                  "image, in the same order")
+        yield image, (None if entry is None else as_depth_source(entry))
+    if finite and next(entries, _END) is not _END:
+        raise ArrayInputError("more depth maps than images were given; pass exactly one depth map per image, "
+                              "in the same order")
+
+
+_END = object()
 
 
 def _target(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -202,12 +331,14 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
         raise BundleError(f"the bundle's max_batch {declared!r} is not a positive integer; re-export it")
     limits = [fixed, declared, getattr(backend, "max_batch", None)]
     max_batch = fixed or min([d for d in limits if d] or [DEFAULT_MAX_BATCH])
-    buffer_bytes = max_batch * 3 * spec.input_size[0] * spec.input_size[1] * 4
+    buffers = len(input_names(manifest))  # one per network input (image, depth)
+    buffer_bytes = buffers * max_batch * 3 * spec.input_size[0] * spec.input_size[1] * 4
     if buffer_bytes > MAX_BUFFER_BYTES:
         # A hostile or mistaken manifest must not make the runtime allocate terabytes.
-        raise BundleError(f"the bundle needs a {buffer_bytes / 2**30:.1f} GiB input buffer ({max_batch} rows of 3x"
-                          f"{spec.input_size[0]}x{spec.input_size[1]} float32), above the runtime's "
-                          f"{MAX_BUFFER_BYTES / 2**30:.0f} GiB limit; re-export with a smaller batch or input size")
+        raise BundleError(f"the bundle needs {buffer_bytes / 2**30:.1f} GiB of input buffers ({buffers} x "
+                          f"{max_batch} rows of 3x{spec.input_size[0]}x{spec.input_size[1]} float32), above the "
+                          f"runtime's {MAX_BUFFER_BYTES / 2**30:.0f} GiB limit; re-export with a smaller batch or "
+                          "input size")
     transform = manifest["output_transform"]
     try:
         scale, offset = float(transform.get("scale", 1.0)), float(transform.get("offset", 0.0))
@@ -237,7 +368,9 @@ def _dry_run(spec: PreprocessSpec) -> None:
 
 
 def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
-         backend_options: Mapping[str, Any] | None = None) -> Scorer:
+         backend_options: Mapping[str, Any] | None = None,
+         depth: DepthSource | DepthMapSource | None = None,
+         depth_model: str | os.PathLike | None = None) -> Scorer:
     """Open a bundle for scoring.
 
     Before anything runs, the manifest is parsed and checked (schema version, required keys,
@@ -249,25 +382,51 @@ def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
         threads: intra-op threads for the backend. None: the bundle's target profile ``threads``
             when it is positive, else the library's default (every physical core).
         backend_options: backend-specific settings (see the backend modules' docstrings).
+        depth: for an ``image`` + ``depth`` bundle (DGIQA), the depth of every image that a
+            :meth:`Scorer.score` call gives no depth for: a
+            :class:`~edge_iqa.runtime.depth.DepthSource` (e.g. ``OnnxDepthEstimator(path)``), or one
+            depth map (path, PIL image, array) for a fixed camera whose scene does not move.
+        depth_model: shorthand for ``depth=OnnxDepthEstimator(depth_model)`` run on the bundle's
+            runtime: OpenVINO for an OpenVINO bundle, else ONNX Runtime (with the bundle's
+            ``providers`` for an ONNX Runtime bundle, the CPU for a TensorRT one), with ``threads``.
+            edge-iqa ships no depth weights: export your own (e.g. Depth Anything) to ONNX.
 
     Raises:
-        BundleError: missing/modified/extra-path files, newer schema, unknown runtime, bad manifest.
+        BundleError: missing/modified/extra-path files, newer schema, unknown runtime, bad manifest;
+            depth given for a bundle whose network takes none.
         BackendUnavailableError: the runtime library the bundle needs is not installed.
     """
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or not 1 <= threads <= MAX_THREADS):
         raise ValueError(f"threads must be an integer in 1..{MAX_THREADS} or None, got {threads!r}")
+    if depth is not None and depth_model is not None:
+        raise ValueError("pass depth= (a depth source or map) or depth_model= (an ONNX depth network), not both")
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     check_runtime(manifest["runtime"])
     verify_files(bundle_dir, manifest)
     _plan(manifest)  # refuse an inconsistent manifest before paying for the backend
+    if (depth is not None or depth_model is not None) and DEPTH_INPUT not in input_names(manifest):
+        raise BundleError(_no_depth_input(input_names(manifest), "depth= / depth_model= (--depth-model)"))
     if threads is None:
         target_threads = _target(manifest).get("threads")
         if isinstance(target_threads, int) and not isinstance(target_threads, bool) and target_threads > MAX_THREADS:
             raise BundleError(f"the bundle's target asks for {target_threads} threads (at most {MAX_THREADS}); "
                               "pass threads=N to load() or re-export with a sane target profile")
         threads = target_threads if isinstance(target_threads, int) and target_threads > 0 else None
+    if depth_model is not None:
+        depth = _depth_estimator(depth_model, manifest["runtime"], threads, backend_options or {})
+    elif depth is not None:
+        depth = as_depth_source(depth)  # a bad map fails here, before the network is loaded
     backend = load_backend(manifest["runtime"], bundle_dir, manifest, threads=threads,
                            options=backend_options or {})
-    return Scorer(backend, manifest, bundle_dir)
+    return Scorer(backend, manifest, bundle_dir, depth=depth)
+
+
+def _depth_estimator(path: str | os.PathLike, runtime: str, threads: int | None,
+                     backend_options: Mapping[str, Any]) -> OnnxDepthEstimator:
+    """The depth network on the bundle's own runtime where it reads ONNX (ORT, OpenVINO), else ORT."""
+    if runtime == "openvino":
+        return OnnxDepthEstimator(path, threads=threads, runtime="openvino")
+    providers = backend_options.get("providers") if runtime == "onnxruntime" else None
+    return OnnxDepthEstimator(path, threads=threads, providers=providers)

@@ -13,9 +13,12 @@ backend is about fifty lines.
 
 Contract of :meth:`Backend.run`:
 
-- input: a C-contiguous float32 array of shape ``(n, 3, H, W)`` with ``1 <= n <= max_batch``
-  (exactly ``fixed_batch`` rows when the bundle's network has a static batch: the scorer pads);
-  the array is the scorer's buffer, valid only during the call: copy it if you keep it;
+- input: one C-contiguous float32 array of shape ``(n, 3, H, W)`` per network input, positional,
+  in the order of the manifest's ``io.inputs`` (:func:`input_records`): just the image for most
+  models, the image and its depth crops for an ``image`` + ``depth`` network (DGIQA), all with the
+  same ``n``, ``1 <= n <= max_batch`` (exactly ``fixed_batch`` rows when the bundle's network has
+  a static batch: the scorer pads); the arrays are the scorer's buffers, valid only during the
+  call: copy them if you keep them;
 - output: a 1-D array of ``n`` raw scores (any float dtype; the scorer converts to float64),
   owned by the caller (copy out of any buffer the backend reuses);
 - it may be called concurrently from several threads and must then return exactly what a
@@ -50,8 +53,9 @@ class Backend(abc.ABC):
     max_batch: int | None = None
 
     @abc.abstractmethod
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw network output for one batch; see the module docstring for the contract."""
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        """Raw network output for one batch (one array per network input, manifest order); see the
+        module docstring for the contract."""
 
     def describe(self) -> dict[str, Any]:
         """Human-readable facts for logs and ``Scorer.info`` (device, providers, threads...)."""
@@ -61,24 +65,55 @@ class Backend(abc.ABC):
         """Release the library's resources early (optional)."""
 
 
-def input_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The single image input declared in ``manifest["io"]`` (name, shape, dtype)."""
+#: The inputs of a two-input bundle, in the runtime's terms: the preprocessed RGB crops and the
+#: depth crops under them (DGIQA, see :mod:`edge_iqa.models.depth`). Other multi-input networks are
+#: refused: the runtime would not know what to feed them.
+IMAGE_INPUT, DEPTH_INPUT = "image", "depth"
+
+
+def input_records(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The network inputs declared in ``manifest["io"]``, in manifest order: the single image input
+    (any name), or ``image`` and ``depth`` with the same shape."""
     io = manifest.get("io")
     inputs = io.get("inputs") if isinstance(io, Mapping) else None
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], Mapping):
-        raise BundleError("manifest io.inputs must list exactly one input (the preprocessed image); "
-                          "multi-input models are not served by the runtime wrapper: score them in Python "
-                          "(edge_iqa.predict), or re-export the bundle if it should have one input")
-    record = dict(inputs[0])
+    if not isinstance(inputs, list) or not 1 <= len(inputs) <= 2 or not all(isinstance(i, Mapping) for i in inputs):
+        raise BundleError("manifest io.inputs must list the network's input: the preprocessed image, or the "
+                          f"image and its depth map ('{IMAGE_INPUT}', '{DEPTH_INPUT}'); re-export the bundle")
+    records = [_checked_record(record, index) for index, record in enumerate(inputs)]
+    if len(records) == 2:
+        names = sorted(record["name"] for record in records)
+        if names != sorted((IMAGE_INPUT, DEPTH_INPUT)):
+            raise BundleError(f"the bundle's network has the inputs {[r['name'] for r in records]}; the runtime "
+                              f"serves two-input networks only as '{IMAGE_INPUT}' + '{DEPTH_INPUT}' (RGB and depth "
+                              "crops, as DGIQA): re-export the bundle with those input names")
+        if records[0]["shape"] != records[1]["shape"]:
+            raise BundleError(f"the bundle's image and depth inputs differ in shape ({records[0]['shape']} vs "
+                              f"{records[1]['shape']}); depth crops lie under the image crops, re-export the bundle")
+    return records
+
+
+def _checked_record(declared: Mapping[str, Any], index: int) -> dict[str, Any]:
+    record = dict(declared)
     shape = record.get("shape")
     if not isinstance(record.get("name"), str) or not isinstance(shape, list) or len(shape) != 4 \
             or not all(isinstance(d, int) for d in shape) or shape[1] != 3:
-        raise BundleError(f"manifest io.inputs[0] must be {{'name': str, 'shape': [batch, 3, H, W]}}, got "
-                          f"{inputs[0]!r}; re-export the bundle")
+        raise BundleError(f"manifest io.inputs[{index}] must be {{'name': str, 'shape': [batch, 3, H, W]}}, got "
+                          f"{declared!r}; re-export the bundle")
     if record.get("dtype", "float32") != "float32":
         raise BundleError(f"the bundle's input dtype is {record.get('dtype')!r}; the runtime feeds float32 "
                           "preprocessed tensors, re-export with a float32 input")
     return record
+
+
+def input_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The image input declared in ``manifest["io"]`` (name, shape, dtype); see :func:`input_records`."""
+    records = input_records(manifest)
+    return next((r for r in records if r["name"] == IMAGE_INPUT), records[0]) if len(records) == 2 else records[0]
+
+
+def input_names(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The network's input names in manifest order: the order :meth:`Backend.run` gets its arrays in."""
+    return tuple(record["name"] for record in input_records(manifest))
 
 
 def output_name(manifest: Mapping[str, Any]) -> str | None:

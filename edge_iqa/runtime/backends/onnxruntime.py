@@ -25,7 +25,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edge_iqa.errors import BundleError
-from edge_iqa.runtime.backends.base import Backend, check_options, input_record, member, output_name
+from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
 
 _OPT_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -47,19 +47,20 @@ _ORT_ERRORS = (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, session: ort.InferenceSession, input_name: str, output: str, threads: int | None) -> None:
+    def __init__(self, session: ort.InferenceSession, input_names: tuple[str, ...], output: str,
+                 threads: int | None) -> None:
         self.session = session
-        self.input_name = input_name
+        self.input_names = input_names
         self.output = output
         self.threads = threads
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
         try:
-            (scores,) = self.session.run([self.output], {self.input_name: batch})
+            (scores,) = self.session.run([self.output], dict(zip(self.input_names, inputs, strict=True)))
         except _ORT_ERRORS as exc:
             # The scorer feeds exactly the shape and dtype the manifest declares, so a failure here
             # means the network does not match its manifest (or is damaged in a checksummed way).
-            raise BundleError(f"onnxruntime failed to run the bundle's network on a valid {batch.shape} input "
+            raise BundleError(f"onnxruntime failed to run the bundle's network on a valid {inputs[0].shape} input "
                               f"({_first_line(exc)}); the bundle is inconsistent: re-export it") from exc
         return np.asarray(scores)
 
@@ -72,7 +73,7 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
          options: Mapping[str, Any]) -> OnnxRuntimeBackend:
     check_options(options, _OPTIONS, "onnxruntime")
     model_path = member(bundle_dir, manifest, manifest["model_file"])
-    declared = input_record(manifest)
+    declared = input_names(manifest)
 
     recorded = manifest.get("runtime_options")
     recorded = recorded if isinstance(recorded, Mapping) else {}
@@ -97,16 +98,16 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
                           f"({_first_line(exc)}); "
                           "re-export the bundle for this onnxruntime version or upgrade onnxruntime") from exc
 
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != declared["name"]:
-        raise BundleError(f"{model_path}: the network's inputs {[i.name for i in inputs]} do not match the "
-                          f"manifest's {declared['name']!r}; the bundle is inconsistent, re-export it")
+    inputs = sorted(i.name for i in session.get_inputs())
+    if inputs != sorted(declared):
+        raise BundleError(f"{model_path}: the network's inputs {inputs} do not match the manifest's "
+                          f"{list(declared)}; the bundle is inconsistent, re-export it")
     outputs = [o.name for o in session.get_outputs()]
     wanted = output_name(manifest) or outputs[0]
     if wanted not in outputs:
         raise BundleError(f"{model_path}: the manifest's output {wanted!r} is not among the network's outputs "
                           f"{outputs}; re-export the bundle")
-    return OnnxRuntimeBackend(session, declared["name"], wanted, threads)
+    return OnnxRuntimeBackend(session, declared, wanted, threads)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 import openvino as ov
 
 from edge_iqa.errors import BundleError
-from edge_iqa.runtime.backends.base import Backend, check_options, input_record, member, output_name
+from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
 
 _OPTIONS = {"device", "config", "cache_dir"}
 
@@ -39,10 +39,10 @@ _OPTIONS = {"device", "config", "cache_dir"}
 class OpenVINOBackend(Backend):
     name = "openvino"
 
-    def __init__(self, compiled: ov.CompiledModel, input_name: str, output: ov.Output, device: str,
+    def __init__(self, compiled: ov.CompiledModel, input_names: tuple[str, ...], output: ov.Output, device: str,
                  config: dict[str, Any]) -> None:
         self.compiled = compiled
-        self.input_name = input_name
+        self.input_names = input_names
         self.output = output
         self.device = device
         self.config = config
@@ -54,15 +54,15 @@ class OpenVINOBackend(Backend):
         except queue.Empty:
             return self.compiled.create_infer_request()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
         request = self._borrow()
         try:
-            results = request.infer({self.input_name: batch})
+            results = request.infer(dict(zip(self.input_names, inputs, strict=True)))
             # The result views the request's own buffer, which the next call overwrites: copy.
             return np.array(results[self.output], copy=True)
         except (RuntimeError, UnicodeDecodeError) as exc:
             # The scorer feeds exactly the declared shape: a failure is the network's, not the input's.
-            raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {batch.shape} input "
+            raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {inputs[0].shape} input "
                               f"({_first_line(exc)}); the bundle is inconsistent: re-export it") from exc
         finally:
             self._idle.put(request)
@@ -91,7 +91,7 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
     xml = member(bundle_dir, manifest, manifest["model_file"])
     weights_name = manifest.get("weights_file") or Path(manifest["model_file"]).with_suffix(".bin").as_posix()
     weights = member(bundle_dir, manifest, weights_name)
-    declared = input_record(manifest)
+    declared = input_names(manifest)
     device = str(options.get("device", "CPU"))
     config = {**default_config(manifest, threads), **dict(options.get("config", {}))}
 
@@ -104,8 +104,9 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
         raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({_first_line(exc)}); re-export "
                           "the bundle for this OpenVINO version or upgrade openvino") from exc
     names = [port.get_any_name() for port in model.inputs]
-    if len(model.inputs) != 1 or declared["name"] not in model.inputs[0].get_names():
-        raise BundleError(f"{xml}: the network's inputs {names} do not match the manifest's {declared['name']!r}; "
+    if len(model.inputs) != len(declared) or not all(any(name in port.get_names() for port in model.inputs)
+                                                     for name in declared):
+        raise BundleError(f"{xml}: the network's inputs {names} do not match the manifest's {list(declared)}; "
                           "the bundle is inconsistent, re-export it")
     wanted = output_name(manifest)
     index = next((i for i, port in enumerate(model.outputs) if wanted is None or wanted in port.get_names()), None)
@@ -119,7 +120,7 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
                           f"({_first_line(exc)}); re-export the bundle, or check the device and "
                           "backend_options") from exc
     output = compiled.outputs[index]
-    return OpenVINOBackend(compiled, declared["name"], output, device, config)
+    return OpenVINOBackend(compiled, declared, output, device, config)
 
 
 def _first_line(exc: BaseException) -> str:

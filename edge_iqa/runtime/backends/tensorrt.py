@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_iqa.errors import EngineMismatchError
-from edge_iqa.runtime.backends.base import Backend, check_options, input_record, output_name
+from edge_iqa.runtime.backends.base import Backend, check_options, input_names, output_name
 from edge_iqa.runtime.cuda_memory import DeviceBuffer, Stream
 from edge_iqa.runtime.tensorrt_engine import (
     build_engine,
@@ -35,39 +35,42 @@ OPTIONS = {"engine", "rebuild", "verbose"}
 
 
 class _ThreadState:
-    """One execution context, stream and buffer pair per thread: contexts are not thread-safe."""
+    """One execution context, stream and buffer set per thread: contexts are not thread-safe."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, inputs: tuple[str, ...]) -> None:
         self.context = engine.create_execution_context()
         self.stream = Stream()
-        self.input = DeviceBuffer()
+        self.inputs = {name: DeviceBuffer() for name in inputs}
         self.output = DeviceBuffer()
 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, engine: Any, engine_path: Path, input_name: str, output: str, max_batch: int) -> None:
+    def __init__(self, engine: Any, engine_path: Path, input_names: tuple[str, ...], output: str,
+                 max_batch: int) -> None:
         trt = import_tensorrt()
         self.engine, self.engine_path = engine, engine_path
-        self.input_name, self.output_name, self.max_batch = input_name, output, max_batch
+        self.input_names, self.output_name, self.max_batch = input_names, output, max_batch
         self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(output)))
         self._local = threading.local()
 
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
         if state is None:
-            state = self._local.state = _ThreadState(self.engine)
+            state = self._local.state = _ThreadState(self.engine, self.input_names)
         return state
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
         state = self._state()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        out = np.empty((batch.shape[0],), dtype=self.output_dtype)
-        state.context.set_input_shape(self.input_name, tuple(batch.shape))
-        state.input.upload(batch, state.stream)
+        out = np.empty((inputs[0].shape[0],), dtype=self.output_dtype)
+        # Kept referenced until the stream is synchronised: the uploads are asynchronous.
+        arrays = [np.ascontiguousarray(array, dtype=np.float32) for array in inputs]
+        for name, array in zip(self.input_names, arrays, strict=True):
+            state.context.set_input_shape(name, tuple(array.shape))
+            state.inputs[name].upload(array, state.stream)
+            state.context.set_tensor_address(name, state.inputs[name].ptr)
         state.output.reserve(out.nbytes)
-        state.context.set_tensor_address(self.input_name, state.input.ptr)
         state.context.set_tensor_address(self.output_name, state.output.ptr)
         if not state.context.execute_async_v3(state.stream.handle):
             raise RuntimeError("TensorRT execution failed; see the TensorRT log above")
@@ -100,4 +103,4 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None, 
         raise EngineMismatchError(f"TensorRT {trt.__version__} could not deserialize {engine_path.name}; "
                                   "rebuild it on this device with `edge-iqa build-engine BUNDLE --rebuild`")
     output = output_name(manifest) or "score"
-    return TensorRTBackend(engine, engine_path, input_record(manifest)["name"], output, recipe.max_batch)
+    return TensorRTBackend(engine, engine_path, input_names(manifest), output, recipe.max_batch)
