@@ -1,0 +1,62 @@
+"""Batch-1 latency of an OpenVINO bundle's network compiled three ways: as exported (dynamic batch),
+with the batch bounded to [1, 16], and reshaped to a static batch of 1 (what the runtime compiles
+for 1-row calls, see ``edge_iqa/runtime/backends/openvino.py``).
+
+    python scripts/ov_static_batch.py BUNDLE [--threads 2] [--iterations 100] [--rounds 2]
+
+Prints p50 per variant and round; rounds alternate the variants so drift of a shared machine hits
+all of them alike. Input: random data of the bundle's input shape (latency does not depend on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+
+def batch_one_p50_ms(compiled: ov.CompiledModel, shapes: list[list[int]], iterations: int) -> float:
+    request = compiled.create_infer_request()
+    feed = {i: np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32) for i, shape in enumerate(shapes)}
+    for _ in range(10):
+        request.infer(feed)
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        request.infer(feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    manifest = json.loads((args.bundle / "manifest.json").read_text())
+    precision = {"fp16": "f16"}.get(manifest.get("precision"), "f32")
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": args.threads,
+              "INFERENCE_PRECISION_HINT": precision}
+    core = ov.Core()
+    shapes = [record["shape"] for record in manifest["io"]["inputs"]]
+    for round_index in range(args.rounds):
+        for variant in ("dynamic", "bounded 1..16", "static 1"):
+            model = core.read_model(str(args.bundle / manifest["model_file"]))
+            if variant != "dynamic":
+                batch = ov.Dimension(1, 16) if variant.startswith("bounded") else ov.Dimension(1)
+                model.reshape({port.get_any_name(): ov.PartialShape([batch, *shape[1:]])
+                               for port, shape in zip(model.inputs, shapes, strict=True)})
+            p50 = batch_one_p50_ms(core.compile_model(model, "CPU", config), shapes, args.iterations)
+            print(f"round {round_index}  {variant:14s} threads {args.threads}  batch-1 p50 {p50:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
