@@ -221,27 +221,3 @@ def test_a_new_backend_needs_only_run(bundles, photos):
     assert scorer.max_batch == 2  # min(io.max_batch=3, backend 2)
     np.testing.assert_allclose(scorer.score(photos[:5]), reference_scores(photos[:5]), rtol=1e-12)
     assert scorer.backend.batches == [2, 2, 1]
-
-
-def test_openvino_scores_batch_one_on_a_static_network_and_batches_on_the_dynamic_one(tmp_path, photos, monkeypatch):
-    """1-row calls run a batch-1 static compile (faster in OpenVINO's CPU plugin); more rows compile the
-    dynamic network on first use. Both give the reference scores; the option turns the static one off."""
-    bundle = build_bundle(tmp_path / "ov", NET, runtime="openvino", max_batch=4)
-    scorer = load(bundle)
-    networks = scorer.backend._networks
-    assert list(networks) == [1]  # only the batch-1 network is compiled at load
-    assert [tuple(p.get_partial_shape().to_shape()) for p in networks[1].compiled.inputs] == [(1, 3, *SPEC.input_size)]
-    one_at_a_time = np.array([scorer.score_one(p) for p in photos[:6]])
-    assert list(networks) == [1]
-    batched = scorer.score(photos[:6])  # rows 4 + 2: the dynamic network
-    assert sorted(networks, key=str) == [1, None]
-    assert networks[None].compiled.inputs[0].get_partial_shape()[0].is_dynamic
-    reference = reference_scores(photos[:6], SPEC)
-    np.testing.assert_allclose(one_at_a_time, reference, rtol=0, atol=1e-3)
-    np.testing.assert_allclose(batched, reference, rtol=0, atol=1e-3)
-
-    dynamic_only = load(bundle, backend_options={"static_batch_one": False})
-    assert list(dynamic_only.backend._networks) == [None]
-    np.testing.assert_allclose(dynamic_only.score(photos[:2]), reference[:2], rtol=0, atol=1e-3)
-    fixed = load(build_bundle(tmp_path / "fixed", NET, runtime="openvino", fixed_batch=4))
-    assert list(fixed.backend._networks) == [None]  # a static-batch bundle is compiled as it is
