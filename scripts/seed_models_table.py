@@ -14,9 +14,9 @@ Per model, at its native protocol (all crops of an image are one batch, their sc
   outside the timed region (times are network + crop averaging only);
 * PyTorch FP32 eager and each bundle score the same images one image per call; latency = median
   seconds per image, throughput = images / total seconds, same thread count for every row;
-  single-input bundles run through the torch-free runtime (``edge_iqa.runtime.load`` +
-  ``Scorer.score_tensor``); DGIQA (two inputs) through the exporter's runner of its runtime, with
-  the depth proxy of ``export/calibration.py`` as the depth input;
+  bundles run through the torch-free runtime (``edge_iqa.runtime.load`` + ``Scorer.score_tensor``);
+  DGIQA (two inputs) gets the depth proxy of ``export/calibration.py`` as its depth rows, the same
+  rows its PyTorch reference sees;
 * jetson rows: drift only, measured on the CPU with ONNX Runtime (INT8: the Q/DQ graph; FP16: an
   FP16 copy), the proxy the exporter records; no TensorRT speed is measured here.
 
@@ -90,15 +90,17 @@ def speed_record(seconds: list[float]) -> dict[str, float]:
 
 
 def bundle_scorer(bundle: Path, row: str, input_names: tuple[str, ...], threads: int) -> Any:
-    """feeds -> mean score of the image's crops, through the runtime (single input) or the exporter's
-    runner (multi-input bundles, and the jetson CPU proxy)."""
+    """feeds -> mean score of the image's crops, through the torch-free runtime (DGIQA with its depth
+    rows), or for jetson rows the exporter's runner (the ORT CPU proxy; TensorRT needs the device)."""
     from edge_iqa.export.pipeline import backend_module
     from edge_iqa.runtime import load
     from edge_iqa.runtime.bundle import read_manifest
 
     manifest = read_manifest(bundle)
-    if len(input_names) == 1 and not row.startswith("jetson"):
+    if not row.startswith("jetson"):
         scorer = load(bundle, threads=threads)
+        if "depth" in input_names:  # the depth rows ride under the image rows (Scorer.score_tensor)
+            return lambda feed: scorer.score_tensor(feed["image"], depth=feed["depth"])[0]
         return lambda feed: scorer.score_tensor(feed["image"])[0]
     run = backend_module(manifest["runtime"]).runner(bundle / manifest["model_file"], manifest["precision"], threads)
     return lambda feed: float(np.mean(np.asarray(run(feed), dtype=np.float64)))
@@ -150,13 +152,16 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
 
 
 def markdown(records: list[dict[str, Any]]) -> str:
-    lines = ["| model | crops | images | PyTorch score std | params (M) | GMAC / image | row | "
+    # Load average (1 min) at the start and end of the model's run: the machine is shared, so the
+    # latencies are only comparable within one model's rows.
+    lines = ["| model | crops | images | load avg | PyTorch score std | params (M) | GMAC / image | row | "
              "p50 latency (ms / image) | images/s | speed-up vs PyTorch | "
              "max abs diff | mean abs diff | rank agreement |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         base = rec["rows"]["pytorch/fp32"]["latency_ms_p50"]
         head = (f"`{rec['model']}`", str(rec["protocol"]["crops"]), str(rec["images"]),
+                f"{rec['loadavg_start']:.1f}-{rec.get('loadavg_end', float('nan')):.1f}",
                 f"{rec['reference_score_std']:.3g}", f"{rec['parameters'] / 1e6:.1f}",
                 f"{rec['gmac_per_image']:.1f}")
         for i, (row, entry) in enumerate(rec["rows"].items()):
