@@ -1,5 +1,5 @@
 """Export the seed models (TOPIQ-NR, LoDa, GlintIQA, DGIQA) into bundles with the golden
-deterministic weights: cpu fp32/fp16/int8, onnxruntime fp32, jetson fp16/int8.
+deterministic weights: cpu fp32/fp16/int8, onnxruntime fp32, jetson fp32/fp16/int8.
 
 No trained weights for the seed models exist offline, so each model is exported with the reference
 fixtures' deterministic weights (``tests/golden.py``), saved as an edge-iqa checkpoint first, and
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.golden: the deterministic weights of the reference fixtures
 
 SEED_MODELS = ("topiq_nr_224", "topiq_nr_384", "topiq_nr", "glintiqa", "dgiqa", "loda")
-ROWS = ("cpu/fp32", "cpu/fp16", "cpu/int8", "onnxruntime/fp32", "jetson/fp16", "jetson/int8")
+ROWS = ("cpu/fp32", "cpu/fp16", "cpu/int8", "onnxruntime/fp32", "jetson/fp32", "jetson/fp16", "jetson/int8")
 # Which reference fixture holds a model's deterministic weights (the TOPIQ variants share one network).
 GOLDEN_KEYS = {"topiq_nr_224": "topiq_nr", "topiq_nr_384": "topiq_nr", "topiq_nr": "topiq_nr"}
 WEIGHTS_LABEL = "golden deterministic weights (tests/golden.py); trained weights do not exist on these machines"

@@ -74,3 +74,13 @@ def test_resolve_precision() -> None:
     assert cpu.resolve_precision(None) == "int8" and cpu.resolve_precision("fp16") == "fp16"
     with pytest.raises(TargetError, match="does not offer"):
         cpu.resolve_precision("int4")
+
+
+def test_tensorrt_profiles_offer_fp32_except_on_the_dla() -> None:
+    # A GPU engine can be FP32 (the on-device reference); the DLA runs FP16/INT8 only.
+    for name in ("jetson", "jetson-orin-nano", "jetson-orin-nx", "desktop-gpu"):
+        assert load_target(name).resolve_precision("fp32") == "fp32"
+    dla = load_target("jetson-orin-agx-dla")
+    assert dla.resolve_precision(None) == "int8"
+    with pytest.raises(TargetError, match="does not offer"):
+        dla.resolve_precision("fp32")
