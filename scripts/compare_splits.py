@@ -9,34 +9,19 @@ recipe only if its median SROCC is higher.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
-
-def _load(folders: list[str]) -> dict[int, dict[str, Any]]:
-    runs = {}
-    for folder in folders:
-        path = Path(folder) / "metrics.json"
-        if not path.is_file():
-            print(f"(skipped {folder}: no metrics.json yet)", file=sys.stderr)
-            continue
-        data = json.loads(path.read_text())
-        runs[int(data["split"]["split_seed"])] = data
-    return runs
-
-
-def _exact(run: dict[str, Any]) -> dict[str, float]:
-    return run.get("last_exact") or run["last"]["val"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summarize_splits import deployment_metrics, load_runs  # noqa: E402  (a sibling script)
 
 
 def main(argv: list[str]) -> None:
     if "--" not in argv:
         sys.exit("usage: compare_splits.py BASELINE_RUN... -- OTHER_RUN...")
     cut = argv.index("--")
-    base, other = _load(argv[:cut]), _load(argv[cut + 1:])
+    base, other = load_runs(argv[:cut]), load_runs(argv[cut + 1:])
     seeds = sorted(set(base) & set(other))
     if not seeds:
         sys.exit("no split seed finished on both sides")
@@ -44,10 +29,10 @@ def main(argv: list[str]) -> None:
           "run time with (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for seed in seeds:
-        a, b = _exact(base[seed]), _exact(other[seed])
+        a, b = deployment_metrics(base[seed]), deployment_metrics(other[seed])
         print(f"| {seed} | {a['srocc']:.4f} | {b['srocc']:.4f} | {b['srocc'] - a['srocc']:+.4f} | "
               f"{a['plcc']:.4f} | {b['plcc']:.4f} | {b['plcc'] - a['plcc']:+.4f} | {other[seed]['seconds']:.0f} |")
-    med = {side: {m: statistics.median(_exact(runs[s])[m] for s in seeds) for m in ("srocc", "plcc")}
+    med = {side: {m: statistics.median(deployment_metrics(runs[s])[m] for s in seeds) for m in ("srocc", "plcc")}
            for side, runs in (("base", base), ("other", other))}
     print(f"| **median** | {med['base']['srocc']:.4f} | {med['other']['srocc']:.4f} | "
           f"{med['other']['srocc'] - med['base']['srocc']:+.4f} | {med['base']['plcc']:.4f} | "

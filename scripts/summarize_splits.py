@@ -11,21 +11,34 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 METRICS = ("srocc", "plcc", "plcc_logistic", "krcc", "rmse")
 
 
-def main(folders: list[str]) -> None:
-    rows = []
+def load_runs(folders: list[str]) -> dict[int, dict[str, Any]]:
+    """Each finished run's metrics.json by split seed (unfinished runs are skipped, with a note)."""
+    runs = {}
     for folder in folders:
         path = Path(folder) / "metrics.json"
         if not path.is_file():
             print(f"(skipped {folder}: no metrics.json yet)", file=sys.stderr)
             continue
         data = json.loads(path.read_text())
-        exact = data.get("last_exact") or data["last"]["val"]
+        runs[int(data["split"]["split_seed"])] = data
+    return runs
+
+
+def deployment_metrics(run: dict[str, Any]) -> dict[str, float]:
+    """The last epoch's model scored through the deployment path (feature-space validation if absent)."""
+    return run.get("last_exact") or run["last"]["val"]
+
+
+def main(folders: list[str]) -> None:
+    rows = []
+    for seed, data in load_runs(folders).items():
         best = (data.get("best") or {}).get("val", {})
-        rows.append((data["split"]["split_seed"], exact, best.get("srocc"), data["seconds"]))
+        rows.append((seed, deployment_metrics(data), best.get("srocc"), data["seconds"]))
     print("| split seed | SROCC | PLCC | PLCC (logistic) | KRCC | RMSE | best-epoch SROCC* | run time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for seed, exact, best, seconds in rows:

@@ -13,14 +13,9 @@ import pytest
 import torch
 
 from edge_iqa.models.checkpoint import load_state_dict_file
+from tests.test_train import CLIVE, MOBILENET, needs_clive
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CLIVE = SHARED / "datasets" / "clive"
-MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
-pytestmark = pytest.mark.skipif(
-    not (CLIVE / "labels.csv").is_file() or not MOBILENET.is_file(),
-    reason="../shared/datasets/clive or ../shared/weights/mobilenet_v2 is not present",
-)
+pytestmark = needs_clive
 FREEZE_THROUGH = 13  # the default: blocks 0..13 frozen, 14..17 + head trained
 
 
