@@ -80,3 +80,9 @@ class BackendUnavailableError(EdgeIQAError, ImportError):
 
 class EngineMismatchError(BundleError):
     """A cached TensorRT engine was built for another GPU, TensorRT version or precision."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a library's error message, bounded: backends quote it inside our own errors
+    (their messages can be pages long, or quote corrupt bytes)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edge_iqa.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
-from edge_iqa.errors import ArrayInputError, BackendUnavailableError, ImageDecodeError
+from edge_iqa.errors import ArrayInputError, BackendUnavailableError, ImageDecodeError, first_line
 
 DepthMapSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -239,7 +239,7 @@ class OnnxDepthEstimator:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types for a bad file
-            raise ImageDecodeError(f"{path}: onnxruntime cannot load this depth model ({_first_line(exc)}); "
+            raise ImageDecodeError(f"{path}: onnxruntime cannot load this depth model ({first_line(exc)}); "
                                    "pass a valid ONNX depth network") from exc
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -262,7 +262,7 @@ class OnnxDepthEstimator:
             model = core.read_model(str(path))
             self.compiled = core.compile_model(model, "CPU", config)
         except (RuntimeError, UnicodeDecodeError) as exc:
-            raise ImageDecodeError(f"{path}: OpenVINO cannot load this depth model ({_first_line(exc)}); "
+            raise ImageDecodeError(f"{path}: OpenVINO cannot load this depth model ({first_line(exc)}); "
                                    "pass a valid ONNX depth network") from exc
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         shape = model.inputs[0].get_partial_shape()
@@ -310,9 +310,6 @@ def _check_model_file(path: Path) -> None:
         raise ImageDecodeError(f"{path}: depth model not found (edge-iqa ships none; export one, e.g. Depth "
                                "Anything to ONNX)")
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 # --- to network input -------------------------------------------------------------------------------

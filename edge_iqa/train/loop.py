@@ -19,7 +19,6 @@ Outputs in ``out``: ``best.safetensors``/``.json`` (best validation SROCC), ``la
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import statistics
@@ -257,14 +256,6 @@ class _FullRecipe:
 
 
 # --- --init: start from a checkpoint ----------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_init(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
     """Load ``config.init`` (an edge-iqa checkpoint of the same model) into ``model``, strictly.
 
@@ -272,6 +263,7 @@ def load_init(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
     (model, recipe, epoch) so a fine-tune can be traced to its pre-training.
     """
     from edge_iqa.models.checkpoint import load_into, load_state_dict_file, read_config
+    from edge_iqa.runtime.bundle import sha256_file
 
     path = Path(config.init or "")
     if not path.is_file():
@@ -290,7 +282,7 @@ def load_init(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
                               "`edge-iqa train` does not set; use a checkpoint of the default variant")
     load_into(model, load_state_dict_file(path), source=f"--init {path}")
     meta = source.get("metadata") or {}
-    return {"path": str(path.resolve()), "sha256": _sha256(path), "model": source["model"],
+    return {"path": str(path.resolve()), "sha256": sha256_file(path), "model": source["model"],
             "source_recipe": meta.get("recipe"), "source_epoch": meta.get("epoch"),
             "source_data": (meta.get("config") or {}).get("data")}
 

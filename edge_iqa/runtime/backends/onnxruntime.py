@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from edge_iqa.errors import BundleError
+from edge_iqa.errors import BundleError, first_line
 from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
 
 _OPT_LEVELS = {
@@ -61,7 +61,7 @@ class OnnxRuntimeBackend(Backend):
             # The scorer feeds exactly the shape and dtype the manifest declares, so a failure here
             # means the network does not match its manifest (or is damaged in a checksummed way).
             raise BundleError(f"onnxruntime failed to run the bundle's network on a valid {inputs[0].shape} input "
-                              f"({_first_line(exc)}); the bundle is inconsistent: re-export it") from exc
+                              f"({first_line(exc)}); the bundle is inconsistent: re-export it") from exc
         return np.asarray(scores)
 
     def describe(self) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
     except _ORT_ERRORS as exc:
         # A network this ORT cannot run (newer opset, unknown op, corrupt protobuf) is a bundle problem.
         raise BundleError(f"{model_path}: onnxruntime {ort.__version__} cannot load the network "
-                          f"({_first_line(exc)}); "
+                          f"({first_line(exc)}); "
                           "re-export the bundle for this onnxruntime version or upgrade onnxruntime") from exc
 
     inputs = sorted(i.name for i in session.get_inputs())
@@ -109,6 +109,3 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
                           f"{outputs}; re-export the bundle")
     return OnnxRuntimeBackend(session, declared, wanted, threads)
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

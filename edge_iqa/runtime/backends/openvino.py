@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from edge_iqa.errors import BundleError
+from edge_iqa.errors import BundleError, first_line
 from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
 
 _OPTIONS = {"device", "config", "cache_dir"}
@@ -63,7 +63,7 @@ class OpenVINOBackend(Backend):
         except (RuntimeError, UnicodeDecodeError) as exc:
             # The scorer feeds exactly the declared shape: a failure is the network's, not the input's.
             raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {inputs[0].shape} input "
-                              f"({_first_line(exc)}); the bundle is inconsistent: re-export it") from exc
+                              f"({first_line(exc)}); the bundle is inconsistent: re-export it") from exc
         finally:
             self._idle.put(request)
 
@@ -101,7 +101,7 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
     try:
         model = core.read_model(model=str(xml), weights=str(weights))
     except (RuntimeError, UnicodeDecodeError) as exc:  # the message may quote the corrupt bytes
-        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({_first_line(exc)}); re-export "
+        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({first_line(exc)}); re-export "
                           "the bundle for this OpenVINO version or upgrade openvino") from exc
     names = [port.get_any_name() for port in model.inputs]
     if len(model.inputs) != len(declared) or not all(any(name in port.get_names() for port in model.inputs)
@@ -117,11 +117,8 @@ def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
         compiled = core.compile_model(model, device, config)
     except (RuntimeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot compile the network for {device} "
-                          f"({_first_line(exc)}); re-export the bundle, or check the device and "
+                          f"({first_line(exc)}); re-export the bundle, or check the device and "
                           "backend_options") from exc
     output = compiled.outputs[index]
     return OpenVINOBackend(compiled, declared, output, device, config)
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
