@@ -7,13 +7,13 @@ optional seeded ``limit`` sample is drawn.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_iqa.bench.suite import DatasetSpec, SuiteError
+from edge_iqa.checksums import sha256_hex
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EvalSet:
     def image_list_sha256(self) -> str:
         """Hash of the (file name, MOS) list: two reports compare SROCC only on the same images."""
         text = "\n".join(f"{p.name},{m:.6f}" for p, m in zip(self.paths, self.mos, strict=True))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return sha256_hex(text, length=16)
 
     def record(self) -> dict[str, object]:
         return {"labels": self.source, "images": len(self.paths), "label_rows": self.total,

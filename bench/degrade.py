@@ -75,10 +75,10 @@ def degrade_head(bundle_dir: str | Path, out_dir: str | Path, layers: int = 1) -
 
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
-    if not manifest["model_file"].endswith(".onnx"):
+    if not manifest.model_file.endswith(".onnx"):
         raise BundleError(f"{bundle_dir}: degrade_head edits ONNX bundles (onnxruntime runtime), this one holds "
-                          f"{manifest['model_file']}")
-    model = onnx.load(str(bundle_dir / manifest["model_file"]))
+                          f"{manifest.model_file}")
+    model = onnx.load(str(bundle_dir / manifest.model_file))
     names = head_weights(model, layers)
     if not names:
         raise BundleError(f"{bundle_dir}: found no Gemm/MatMul weight before the output to degrade")
@@ -87,12 +87,12 @@ def degrade_head(bundle_dir: str | Path, out_dir: str | Path, layers: int = 1) -
             init.CopyFrom(numpy_helper.from_array(ternary(numpy_helper.to_array(init)), init.name))
 
     def populate(staging: Path) -> dict[str, Any]:
-        for name in manifest["files"]:
-            if name != manifest["model_file"]:
+        for name in manifest.files:
+            if name != manifest.model_file:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(bundle_dir / name, staging / name)
-        onnx.save(model, str(staging / manifest["model_file"]))
-        new = {k: v for k, v in manifest.items() if k != "files"}
+        onnx.save(model, str(staging / manifest.model_file))
+        new = manifest.to_dict()
         new["degraded"] = {"from": str(bundle_dir), "ternary_weights": names,
                            "note": "deliberately degraded by edge_iqa.bench.degrade for regression-check tests"}
         return new

@@ -7,7 +7,6 @@ the kind of change a speed regression check should catch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from edge_iqa.checksums import sha256_hex
 from edge_iqa.versions import package_versions
 
 LIBRARIES = ("edge-iqa", "numpy", "pillow", "scipy", "torch", "onnx", "onnxruntime", "openvino", "nncf")
@@ -93,4 +93,4 @@ def fingerprint(info: dict[str, Any]) -> str:
     ram = info.get("ram_gib")
     hardware = {"cpu": info.get("cpu"), "logical_cores": info.get("logical_cores"),
                 "ram_gib": round(ram) if isinstance(ram, (int, float)) else None, "gpus": info.get("gpus", [])}
-    return hashlib.sha256(json.dumps(hardware, sort_keys=True).encode()).hexdigest()[:16]
+    return sha256_hex(json.dumps(hardware, sort_keys=True), length=16)

@@ -2,8 +2,8 @@
 
 A fresh process per row makes the peak resident memory (``ru_maxrss``) belong to that bundle
 alone, and keeps a bundle row free of torch (a bundle row never imports it). The job names either
-a bundle folder (scored through :func:`edge_iqa.runtime.load`) or a registered model (scored by
-:class:`edge_iqa.predict.TorchScorer`, eager or ``torch.compile``). The result holds raw scores
+a bundle folder or a registered model (its checkpoint on the torch backend, eager or
+``torch.compile``), both scored through :func:`edge_iqa.runtime.load`: one scoring path. The result holds raw scores
 and timings; the parent computes the metrics.
 """
 
@@ -42,58 +42,41 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-class _TorchRow:
-    """TorchScorer with the Scorer-like surface the measurements use."""
+class _Row:
+    """One row's Scorer (a bundle, or a model's checkpoint on the torch backend)."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
-        import torch
-
-        from edge_iqa.predict import TorchScorer
-
-        if job["threads"] > 0:
-            torch.set_num_threads(job["threads"])
-        self.torch = torch
-        self.scorer = TorchScorer.from_name(job["model"], checkpoint=job.get("checkpoint"),
-                                            batch_size=max(job["speed"]["batch_sizes"]))
-        if job.get("compile"):
-            self.scorer.model = torch.compile(self.scorer.model)
-        self.spec = self.scorer.spec
-
-    def preprocess(self, path: str) -> np.ndarray:
-        return self.scorer.preprocess(path)
-
-    def score(self, paths: Sequence[str]) -> np.ndarray:
-        return self.scorer.score(list(paths))
-
-    def score_tensor(self, rows: np.ndarray) -> np.ndarray:
-        crops = self.spec.num_crops
-        return self.scorer.score_tensors([rows[i : i + crops] for i in range(0, len(rows), crops)])
-
-    def describe(self) -> dict[str, Any]:
-        params = sum(t.numel() * t.element_size() for t in self.scorer.model.state_dict().values())
-        return {"backend": "pytorch", "torch": self.torch.__version__, "threads": self.torch.get_num_threads(),
-                "compile": bool(isinstance(self.scorer.model, self.torch._dynamo.eval_frame.OptimizedModule)),
-                "size_bytes": int(params)}
-
-
-class _BundleRow:
     def __init__(self, job: dict[str, Any]) -> None:
         from edge_iqa.runtime import load
 
-        self.scorer = load(job["bundle"], threads=job["threads"] or None)
+        if job["kind"] == "bundle":
+            self.scorer = load(job["bundle"], threads=job["threads"] or None)
+        else:
+            checkpoint, options = job.get("checkpoint"), {"batch_images": max(job["speed"]["batch_sizes"])}
+            self.scorer = load(checkpoint or job["model"], model=job["model"] if checkpoint else None,
+                               threads=job["threads"] or None, backend_options=options)
+            if job.get("compile"):
+                import torch
+
+                self.scorer.backend.module = torch.compile(self.scorer.backend.module)
         self.spec = self.scorer.spec
         self.preprocess = self.scorer.preprocess
         self.score_tensor = self.scorer.score_tensor
-        self.bundle = Path(job["bundle"])
 
     def score(self, paths: Sequence[str]) -> np.ndarray:
         return self.scorer.score(list(paths))
 
     def describe(self) -> dict[str, Any]:
         manifest = self.scorer.manifest
+        if manifest.runtime == "torch":
+            import torch
+
+            module = self.scorer.backend.module
+            params = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+            return {"backend": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "compile": isinstance(module, torch._dynamo.eval_frame.OptimizedModule), "size_bytes": int(params)}
         info = {k: v for k, v in self.scorer.info.items() if isinstance(v, (str, int, float, list, type(None)))}
-        info["size_bytes"] = int(sum(rec.get("size", 0) for rec in manifest["files"].values()))
-        info["model_file_bytes"] = int(manifest["files"][manifest["model_file"]].get("size", 0))
+        info["size_bytes"] = int(sum(rec.get("size", 0) for rec in manifest.files.values()))
+        info["model_file_bytes"] = int(manifest.files[manifest.model_file].get("size", 0))
         info["runtime_options"] = manifest.get("runtime_options")
         return info
 
@@ -121,7 +104,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     settings = job["speed"]
     result: dict[str, Any] = {"status": "ok"}
     start = time.perf_counter()
-    row = _BundleRow(job) if job["kind"] == "bundle" else _TorchRow(job)
+    row = _Row(job)
     loaded = time.perf_counter()
     row.score(job["probe_images"][:1])
     first = time.perf_counter()

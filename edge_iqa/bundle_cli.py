@@ -23,16 +23,16 @@ def check_command(
     try:
         manifest = read_manifest(bundle)
         verify_files(bundle, manifest)
-        report: dict = {"bundle": str(bundle), "runtime": manifest["runtime"], "precision": manifest["precision"],
+        report: dict = {"bundle": str(bundle), "runtime": manifest.runtime, "precision": manifest.precision,
                         "checksums": "ok"}
-        if manifest["runtime"] == "tensorrt":
+        if manifest.runtime == "tensorrt":
             from edge_iqa.export.tensorrt_check import check_graph
 
-            target = manifest.get("target", {})
+            target = manifest.section("target")
             version = (target.get("tensorrt") or {}).get("version")
             if not version:
                 raise EdgeIQAError(f"{bundle}: the manifest names no TensorRT version; re-export the bundle")
-            graph = check_graph(safe_member(bundle, manifest["model_file"]), version, target["attention_form"])
+            graph = check_graph(safe_member(bundle, manifest.model_file), version, target["attention_form"])
             report["tensorrt_check"] = graph.to_dict()
             graph.raise_if_failed()
     except EdgeIQAError as exc:
@@ -58,11 +58,11 @@ def build_engine_command(
     try:
         manifest = read_manifest(bundle)
         verify_files(bundle, manifest)
-        if manifest["runtime"] != "tensorrt":
-            raise EdgeIQAError(f"{bundle} is a {manifest['runtime']} bundle; engines are built for TensorRT "
+        if manifest.runtime != "tensorrt":
+            raise EdgeIQAError(f"{bundle} is a {manifest.runtime} bundle; engines are built for TensorRT "
                                "bundles (edge-iqa export --target jetson | desktop-gpu)")
         recipe = read_recipe(bundle)
-        key = current_device_key(recipe.precision, manifest["files"][recipe.onnx_file]["sha256"], recipe.dla_core)
+        key = current_device_key(recipe.precision, manifest.sha256(recipe.onnx_file), recipe.dla_core)
         engine, _ = engine_paths(bundle, key)
         if engine.is_file() and not rebuild:
             typer.echo(f"{engine} exists for this device (use --rebuild to build again)")

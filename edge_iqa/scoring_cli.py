@@ -11,10 +11,13 @@ import typer
 
 from edge_iqa.errors import EdgeIQAError
 
+DEFAULT_MODEL = "edge_hybrid_n"
+
 
 def score_command(
     images: list[Path] = typer.Argument(..., help="Image files to score."),
-    model: str = typer.Option("edge_hybrid_n", help="Registered model name (see `edge-iqa models`)."),
+    model: str = typer.Option(None, help="Registered model name (see `edge-iqa models`; default edge_hybrid_n); "
+                              "with --checkpoint, the model a foreign .pth state dict holds."),
     checkpoint: Path = typer.Option(None, help="Checkpoint (.safetensors + .json, or a .pth state dict)."),
     bundle: Path = typer.Option(None, help="Score with an exported bundle through the torch-free runtime."),
     depth: list[Path] = typer.Option(None, "--depth", help="Image + depth bundles (DGIQA): the depth map of each "
@@ -38,10 +41,10 @@ def score_command(
                 _fail(f"{bundle} scores an image together with its depth (inputs {list(scorer.inputs)}): pass "
                       "--depth MAP once per image, in order, or --depth-model MODEL.onnx (edge-iqa ships no "
                       "depth weights; export your own, e.g. Depth Anything)")
-        else:
-            from edge_iqa.predict import TorchScorer
+        else:  # the torch backend: the checkpoint (its JSON names the model) or the model's embedded weights
+            from edge_iqa.runtime import load
 
-            scorer = TorchScorer.from_name(model, checkpoint)
+            scorer = load(checkpoint, model=model) if checkpoint is not None else load(model or DEFAULT_MODEL)
     except EdgeIQAError as exc:
         _fail(str(exc), exc)
     failures = 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import random
 import shutil
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_iqa.calibration_data import CalibrationImage, data_dir, read_manifest
+from edge_iqa.checksums import sha256_file
 from edge_iqa.data.imageio import load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
@@ -122,7 +122,7 @@ def build_calibration_set(clive_dir: Path, out_dir: Path, count: int = CLIVE_SEL
         target = out_dir / "images" / name
         shutil.copyfile(clive_dir / "images" / name, target)
         rows.append({"file": f"images/{name}", "source": "CLIVE", "original_name": labels[name]["original_name"],
-                     "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "mos": labels[name]["mos"]})
+                     "sha256": sha256_file(target), "mos": labels[name]["mos"]})
     with open(out_dir / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "source", "original_name", "sha256", "mos"])
         writer.writeheader()

@@ -1,7 +1,8 @@
 """Parity between PyTorch and an exported graph, on real (preprocessed) calibration images.
 
-A *runner* is any ``feeds -> raw scores`` callable (ONNX Runtime session, compiled OpenVINO
-model, the PyTorch model), so the same comparison serves the FP32 gate and the drift record of
+The PyTorch reference is a :class:`~edge_iqa.runtime.scorer.Scorer` on the torch backend
+(:func:`reference_scorer`, :func:`raw_scores`). A *runner* is a ``feeds -> raw scores`` callable
+(ONNX Runtime session, compiled OpenVINO model), so the same comparison serves the FP32 gate and the drift record of
 FP16/INT8 artifacts. Scores are compared raw (before the checkpoint's output transform), one per
 image (multi-crop models average their crops, as at run time).
 """
@@ -13,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
+from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ParityError
-from edge_iqa.export.calibration import model_feeds
+from edge_iqa.export.calibration import depth_proxy, model_feeds
 from edge_iqa.export.targets import ParitySpec
 from edge_iqa.metrics import drift
+from edge_iqa.runtime.scorer import Scorer
 
 Feeds = dict[str, np.ndarray]
 Runner = Callable[[Feeds], np.ndarray]
@@ -36,14 +38,18 @@ def score_images(run: Runner, stacks: list[np.ndarray], input_names: tuple[str, 
     return raw.reshape(len(stacks), -1).mean(axis=1)
 
 
-def torch_runner(model: nn.Module, input_names: tuple[str, ...]) -> Runner:
-    model = model.eval()
+def raw_scores(scorer: Scorer, stacks: list[np.ndarray]) -> np.ndarray:
+    """One raw score per image (crops averaged, before the output transform) through the runtime's
+    one scoring path, :meth:`Scorer.score_tensor`; a two-input network gets its depth rows too."""
+    rows = np.concatenate(stacks)
+    return scorer.score_tensor(rows, depth_proxy(rows) if scorer.needs_depth else None, raw=True)
 
-    @torch.inference_mode()
-    def run(feeds: Feeds) -> np.ndarray:
-        return model(*(torch.from_numpy(feeds[n]) for n in input_names)).reshape(-1).double().numpy()
 
-    return run
+def reference_scorer(model: nn.Module, spec: PreprocessSpec, input_names: tuple[str, ...]) -> Scorer:
+    """The PyTorch FP32 reference: the in-memory network on the torch backend."""
+    from edge_iqa.runtime.backends.torch import module_scorer
+
+    return module_scorer(model, spec, inputs=input_names)
 
 
 def onnxruntime_runner(path: Path, threads: int = 0) -> Runner:

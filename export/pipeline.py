@@ -30,15 +30,15 @@ from torch import nn
 
 import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
-from edge_iqa.errors import AccuracyBudgetError, CheckpointError, ExportError, TargetError
+from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
 from edge_iqa.export import accuracy_control, calibration
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.onnx_export import export_onnx
-from edge_iqa.export.parity import compare, onnxruntime_runner, parity_gate, score_images, torch_runner
+from edge_iqa.export.parity import compare, onnxruntime_runner, parity_gate, raw_scores, reference_scorer, score_images
 from edge_iqa.export.targets import TargetProfile, load_target
-from edge_iqa.models import create_model, get_model_info
-from edge_iqa.models.checkpoint import packaged_weights_path, read_config
-from edge_iqa.runtime.bundle import SCHEMA_VERSION, sha256_file, write_bundle
+from edge_iqa.models import get_model_info
+from edge_iqa.models.checkpoint import resolve_weights
+from edge_iqa.runtime.bundle import SCHEMA_VERSION, write_bundle
 from edge_iqa.versions import package_versions
 
 # One module per runtime; each exposes build(...) and runner(...). TensorRT plugs in here.
@@ -56,37 +56,10 @@ def backend_module(runtime: str) -> ModuleType:
 
 def load_model_for_export(model_name: str, checkpoint: str | Path | None = None, random_weights: bool = False,
                           ) -> tuple[nn.Module, PreprocessSpec, dict[str, float], dict[str, Any]]:
-    """(model, preprocessing, output transform, weights record) of a registered model."""
-    info = get_model_info(model_name)
-    if checkpoint is None and info.default_weights is not None and not random_weights:
-        try:
-            checkpoint = packaged_weights_path(info.default_weights)
-        except CheckpointError:
-            raise ExportError(f"{model_name}'s embedded weights ({info.default_weights}) are not installed; pass "
-                              "--checkpoint PATH, or --random-weights to export an untrained model for testing"
-                              ) from None
-    if checkpoint is None:
-        if not random_weights:
-            raise ExportError(f"{model_name} ships no trained weights; pass --checkpoint PATH "
-                              "(or --random-weights to export an untrained model for testing)")
-        try:  # ImageNet backbone + random head: realistic activations for calibration tests
-            model = create_model(model_name, backbone_weights="imagenet")
-        except (TypeError, CheckpointError):
-            model = create_model(model_name)
-        return model, info.preprocess, {"scale": 1.0, "offset": 0.0}, {"source": "random (untrained)"}
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
-    weights = {"source": checkpoint.name, "sha256": sha256_file(checkpoint)}
-    if checkpoint.suffix == ".safetensors" and checkpoint.with_suffix(".json").is_file():
-        config = read_config(checkpoint)
-        if config["model"] != model_name:
-            raise ExportError(f"{checkpoint} is a {config['model']} checkpoint, not {model_name}; pass --model "
-                              f"{config['model']}")
-        model = create_model(model_name, checkpoint=checkpoint, **config.get("model_kwargs", {}))
-        spec = PreprocessSpec.from_dict(config["preprocess"])
-        return model, spec, dict(config.get("output_transform") or {"scale": 1.0, "offset": 0.0}), weights
-    return create_model(model_name, checkpoint=checkpoint), info.preprocess, {"scale": 1.0, "offset": 0.0}, weights
+    """(model, preprocessing, output transform, weights record) of a registered model, found by
+    the one checkpoint resolver (:func:`edge_iqa.models.checkpoint.resolve_weights`)."""
+    resolved = resolve_weights(model_name, checkpoint, random_weights=random_weights)
+    return resolved.build(), resolved.preprocess, resolved.output_transform, resolved.record
 
 
 def tool_versions() -> dict[str, str | None]:
@@ -164,7 +137,7 @@ def export_bundle(
                             f"{profile.parity.images}") as note:
             stacks = calibration.preprocess_rows(split.evaluation, spec)
             mos = np.array([row.mos for row in split.evaluation])
-            reference = score_images(torch_runner(model, names), stacks, names)
+            reference = raw_scores(reference_scorer(model, spec, names), stacks)
             n = profile.parity.images
             onnx_scores = score_images(onnxruntime_runner(graph.path, profile.threads), stacks[:n], names)
             onnx_parity = parity_gate(onnx_scores, reference[:n], profile.parity, "the exported ONNX graph")

@@ -4,7 +4,6 @@ images), and the check that INT8 really runs integer kernels in ORT's optimized 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections import Counter
@@ -14,6 +13,7 @@ from typing import Any
 
 import onnx
 
+from edge_iqa.checksums import sha256_hex
 from edge_iqa.errors import ExportError
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.parity import Runner, onnxruntime_runner
@@ -143,7 +143,7 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
 def _source_key(src: Path) -> str:
     """Names the cached pre-processed graph and calibration ranges after the graph they came from."""
     stat = src.stat()
-    return hashlib.sha256(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return sha256_hex(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", length=12)
 
 
 def inspect_integer_kernels(model_path: Path, work_dir: Path) -> dict[str, Any]:

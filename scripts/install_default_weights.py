@@ -8,7 +8,6 @@ copies the CLIVE copyright notice beside them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import statistics
@@ -17,16 +16,13 @@ from pathlib import Path
 
 import torch
 
+from edge_iqa.checksums import sha256_file
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.models import create_model
 from edge_iqa.models.checkpoint import read_config, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "edge_iqa" / "weights" / "edge_hybrid_n.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(run: Path, split_runs: list[Path]) -> None:
@@ -44,7 +40,8 @@ def main(run: Path, split_runs: list[Path]) -> None:
         if evaluation else {}
     metadata = {
         "trained_on": {"dataset": "LIVE In the Wild Image Quality Challenge (CLIVE), 930 development images",
-                       "labels_sha256": _sha256(data) if data.is_file() else None, "images": metrics["split"]["train"],
+                       "labels_sha256": sha256_file(data) if data.is_file() else None,
+                       "images": metrics["split"]["train"],
                        "mos_range": [config["output_transform"]["offset"],
                                      config["output_transform"]["offset"] + config["output_transform"]["scale"]]},
         "recipe": metrics["recipe"], "epochs": metrics["last"]["epoch"], "steps": metrics["last"]["step"],

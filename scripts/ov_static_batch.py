@@ -17,13 +17,14 @@ all of them alike) and max |output - dynamic output| on one seeded random input.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
+
+from edge_iqa.runtime.bundle import read_manifest
 
 
 def batch_one_p50_ms(compiled: ov.CompiledModel, shapes: list[list[int]], iterations: int) -> tuple[float, np.ndarray]:
@@ -49,16 +50,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    manifest = json.loads((args.bundle / "manifest.json").read_text())
-    precision = {"fp16": "f16"}.get(manifest.get("precision"), "f32")
+    manifest = read_manifest(args.bundle)
+    precision = {"fp16": "f16"}.get(manifest.precision, "f32")
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": args.threads,
               "INFERENCE_PRECISION_HINT": precision}
     core = ov.Core()
-    shapes = [record["shape"] for record in manifest["io"]["inputs"]]
+    shapes = [record["shape"] for record in manifest.io["inputs"]]
     dynamic_output = None
     for round_index in range(args.rounds):
         for variant in ("dynamic", "bounded 1..16", "static 1"):
-            model = core.read_model(str(args.bundle / manifest["model_file"]))
+            model = core.read_model(str(args.bundle / manifest.model_file))
             if variant != "dynamic":
                 batch = ov.Dimension(1, 16) if variant.startswith("bounded") else ov.Dimension(1)
                 model.reshape({port.get_any_name(): ov.PartialShape([batch, *shape[1:]])

@@ -92,7 +92,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
 
     from edge_iqa.export import calibration
     from edge_iqa.export.onnx_export import export_onnx
-    from edge_iqa.export.parity import score_images, torch_runner
+    from edge_iqa.export.parity import raw_scores, reference_scorer, score_images
     from edge_iqa.export.pipeline import backend_module
     from edge_iqa.export.targets import load_target
     from edge_iqa.models import get_model_info
@@ -106,7 +106,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     paths, mos = evaluation_set(args.eval_images)
     started = time.perf_counter()
     stacks = preprocess(paths, spec)
-    reference = score_images(torch_runner(model, names), stacks, names)
+    reference = raw_scores(reference_scorer(model, spec, names), stacks)
     print(f"{len(stacks)} evaluation images, PyTorch FP32 reference in {time.perf_counter() - started:.0f}s",
           flush=True)
     results: list[dict[str, Any]] = []
@@ -159,7 +159,7 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
     proxy of the Q/DQ graph, as at export), raw scores vs PyTorch FP32."""
     import torch
 
-    from edge_iqa.export.parity import score_images, torch_runner
+    from edge_iqa.export.parity import raw_scores, reference_scorer, score_images
     from edge_iqa.export.pipeline import backend_module
     from edge_iqa.runtime.bundle import read_manifest
 
@@ -167,15 +167,15 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
     model, spec = load_model(args.model, args.golden)
     paths, mos = evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec)
-    reference = score_images(torch_runner(model, ("image",)), stacks, ("image",))
+    reference = raw_scores(reference_scorer(model, spec, ("image",)), stacks)
     rows = []
     for bundle in args.bundles:
         manifest = read_manifest(bundle)
-        run = backend_module(manifest["runtime"]).runner(bundle / manifest["model_file"], manifest["precision"],
+        run = backend_module(manifest.runtime).runner(bundle / manifest.model_file, manifest.precision,
                                                          args.threads)
         scores = score_images(run, stacks, ("image",))
         control = manifest.get("accuracy_control") or {}
-        row = {"bundle": str(bundle), "target": manifest["target"]["name"], "precision": manifest["precision"],
+        row = {"bundle": str(bundle), "target": manifest["target"]["name"], "precision": manifest.precision,
                "images": len(paths), **drift_record(scores, reference, mos, not args.golden),
                "kept_blocks": control.get("kept_blocks"), "export_budget": control.get("budget"),
                "export_validation_delta": (control.get("final") or {}).get("delta_srocc")}

@@ -79,12 +79,10 @@ def reused_work(cache_dir: Path) -> Iterator[None]:
     * the PyTorch reference scores of the parity/validation images (same weights, same images).
 
     Use it for one model at a time (the caches are not keyed by model)."""
-    import hashlib
-
+    from edge_iqa.checksums import sha256_hex
     from edge_iqa.export import pipeline
 
-    original_export, original_runner = pipeline.export_onnx, pipeline.torch_runner
-    original_score = pipeline.score_images
+    original_export, original_score = pipeline.export_onnx, pipeline.raw_scores
     graphs: dict[tuple, Any] = {}
     references: dict[str, Any] = {}
 
@@ -97,28 +95,19 @@ def reused_work(cache_dir: Path) -> Iterator[None]:
         shutil.copyfile(graph.path, path)
         return graph.__class__(**{**graph.__dict__, "path": Path(path)})
 
-    def tagged_runner(*args: Any, **kwargs: Any) -> Any:
-        run = original_runner(*args, **kwargs)
-        run.pytorch_reference = True  # a mark on the function itself (ids are reused after GC)
-        return run
-
-    def cached_score(run: Any, stacks: list, names: tuple) -> Any:
-        if not getattr(run, "pytorch_reference", False):
-            return original_score(run, stacks, names)
-        digest = hashlib.sha256(repr(names).encode())
-        for stack in stacks:
-            digest.update(stack.tobytes())
-        key = digest.hexdigest()
+    def cached_score(scorer: Any, stacks: list) -> Any:
+        if scorer.manifest.runtime != "torch":  # only the PyTorch reference is the same across precisions
+            return original_score(scorer, stacks)
+        key = sha256_hex(repr(scorer.inputs), (stack.tobytes() for stack in stacks))
         if key not in references:
-            references[key] = original_score(run, stacks, names)
+            references[key] = original_score(scorer, stacks)
         return references[key].copy()
 
-    pipeline.export_onnx, pipeline.torch_runner, pipeline.score_images = cached_export, tagged_runner, cached_score
+    pipeline.export_onnx, pipeline.raw_scores = cached_export, cached_score
     try:
         yield
     finally:
-        pipeline.export_onnx, pipeline.torch_runner, pipeline.score_images = (
-            original_export, original_runner, original_score)
+        pipeline.export_onnx, pipeline.raw_scores = original_export, original_score
 
 
 def export_model(model_name: str, rows: list[str], out: Path, calibration_samples: int, parity_images: int,

@@ -102,7 +102,7 @@ def bundle_scorer(bundle: Path, row: str, input_names: tuple[str, ...], threads:
         if "depth" in input_names:  # the depth rows ride under the image rows (Scorer.score_tensor)
             return lambda feed: scorer.score_tensor(feed["image"], depth=feed["depth"])[0]
         return lambda feed: scorer.score_tensor(feed["image"])[0]
-    run = backend_module(manifest["runtime"]).runner(bundle / manifest["model_file"], manifest["precision"], threads)
+    run = backend_module(manifest.runtime).runner(bundle / manifest.model_file, manifest.precision, threads)
     return lambda feed: float(np.mean(np.asarray(run(feed), dtype=np.float64)))
 
 
@@ -112,7 +112,7 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
 
     from edge_iqa.data.imageio import load_image
     from edge_iqa.export.calibration import model_feeds
-    from edge_iqa.export.parity import torch_runner
+    from edge_iqa.export.parity import reference_scorer
     from edge_iqa.export.pipeline import load_model_for_export
     from edge_iqa.models import get_model_info
 
@@ -131,8 +131,9 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
         "images": len(paths), "image_files": [p.name for p in paths], "threads": threads,
         "loadavg_start": os.getloadavg()[0], "rows": {},
     }
-    run = torch_runner(model, names)
-    reference, seconds = timed_scores(lambda feed: float(np.mean(run(feed))), feeds)
+    scorer = reference_scorer(model, spec, names)  # the torch backend, on the runtime's scoring path
+    reference, seconds = timed_scores(
+        lambda feed: float(scorer.score_tensor(feed["image"], depth=feed.get("depth"), raw=True)[0]), feeds)
     record["reference_score_std"] = float(np.std(reference))
     record["rows"]["pytorch/fp32"] = {**speed_record(seconds), **drift_record(reference, reference)}
     print(json.dumps({"model": model_name, "row": "pytorch/fp32", **record["rows"]["pytorch/fp32"]}), flush=True)

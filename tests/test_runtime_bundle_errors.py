@@ -164,7 +164,7 @@ def test_only_the_named_backend_is_imported(pristine, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # importing it would fail the load
     monkeypatch.delitem(sys.modules, "edge_iqa.runtime.backends.openvino", raising=False)
     assert load(pristine["onnxruntime"]).backend.name == "onnxruntime"
-    assert backends.known_backends() == ["onnxruntime", "openvino", "tensorrt"]
+    assert backends.known_backends() == ["onnxruntime", "openvino", "tensorrt", "torch"]
 
 
 def test_unknown_backend_option_and_bad_threads(bundle):

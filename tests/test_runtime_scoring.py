@@ -13,6 +13,7 @@ from PIL import Image
 from edge_iqa.data.imageio import load_image
 from edge_iqa.errors import ArrayInputError, ImageDecodeError, ImageTooSmallError
 from edge_iqa.runtime import DEFAULT_MAX_BATCH, Scorer, load
+from edge_iqa.runtime.manifest import Manifest
 from tests.helpers_runtime import GRID_SPEC, SPEC, TRANSFORM, TinyNet, any_photos, build_bundle, clive_photos
 
 NET = TinyNet.random(seed=3)
@@ -216,7 +217,7 @@ def test_a_new_backend_needs_only_run(bundles, photos):
             self.batches.append(len(batch))
             return NET.forward_numpy(batch)
 
-    manifest = json.loads((bundles["max3"] / "manifest.json").read_text())
+    manifest = Manifest.from_dict(json.loads((bundles["max3"] / "manifest.json").read_text()))
     scorer = Scorer(NumpyBackend(), manifest)
     assert scorer.max_batch == 2  # min(io.max_batch=3, backend 2)
     np.testing.assert_allclose(scorer.score(photos[:5]), reference_scores(photos[:5]), rtol=1e-12)

@@ -9,6 +9,7 @@ carries code is refused, never executed.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,81 @@ def packaged_weights_path(relative: str) -> Path:
     if not path.is_file():
         raise CheckpointError(f"packaged weights {relative} are missing: reinstall edge-iqa")
     return path
+
+
+# --- the one checkpoint resolver -------------------------------------------------------------------
+IDENTITY_TRANSFORM = {"scale": 1.0, "offset": 0.0}
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """What to build and how to feed it: a registered model, its weights and the preprocessing and
+    output scale that go with them (from the checkpoint's JSON config where there is one)."""
+
+    model_name: str
+    path: Path | None  # None: untrained (random head; ImageNet backbone where the builder has one)
+    preprocess: PreprocessSpec
+    output_transform: dict[str, float]
+    model_kwargs: dict[str, Any]
+    record: dict[str, Any]  # what a manifest records about the weights: source (+ sha256)
+
+    def build(self) -> nn.Module:
+        """The network, in eval mode, with these weights."""
+        from edge_iqa.models.registry import create_model
+
+        if self.path is not None:
+            return create_model(self.model_name, checkpoint=self.path, **self.model_kwargs)
+        try:  # ImageNet backbone + random head: realistic activations for calibration tests
+            return create_model(self.model_name, backbone_weights="imagenet")
+        except (TypeError, CheckpointError):
+            return create_model(self.model_name)
+
+
+def resolve_weights(model_name: str | None = None, checkpoint: str | Path | None = None, *,
+                    random_weights: bool = False) -> ResolvedWeights:
+    """The one checkpoint resolver (scoring, export and bench all come here).
+
+    ``checkpoint``: an edge-iqa ``NAME.safetensors`` with its ``NAME.json`` (model, preprocessing and
+    output scale from the config; ``model_name`` may be omitted but must match when given) or a
+    foreign state dict (``.pth``/``.pt``/bare ``.safetensors``) of ``model_name`` (its registry
+    preprocessing, raw output). Without one: the model's embedded weights, or with
+    ``random_weights`` an untrained network (for tests); a model without embedded weights needs one.
+    """
+    from edge_iqa.checksums import sha256_file
+    from edge_iqa.models.registry import get_model_info
+
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise CheckpointError(f"{checkpoint}: checkpoint not found")
+        record = {"source": checkpoint.name, "sha256": sha256_file(checkpoint)}
+        if checkpoint.suffix == ".safetensors" and config_path_for(checkpoint).is_file():
+            config = read_config(checkpoint)
+            if model_name is not None and config["model"] != model_name:
+                raise CheckpointError(f"{checkpoint} is a {config['model']} checkpoint, not {model_name}; pass "
+                                      f"--model {config['model']} (or leave the model out)")
+            get_model_info(config["model"])  # an unknown model name fails here, with the list
+            return ResolvedWeights(config["model"], checkpoint, PreprocessSpec.from_dict(config["preprocess"]),
+                                   dict(config.get("output_transform") or IDENTITY_TRANSFORM),
+                                   dict(config.get("model_kwargs", {})), record)
+        if model_name is None:
+            raise CheckpointError(f"{checkpoint} has no {config_path_for(checkpoint).name} naming its model; pass "
+                                  "the model name too (--model NAME)")
+        info = get_model_info(model_name)
+        return ResolvedWeights(model_name, checkpoint, info.preprocess, dict(IDENTITY_TRANSFORM), {}, record)
+    if model_name is None:
+        raise CheckpointError("name a model or a checkpoint to score with")
+    info = get_model_info(model_name)
+    if info.default_weights is not None and not random_weights:
+        try:
+            path = packaged_weights_path(info.default_weights)
+        except CheckpointError:
+            raise CheckpointError(f"{model_name}'s embedded weights ({info.default_weights}) are not installed; "
+                                  "pass --checkpoint PATH, or --random-weights to export an untrained model for "
+                                  "testing") from None
+        return resolve_weights(model_name, path)
+    if not random_weights:
+        raise CheckpointError(f"{model_name} ships no trained weights; pass --checkpoint PATH "
+                              "(or --random-weights to export an untrained model for testing)")
+    return ResolvedWeights(model_name, None, info.preprocess, dict(IDENTITY_TRANSFORM), {},
+                           {"source": "random (untrained)"})

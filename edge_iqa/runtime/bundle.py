@@ -28,31 +28,20 @@ Manifest keys the runtime relies on (others are informational)::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edge_iqa.checksums import sha256_file
 from edge_iqa.errors import BundleError
+from edge_iqa.runtime.manifest import MANIFEST_NAME, REQUIRED_KEYS, SCHEMA_VERSION, Manifest
 
-MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
 #: A manifest is a few KiB; a bigger file is not read into memory.
 MAX_MANIFEST_BYTES = 16 << 20
-REQUIRED_KEYS = ("schema_version", "runtime", "precision", "model_file", "io", "preprocess",
-                 "output_transform", "files")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def safe_member(bundle_dir: Path, name: str) -> Path:
@@ -67,8 +56,9 @@ def safe_member(bundle_dir: Path, name: str) -> Path:
     return path
 
 
-def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
-    """Parse and check ``manifest.json`` (not the checksums: see :func:`verify_files`)."""
+def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
+    """The one reader: parse ``manifest.json`` and validate it into a :class:`Manifest` (not the
+    checksums: see :func:`verify_files`)."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST_NAME
     if not bundle_dir.is_dir():
@@ -79,33 +69,30 @@ def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{path}: {path.stat().st_size:,} bytes, far larger than any manifest "
                           f"(limit {MAX_MANIFEST_BYTES:,}); the bundle is corrupt, re-export it")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc}); the bundle is corrupt, re-export it") from exc
     except OSError as exc:
         raise BundleError(f"{path}: cannot be read ({exc.strerror or exc}); check the bundle's file "
                           "permissions for this user") from exc
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{path}: must hold a JSON object; re-export the bundle")
-    missing = [key for key in REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise BundleError(f"{path}: lacks {', '.join(missing)}; re-export the bundle with this edge-iqa")
-    version = manifest["schema_version"]
-    if not isinstance(version, int) or version < 1:
-        raise BundleError(f"{path}: invalid schema_version {version!r}; re-export the bundle")
-    if version > SCHEMA_VERSION:
-        raise BundleError(f"{path}: schema version {version} comes from a newer edge-iqa (this one reads "
-                          f"<= {SCHEMA_VERSION}); upgrade edge-iqa or export with this version")
-    if not isinstance(manifest["files"], dict) or not isinstance(manifest["model_file"], str) \
-            or manifest["model_file"] not in manifest["files"]:
-        raise BundleError(f"{path}: the model file is not listed with a checksum; re-export the bundle")
+    return Manifest.from_dict(document, str(path))
+
+
+def write_manifest(folder: Path, document: Manifest | Mapping[str, Any]) -> Manifest:
+    """The one writer: ``document`` (without ``files``) + the sha256 and size of every file in
+    ``folder`` -> validated :class:`Manifest`, written to ``folder/manifest.json`` and returned."""
+    document = document.to_dict() if isinstance(document, Manifest) else dict(document)
+    document.setdefault("schema_version", SCHEMA_VERSION)
+    document["files"] = file_records(folder)
+    manifest = Manifest.from_dict(document, str(folder / MANIFEST_NAME))
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
     return manifest
 
 
-def verify_files(bundle_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+def verify_files(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
     """Every listed file exists inside the bundle with its recorded size and sha256."""
     bundle_dir = Path(bundle_dir)
-    for name, record in manifest["files"].items():
+    for name, record in manifest.files.items():
         path = safe_member(bundle_dir, name)
         if not path.is_file():
             raise BundleError(f"{bundle_dir}: {name} is missing; the bundle is incomplete, re-export it")
@@ -182,7 +169,7 @@ def clean_stale(out_dir: str | os.PathLike) -> list[Path]:
     return touched
 
 
-def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], dict[str, Any]]) -> Path:
+def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], Manifest | Mapping[str, Any]]) -> Path:
     """Write a bundle atomically.
 
     ``populate(staging_dir)`` writes the bundle's files into an empty staging folder beside
@@ -196,10 +183,7 @@ def write_bundle(out_dir: str | os.PathLike, populate: Callable[[Path], dict[str
     out_dir = Path(out_dir)
     try:
         with _staging_dir(out_dir) as staging:
-            manifest = dict(populate(staging))
-            manifest.setdefault("schema_version", SCHEMA_VERSION)
-            manifest["files"] = file_records(staging)
-            (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+            write_manifest(staging, populate(staging))
             verify_files(staging, read_manifest(staging))
             # mkdtemp makes the folder private (0700); a bundle is read by other users (a service).
             os.chmod(staging, 0o755)
@@ -225,3 +209,8 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
         os.replace(old, out_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["MANIFEST_NAME", "MAX_MANIFEST_BYTES", "REQUIRED_KEYS", "SCHEMA_VERSION", "Manifest", "clean_stale",
+           "file_records", "read_manifest", "safe_member", "sha256_file", "verify_files", "write_bundle",
+           "write_manifest"]

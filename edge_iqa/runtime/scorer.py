@@ -15,7 +15,6 @@ same batching and crop averaging side by side.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import os
@@ -28,17 +27,20 @@ from PIL import Image
 
 from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
-from edge_iqa.errors import ArrayInputError, BundleError
-from edge_iqa.runtime.backends import Backend, check_runtime, load_backend
+from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError
+from edge_iqa.runtime.backends import Backend, check_runtime, import_backend, load_backend
 from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, input_names, input_record
 from edge_iqa.runtime.bundle import read_manifest, verify_files
 from edge_iqa.runtime.depth import DepthMapSource, DepthSource, OnnxDepthEstimator, as_depth_source, dgiqa_inputs
+from edge_iqa.runtime.manifest import MANIFEST_NAME, Manifest
 
 #: Rows per backend call when the bundle does not say (``io.max_batch``) and the network's batch
 #: dimension is dynamic. Small on purpose: a camera has little memory and few cores.
 DEFAULT_MAX_BATCH = 8
 #: Largest per-call input buffer (max_batch x 3 x H x W float32) a bundle may ask for.
 MAX_BUFFER_BYTES = 2 << 30
+#: Files :func:`load` reads as PyTorch checkpoints (the torch backend); anything else must be a bundle.
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 #: More intra-op threads than this is a mistake (and makes the backends fail to allocate).
 MAX_THREADS = 1024
 
@@ -62,10 +64,10 @@ class Scorer:
     :mod:`edge_iqa.runtime.backends.base`).
     """
 
-    def __init__(self, backend: Backend, manifest: Mapping[str, Any], bundle_dir: Path | None = None,
+    def __init__(self, backend: Backend, manifest: Manifest, bundle_dir: Path | None = None,
                  depth: DepthSource | DepthMapSource | None = None) -> None:
         self._backend = backend
-        self._manifest = copy.deepcopy(dict(manifest))
+        self._manifest = manifest
         self.bundle_dir = bundle_dir
         self._spec, self.fixed_batch, self.max_batch, self.scale, self.offset = _plan(self._manifest, backend)
         self._inputs = input_names(self._manifest)
@@ -76,9 +78,9 @@ class Scorer:
 
     # --- what the bundle is ------------------------------------------------------------------------
     @property
-    def manifest(self) -> dict[str, Any]:
-        """A copy of the bundle's manifest (editing it changes nothing)."""
-        return copy.deepcopy(self._manifest)
+    def manifest(self) -> Manifest:
+        """The bundle's manifest (immutable: ``manifest[key]`` gives a copy)."""
+        return self._manifest
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -101,9 +103,8 @@ class Scorer:
 
     @property
     def info(self) -> dict[str, Any]:
-        model = self._manifest.get("model", {})
-        return {"model": model.get("name") if isinstance(model, Mapping) else None,
-                "runtime": self._manifest["runtime"], "precision": self._manifest["precision"],
+        return {"model": self._manifest.model_name,
+                "runtime": self._manifest.runtime, "precision": self._manifest.precision,
                 "input_size": list(self._spec.input_size), "num_crops": self._spec.num_crops,
                 "inputs": list(self._inputs), "depth_source": repr(self.depth) if self.depth is not None else None,
                 "max_batch": self.max_batch, "fixed_batch": self.fixed_batch, **self._backend.describe()}
@@ -156,13 +157,14 @@ class Scorer:
         """The score of a single image (and its depth, for a two-input bundle), as a Python float."""
         return float(self.score([image], None if depth is None else [depth])[0])
 
-    def score_tensor(self, batch: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
+    def score_tensor(self, batch: np.ndarray, depth: np.ndarray | None = None, *, raw: bool = False) -> np.ndarray:
         """Scores of already-preprocessed input: ``(N * num_crops, 3, H, W)`` float -> ``(N,)`` float64.
 
         Rows ``i * num_crops ... (i + 1) * num_crops - 1`` are the crops of image ``i`` (the order
         :meth:`PreprocessSpec.apply` produces) and are averaged. A two-input bundle also needs
         ``depth``: the depth rows of the same shape, row for row under ``batch`` (see
-        :meth:`preprocess_inputs`).
+        :meth:`preprocess_inputs`). ``raw``: the crop-averaged network output before the output
+        transform (what export's parity gate compares).
         """
         if depth is None and self.needs_depth:
             raise ArrayInputError("this bundle's network also takes depth crops: pass score_tensor(batch, "
@@ -177,7 +179,8 @@ class Scorer:
                                   f"{arrays[DEPTH_INPUT].shape} depth rows; pass one depth row under each image row")
         rows = [arrays[name] for name in self._inputs]
         crops = self._spec.num_crops
-        return self._score_rows(tuple(r[i : i + crops] for r in rows) for i in range(0, len(rows[0]), crops))
+        return self._score_rows((tuple(r[i : i + crops] for r in rows) for i in range(0, len(rows[0]), crops)),
+                                raw=raw)
 
     def _checked_rows(self, batch: np.ndarray, name: str) -> np.ndarray:
         batch = np.asarray(batch)
@@ -226,11 +229,11 @@ class Scorer:
         return tuple(rgb if name == IMAGE_INPUT else depth for name in self._inputs)
 
     # --- batching --------------------------------------------------------------------------------------
-    def _score_rows(self, per_image: Iterable[tuple[np.ndarray, ...]]) -> np.ndarray:
-        raw = np.concatenate(list(self._run_chunks(per_image)) or [np.empty(0)])
-        crops = self._spec.num_crops
-        per_image_raw = raw.reshape(-1, crops).mean(axis=1)
-        return per_image_raw * self.scale + self.offset
+    def _score_rows(self, per_image: Iterable[tuple[np.ndarray, ...]], raw: bool = False) -> np.ndarray:
+        """The one path from preprocessed rows to scores (every backend, torch included)."""
+        outputs = np.concatenate(list(self._run_chunks(per_image)) or [np.empty(0)])
+        per_image_raw = outputs.reshape(-1, self._spec.num_crops).mean(axis=1)
+        return per_image_raw if raw else per_image_raw * self.scale + self.offset
 
     def _run_chunks(self, per_image: Iterable[tuple[np.ndarray, ...]]) -> Iterator[np.ndarray]:
         """Pack the images' rows into ``max_batch``-row chunks (crops may straddle two chunks); the
@@ -304,19 +307,13 @@ def _with_depth(images: Iterable[ImageSource], entries: Iterator[Any], finite: b
 _END = object()
 
 
-def _target(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The target profile recorded in the manifest (informational; {} when absent)."""
-    target = manifest.get("target")
-    return target if isinstance(target, Mapping) else {}
-
-
-def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
+def _plan(manifest: Manifest, backend: Backend | None = None
           ) -> tuple[PreprocessSpec, int | None, int, float, float]:
     """Check the manifest's preprocessing, input shape, batch and output transform (BundleError)."""
     try:
-        if not isinstance(manifest["preprocess"], Mapping):
-            raise TypeError(f"expected a JSON object, got {type(manifest['preprocess']).__name__}")
-        spec = PreprocessSpec.from_dict(manifest["preprocess"])
+        if not isinstance(manifest.preprocess, Mapping):
+            raise TypeError(f"expected a JSON object, got {type(manifest.preprocess).__name__}")
+        spec = PreprocessSpec.from_dict(manifest.preprocess)
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise BundleError(f"the bundle's preprocessing spec is invalid ({exc}); re-export the bundle or "
                           "upgrade edge-iqa") from exc
@@ -326,7 +323,7 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
         raise BundleError(f"the network's input is {shape[2]}x{shape[3]} but the preprocessing produces "
                           f"{spec.input_size[0]}x{spec.input_size[1]}; the bundle is inconsistent, re-export it")
     fixed = shape[0] if shape[0] > 0 else None
-    declared = manifest["io"].get("max_batch") or _target(manifest).get("max_batch")
+    declared = manifest.io.get("max_batch") or manifest.section("target").get("max_batch")
     if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool) or declared < 1):
         raise BundleError(f"the bundle's max_batch {declared!r} is not a positive integer; re-export it")
     limits = [fixed, declared, getattr(backend, "max_batch", None)]
@@ -339,7 +336,7 @@ def _plan(manifest: Mapping[str, Any], backend: Backend | None = None
                           f"{max_batch} rows of 3x{spec.input_size[0]}x{spec.input_size[1]} float32), above the "
                           f"runtime's {MAX_BUFFER_BYTES / 2**30:.0f} GiB limit; re-export with a smaller batch or "
                           "input size")
-    transform = manifest["output_transform"]
+    transform = manifest.output_transform
     try:
         scale, offset = float(transform.get("scale", 1.0)), float(transform.get("offset", 0.0))
     except (AttributeError, TypeError, ValueError) as exc:
@@ -367,18 +364,21 @@ def _dry_run(spec: PreprocessSpec) -> None:
                           "re-export the bundle")
 
 
-def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
+def load(source: str | os.PathLike, *, threads: int | None = None,
          backend_options: Mapping[str, Any] | None = None,
          depth: DepthSource | DepthMapSource | None = None,
-         depth_model: str | os.PathLike | None = None) -> Scorer:
-    """Open a bundle for scoring.
+         depth_model: str | os.PathLike | None = None,
+         model: str | None = None) -> Scorer:
+    """Open a bundle, a checkpoint or a registered model for scoring: the same :class:`Scorer`.
 
-    Before anything runs, the manifest is parsed and checked (schema version, required keys,
-    runtime, preprocessing, input shape) and every file's size and sha256 are verified; then only
-    the backend the bundle names is imported and the network is loaded.
+    A bundle: before anything runs, the manifest is parsed and checked (schema version, required
+    keys, runtime, preprocessing, input shape) and every file's size and sha256 are verified; then
+    only the backend the bundle names is imported and the network is loaded. A checkpoint file
+    (``NAME.safetensors`` + ``NAME.json``, or a state dict of ``model``) or a registered model name
+    (its embedded weights) runs on the ``torch`` backend, the FP32 reference (needs torch).
 
     Args:
-        bundle_dir: the folder ``edge-iqa export`` wrote.
+        source: the folder ``edge-iqa export`` wrote, a checkpoint file, or a model name.
         threads: intra-op threads for the backend. None: the bundle's target profile ``threads``
             when it is positive, else the library's default (every physical core).
         backend_options: backend-specific settings (see the backend modules' docstrings).
@@ -390,37 +390,72 @@ def load(bundle_dir: str | os.PathLike, *, threads: int | None = None,
             runtime: OpenVINO for an OpenVINO bundle, else ONNX Runtime (with the bundle's
             ``providers`` for an ONNX Runtime bundle, the CPU for a TensorRT one), with ``threads``.
             edge-iqa ships no depth weights: export your own (e.g. Depth Anything) to ONNX.
+        model: the registered model a foreign checkpoint (``.pth``, bare ``.safetensors``) holds.
 
     Raises:
         BundleError: missing/modified/extra-path files, newer schema, unknown runtime, bad manifest;
             depth given for a bundle whose network takes none.
-        BackendUnavailableError: the runtime library the bundle needs is not installed.
+        BackendUnavailableError: the runtime library the bundle (or torch, for a checkpoint) needs is
+            not installed.
+        CheckpointError: a checkpoint that cannot be read or does not fit its model.
     """
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or not 1 <= threads <= MAX_THREADS):
         raise ValueError(f"threads must be an integer in 1..{MAX_THREADS} or None, got {threads!r}")
     if depth is not None and depth_model is not None:
         raise ValueError("pass depth= (a depth source or map) or depth_model= (an ONNX depth network), not both")
-    bundle_dir = Path(bundle_dir)
-    manifest = read_manifest(bundle_dir)
-    check_runtime(manifest["runtime"])
-    verify_files(bundle_dir, manifest)
+    folder, manifest, is_bundle = _open(source, model, backend_options or {})
+    check_runtime(manifest.runtime)
+    if is_bundle:
+        verify_files(folder, manifest)
     _plan(manifest)  # refuse an inconsistent manifest before paying for the backend
     if (depth is not None or depth_model is not None) and DEPTH_INPUT not in input_names(manifest):
         raise BundleError(_no_depth_input(input_names(manifest), "depth= / depth_model= (--depth-model)"))
     if threads is None:
-        target_threads = _target(manifest).get("threads")
+        target_threads = manifest.section("target").get("threads")
         if isinstance(target_threads, int) and not isinstance(target_threads, bool) and target_threads > MAX_THREADS:
             raise BundleError(f"the bundle's target asks for {target_threads} threads (at most {MAX_THREADS}); "
                               "pass threads=N to load() or re-export with a sane target profile")
         threads = target_threads if isinstance(target_threads, int) and target_threads > 0 else None
     if depth_model is not None:
-        depth = _depth_estimator(depth_model, manifest["runtime"], threads, backend_options or {})
+        depth = _depth_estimator(depth_model, manifest.runtime, threads, backend_options or {})
     elif depth is not None:
         depth = as_depth_source(depth)  # a bad map fails here, before the network is loaded
-    backend = load_backend(manifest["runtime"], bundle_dir, manifest, threads=threads,
-                           options=backend_options or {})
-    return Scorer(backend, manifest, bundle_dir, depth=depth)
+    backend = load_backend(manifest.runtime, folder, manifest, threads=threads, options=backend_options or {})
+    return Scorer(backend, manifest, folder if is_bundle else None, depth=depth)
+
+
+def _open(source: str | os.PathLike, model: str | None, backend_options: Mapping[str, Any]
+          ) -> tuple[Path, Manifest, bool]:
+    """(folder, manifest, is a bundle): a bundle's folder and manifest (checksums verified by the
+    caller), or the torch manifest of a checkpoint file or a registered model name (the torch
+    backend, imported only then) and the checkpoint's folder."""
+    path = Path(source)
+    checkpoint = path.is_file() and path.suffix in CHECKPOINT_SUFFIXES
+    if not checkpoint and (path.exists() or model is not None or not _could_be_model_name(source)):
+        if model is not None:
+            raise ValueError(f"model={model!r} names the architecture of a checkpoint file "
+                             f"({', '.join(CHECKPOINT_SUFFIXES)}); {path} is not one")
+        return path, read_manifest(path), True
+    try:
+        torch_backend = import_backend("torch")
+    except BackendUnavailableError as exc:
+        if checkpoint:
+            raise
+        raise BundleError(f"{path}: not a bundle folder (does not exist), and scoring a model by name needs "
+                          f"torch ({exc}); pass a bundle folder (`edge-iqa export` writes one)") from exc
+    from edge_iqa.models import list_models
+
+    if not checkpoint and str(source) not in list_models():
+        return path, read_manifest(path), True  # neither a file nor a model: the bundle error says what to do
+    folder, manifest = torch_backend.checkpoint_manifest(
+        model if checkpoint else str(source), path if checkpoint else None,
+        batch_images=backend_options.get("batch_images", torch_backend.DEFAULT_BATCH_IMAGES))
+    return folder, manifest, False
+
+
+def _could_be_model_name(source: str | os.PathLike) -> bool:
+    return isinstance(source, str) and source.replace("_", "").isalnum() and MANIFEST_NAME not in source
 
 
 def _depth_estimator(path: str | os.PathLike, runtime: str, threads: int | None,

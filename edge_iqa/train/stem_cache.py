@@ -15,7 +15,6 @@ weights, so the splits of one evaluation share a single pass over the data.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_iqa.checksums import sha256_hex
 from edge_iqa.data.datasets import LabelFile
 from edge_iqa.data.imageio import load_image
 from edge_iqa.data.preprocess import PreprocessSpec
@@ -39,15 +39,10 @@ def stem_of(model: nn.Module) -> nn.Module:
 
 
 def _cache_key(labels: LabelFile, spec: PreprocessSpec, stem: nn.Module) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
-    for path in labels.paths:
-        stat = path.stat()
-        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    for name, tensor in stem.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:20]
+    files = (f"{path.resolve()}|{path.stat().st_size}|{path.stat().st_mtime_ns}\n" for path in labels.paths)
+    weights = (piece for name, tensor in stem.state_dict().items()
+               for piece in (name, tensor.detach().cpu().contiguous().numpy().tobytes()))
+    return sha256_hex(json.dumps(spec.to_dict(), sort_keys=True), files, weights, length=20)
 
 
 def full_image_tensor(image: np.ndarray, spec: PreprocessSpec) -> torch.Tensor:

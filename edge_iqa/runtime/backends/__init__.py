@@ -1,7 +1,7 @@
 """Registry of runtime backends: manifest ``runtime`` name -> backend module, imported lazily.
 
 Only the backend a bundle names is imported, so a camera image with just ``onnxruntime`` installed
-never touches OpenVINO or TensorRT. Adding a backend = one module with ``load(...)`` (see
+never touches OpenVINO, TensorRT or torch. Adding a backend = one module with ``load(...)`` (see
 :mod:`edge_iqa.runtime.backends.base`) + one entry in :data:`BACKENDS`.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_iqa.errors import BackendUnavailableError, BundleError
 from edge_iqa.runtime.backends.base import Backend
+from edge_iqa.runtime.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ BACKENDS: dict[str, BackendEntry] = {
                              'pip install "edge-iqa[openvino]" (or just openvino)'),
     "tensorrt": BackendEntry("edge_iqa.runtime.backends.tensorrt", "tensorrt",
                              'pip install "edge-iqa[tensorrt]" on a machine with an NVIDIA GPU'),
+    # The FP32 reference: checkpoints, model names and in-memory networks (never a shipped bundle).
+    "torch": BackendEntry("edge_iqa.runtime.backends.torch", "torch", 'pip install "edge-iqa[torch]"'),
 }
 
 
@@ -66,7 +69,7 @@ def import_backend(runtime: str) -> Any:
         ) from exc
 
 
-def load_backend(runtime: str, bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
+def load_backend(runtime: str, bundle_dir: Path, manifest: Manifest, *, threads: int | None,
                  options: Mapping[str, Any]) -> Backend:
     """Create the backend for a verified bundle."""
     module = import_backend(runtime)

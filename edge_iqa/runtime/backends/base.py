@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from edge_iqa.errors import BundleError
+from edge_iqa.runtime.manifest import Manifest
 
 
 class Backend(abc.ABC):
@@ -71,11 +72,10 @@ class Backend(abc.ABC):
 IMAGE_INPUT, DEPTH_INPUT = "image", "depth"
 
 
-def input_records(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The network inputs declared in ``manifest["io"]``, in manifest order: the single image input
-    (any name), or ``image`` and ``depth`` with the same shape."""
-    io = manifest.get("io")
-    inputs = io.get("inputs") if isinstance(io, Mapping) else None
+def input_records(manifest: Manifest) -> list[dict[str, Any]]:
+    """The network inputs declared in the manifest's ``io``, in manifest order: the single image
+    input (any name), or ``image`` and ``depth`` with the same shape."""
+    inputs = manifest.io.get("inputs") if isinstance(manifest.io, Mapping) else None
     if not isinstance(inputs, list) or not 1 <= len(inputs) <= 2 or not all(isinstance(i, Mapping) for i in inputs):
         raise BundleError("manifest io.inputs must list the network's input: the preprocessed image, or the "
                           f"image and its depth map ('{IMAGE_INPUT}', '{DEPTH_INPUT}'); re-export the bundle")
@@ -105,26 +105,26 @@ def _checked_record(declared: Mapping[str, Any], index: int) -> dict[str, Any]:
     return record
 
 
-def input_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def input_record(manifest: Manifest) -> dict[str, Any]:
     """The image input declared in ``manifest["io"]`` (name, shape, dtype); see :func:`input_records`."""
     records = input_records(manifest)
     return next((r for r in records if r["name"] == IMAGE_INPUT), records[0]) if len(records) == 2 else records[0]
 
 
-def input_names(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+def input_names(manifest: Manifest) -> tuple[str, ...]:
     """The network's input names in manifest order: the order :meth:`Backend.run` gets its arrays in."""
     return tuple(record["name"] for record in input_records(manifest))
 
 
-def output_name(manifest: Mapping[str, Any]) -> str | None:
+def output_name(manifest: Manifest) -> str | None:
     """Name of the score output, or None when the manifest does not say (first output is used)."""
-    name = manifest["io"].get("output")
+    name = manifest.io.get("output")
     return name if isinstance(name, str) else None
 
 
-def member(bundle_dir: Path, manifest: Mapping[str, Any], name: str) -> Path:
+def member(bundle_dir: Path, manifest: Manifest, name: str) -> Path:
     """A file of the bundle that the manifest lists (and so was checksum-verified)."""
-    if name not in manifest["files"]:
+    if name not in manifest.files:
         raise BundleError(f"{bundle_dir}: the network needs {name}, which the manifest does not list with a "
                           "checksum; re-export the bundle")
     return bundle_dir / name

@@ -26,6 +26,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edge_iqa.errors import BundleError, first_line
 from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
+from edge_iqa.runtime.manifest import Manifest
 
 _OPT_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -69,14 +70,13 @@ class OnnxRuntimeBackend(Backend):
                 "threads": self.threads}
 
 
-def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
+def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
          options: Mapping[str, Any]) -> OnnxRuntimeBackend:
     check_options(options, _OPTIONS, "onnxruntime")
-    model_path = member(bundle_dir, manifest, manifest["model_file"])
+    model_path = member(bundle_dir, manifest, manifest.model_file)
     declared = input_names(manifest)
 
-    recorded = manifest.get("runtime_options")
-    recorded = recorded if isinstance(recorded, Mapping) else {}
+    recorded = manifest.section("runtime_options")
     so = ort.SessionOptions()
     if threads is not None:
         so.intra_op_num_threads = int(threads)

@@ -32,6 +32,7 @@ import openvino as ov
 
 from edge_iqa.errors import BundleError, first_line
 from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
+from edge_iqa.runtime.manifest import Manifest
 
 _OPTIONS = {"device", "config", "cache_dir"}
 
@@ -72,24 +73,23 @@ class OpenVINOBackend(Backend):
                 "config": {k: str(v) for k, v in self.config.items()}}
 
 
-def default_config(manifest: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
+def default_config(manifest: Manifest, threads: int | None) -> dict[str, Any]:
     """compile_model properties: ours < the bundle's ``runtime_options`` < an explicit thread count."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if manifest.get("precision") in ("fp32", "int8"):
+    if manifest.precision in ("fp32", "int8"):
         config["INFERENCE_PRECISION_HINT"] = "f32"
-    recorded = manifest.get("runtime_options")
-    if isinstance(recorded, Mapping):  # written by the exporter: OpenVINO property name -> value
-        config.update({str(k): v for k, v in recorded.items() if isinstance(v, (str, int, float, bool))})
+    recorded = manifest.section("runtime_options")  # written by the exporter: OpenVINO property -> value
+    config.update({str(k): v for k, v in recorded.items() if isinstance(v, (str, int, float, bool))})
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
 
 
-def load(bundle_dir: Path, manifest: Mapping[str, Any], *, threads: int | None,
+def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
          options: Mapping[str, Any]) -> OpenVINOBackend:
     check_options(options, _OPTIONS, "openvino")
-    xml = member(bundle_dir, manifest, manifest["model_file"])
-    weights_name = manifest.get("weights_file") or Path(manifest["model_file"]).with_suffix(".bin").as_posix()
+    xml = member(bundle_dir, manifest, manifest.model_file)
+    weights_name = manifest.get("weights_file") or Path(manifest.model_file).with_suffix(".bin").as_posix()
     weights = member(bundle_dir, manifest, weights_name)
     declared = input_names(manifest)
     device = str(options.get("device", "CPU"))
