@@ -71,7 +71,7 @@ def build_native(build_dir: Path, *, sanitize: bool = False, jobs: int = 2) -> P
 
 class _Frame(ctypes.Structure):
     _fields_ = [("data", ctypes.c_void_p), ("width", ctypes.c_int32), ("height", ctypes.c_int32),
-                ("stride", ctypes.c_size_t), ("format", ctypes.c_int)]
+                ("stride", ctypes.c_size_t), ("format", ctypes.c_int32)]
 
 
 class _Options(ctypes.Structure):

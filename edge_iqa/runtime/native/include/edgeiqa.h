@@ -70,7 +70,7 @@ typedef struct edgeiqa_frame {
     int32_t width;
     int32_t height;
     size_t stride; /* bytes from one row to the next (padding allowed) */
-    edgeiqa_pixel_format format;
+    int32_t format; /* an edgeiqa_pixel_format (a fixed-size field: the ABI does not depend on enum sizes) */
 } edgeiqa_frame;
 
 /* Options of edgeiqa_open. Initialise with edgeiqa_options_init, then change what you need. */

@@ -13,7 +13,7 @@ void check_frame(const edgeiqa_frame* frame, const char* what) {
   if (frame->data == nullptr)
     fail(EDGEIQA_ERR_ARGUMENT, name + ": frame.data is NULL; point it at the first pixel of the first row");
   if (frame->format != EDGEIQA_PIXEL_RGB8 && frame->format != EDGEIQA_PIXEL_BGR8)
-    image_error(name + ": unknown pixel format " + std::to_string(static_cast<int>(frame->format)) +
+    image_error(name + ": unknown pixel format " + std::to_string(frame->format) +
                 "; use EDGEIQA_PIXEL_RGB8 or EDGEIQA_PIXEL_BGR8 (8-bit interleaved, 3 bytes a pixel)");
   const int64_t w = frame->width, h = frame->height;
   if (w <= 0 || h <= 0)

@@ -87,7 +87,7 @@ static void bad_frames(edgeiqa_scorer* scorer) {
   expect_error(edgeiqa_score(scorer, &frame, &score), EDGEIQA_ERR_IMAGE, "stride 0");
   frame = good; frame.stride = (size_t)-1 / 2;
   expect_error(edgeiqa_score(scorer, &frame, &score), EDGEIQA_ERR_IMAGE, "stride overflowing the address space");
-  frame = good; frame.format = (edgeiqa_pixel_format)7;
+  frame = good; frame.format = 7;
   expect_error(edgeiqa_score(scorer, &frame, &score), EDGEIQA_ERR_IMAGE, "unknown pixel format");
 
   edgeiqa_frame batch[3] = {good, good, good};
