@@ -12,6 +12,7 @@ The Python runtime does not need it either; nothing here is imported by ``edge_i
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -62,10 +63,14 @@ def build_native(build_dir: Path, *, sanitize: bool = False, jobs: int = 2) -> P
              f"-DCMAKE_BUILD_TYPE={'RelWithDebInfo' if sanitize else 'Release'}"]
     steps = [["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), *flags],
              ["cmake", "--build", str(build_dir), "-j", str(jobs)]]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
-        if done.returncode:
-            raise BuildError(f"{' '.join(step)} failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers share the build folder: one builds, the others wait and find it up to date.
+    with open(build_dir / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise BuildError(f"{' '.join(step)} failed:\n{(done.stdout + done.stderr)[-4000:]}")
     return build_dir
 
 

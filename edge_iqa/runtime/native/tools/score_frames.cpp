@@ -7,8 +7,6 @@
 //          given by --raw, rows packed.
 //   stdout: "<frame>\t<score>" or "<frame>\terror: <what to do>" per frame, in order.
 //   exit:   0 all scored, 1 some frames failed, 2 bad arguments or bundle.
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +42,17 @@ bool ends_with(const std::string& s, const char* suffix) {
   for (size_t i = 0; i < n; ++i)
     if (std::tolower(static_cast<unsigned char>(s[s.size() - n + i])) != suffix[i]) return false;
   return true;
+}
+
+// Peak and current resident memory (MB) of this process: VmHWM / VmRSS of /proc/self/status, which
+// start afresh at exec (getrusage's ru_maxrss keeps the parent's peak across fork + exec on Linux).
+void memory_mb(double& peak, double& current) {
+  peak = current = -1.0;
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) peak = std::atof(line.c_str() + 6) / 1024.0;
+    if (line.rfind("VmRSS:", 0) == 0) current = std::atof(line.c_str() + 6) / 1024.0;
+  }
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -144,10 +153,10 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   if (args.timing) {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    std::fprintf(stderr, "timing: open %.4f s, first frame done %.4f s, total %.4f s, max RSS %.1f MB\n", opened,
-                 first_score, seconds_since(start), usage.ru_maxrss / 1024.0);
+    double peak = 0.0, current = 0.0;
+    memory_mb(peak, current);
+    std::fprintf(stderr, "timing: open %.4f s, first frame done %.4f s, total %.4f s, max RSS %.1f MB, RSS %.1f MB\n",
+                 opened, first_score, seconds_since(start), peak, current);
   }
   edgeiqa_close(scorer);
   return failed ? 1 : 0;
