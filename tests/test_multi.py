@@ -20,14 +20,7 @@ from edge_iqa.data.datasets import read_labels, train_val_split
 from edge_iqa.errors import DatasetError
 from edge_iqa.train.losses import IQALoss
 from edge_iqa.train.multi import MODEL_SCALE, DatasetMapping, combine, count_batches, plan_batches, seeded_splits
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CLIVE = SHARED / "datasets" / "clive"
-MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
-needs_clive = pytest.mark.skipif(
-    not (CLIVE / "labels.csv").is_file() or not MOBILENET.is_file(),
-    reason="../shared/datasets/clive or ../shared/weights/mobilenet_v2 is not present",
-)
+from tests.test_train import CLIVE, MOBILENET, needs_clive
 
 
 def test_rank_and_plcc_terms_never_compare_two_datasets() -> None:
