@@ -34,10 +34,9 @@ from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.parity import Runner
 from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
 from edge_iqa.export.targets import TargetProfile
-from edge_iqa.runtime.tensorrt.recipe import RECIPE_NAME, BuildRecipe
+from edge_iqa.runtime.tensorrt.recipe import MODEL_FILE, RECIPE_NAME, BuildRecipe, target_recipe
 from edge_iqa.runtime.tensorrt.static_check import check_graph
 
-MODEL_FILE = "model.onnx"
 DEVICE_README = "README.md"
 FeedFactory = Callable[[], Iterator[dict[str, Any]]]
 ACCURACY_PROXY = ("ONNX Runtime CPUExecutionProvider on this graph (INT8: the Q/DQ graph; FP16: an FP16 copy); "
@@ -116,18 +115,6 @@ def recipe_for(model_path: Path, precision: str, target: TargetProfile) -> Build
     inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim[1:]]
               for i in graph.graph.input if i.name not in initializers}
     return target_recipe(inputs, precision, target)
-
-
-def target_recipe(inputs: dict[str, list[int]], precision: str, target: TargetProfile) -> BuildRecipe:
-    """The recipe a TensorRT target profile asks for, given the graph's inputs ([C, H, W] each)."""
-    spec = target.tensorrt
-    if spec is None:
-        raise ExportError(f"target {target.name!r} is not a TensorRT target")
-    made_for = spec.tensorrt_range
-    return BuildRecipe(onnx_file=MODEL_FILE, precision=precision, inputs=inputs,
-                       tensorrt_minimum=made_for.minimum, tensorrt_below=made_for.below, target=target.name,
-                       min_batch=target.batch if spec.dla_core is not None else 1, opt_batch=spec.opt_batch,
-                       max_batch=target.max_batch, workspace_mib=spec.workspace_mib, dla_core=spec.dla_core)
 
 
 def _calibration_arrays(feeds: FeedFactory) -> dict[str, np.ndarray]:

@@ -43,9 +43,9 @@ def main(only_target: str | None = None) -> dict[str, Any]:
     missing from these bindings is caught: the weakly typed jetson path against TensorRT 11)."""
     import tensorrt_bindings as real
 
-    from edge_iqa.export.quantize_tensorrt import target_recipe
     from edge_iqa.export.targets import list_targets, load_target
     from edge_iqa.runtime.tensorrt import backend, builder, cuda_memory
+    from edge_iqa.runtime.tensorrt.recipe import target_recipe
     from tests.tensorrt_api.recorder import ModuleProxy, Record
 
     cuda_memory.Stream, cuda_memory.DeviceBuffer = _HostStream, _HostBuffer  # type: ignore[misc]

@@ -8,12 +8,16 @@ import os
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_iqa.errors import ExportError
 from edge_iqa.runtime.tensorrt.versions import TensorRTRange
 
+if TYPE_CHECKING:
+    from edge_iqa.export.targets import TargetProfile
+
 RECIPE_NAME = "build_recipe.json"
+MODEL_FILE = "model.onnx"  # the graph the device builds from
 TRTEXEC_TIMING_CACHE = "model.timing.cache"
 
 
@@ -113,3 +117,15 @@ def read_recipe(bundle_dir: str | os.PathLike) -> BuildRecipe:
     if not path.is_file():
         raise ExportError(f"{path} is missing: this bundle was not exported for a TensorRT target")
     return BuildRecipe.from_dict(json.loads(path.read_text()))
+
+
+def target_recipe(inputs: dict[str, list[int]], precision: str, target: TargetProfile) -> BuildRecipe:
+    """The recipe a TensorRT target profile asks for, given the graph's inputs ([C, H, W] each)."""
+    spec = target.tensorrt
+    if spec is None:
+        raise ExportError(f"target {target.name!r} is not a TensorRT target")
+    made_for = spec.tensorrt_range
+    return BuildRecipe(onnx_file=MODEL_FILE, precision=precision, inputs=inputs,
+                       tensorrt_minimum=made_for.minimum, tensorrt_below=made_for.below, target=target.name,
+                       min_batch=target.batch if spec.dla_core is not None else 1, opt_batch=spec.opt_batch,
+                       max_batch=target.max_batch, workspace_mib=spec.workspace_mib, dla_core=spec.dla_core)
