@@ -53,6 +53,9 @@ def _register_verbs() -> None:
     from edge_iqa.bench.cli import bench_command
 
     app.command("bench")(bench_command)
+    from edge_iqa.collection.cli import report_command
+
+    app.command("report")(report_command)
 
 
 _register_verbs()

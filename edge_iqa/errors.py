@@ -82,6 +82,12 @@ class EngineMismatchError(BundleError):
     """A cached TensorRT engine was built for another GPU, TensorRT version or precision."""
 
 
+# --- collections ------------------------------------------------------------------------------------
+class CollectionError(EdgeIQAError):
+    """A collection job cannot start or go on: an input that matches nothing, an unreadable list, a
+    table written by another bundle, a table another job is writing."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of a library's error message, bounded: backends quote it inside our own errors
     (their messages can be pages long, or quote corrupt bytes)."""

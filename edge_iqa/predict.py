@@ -32,11 +32,13 @@ class TorchScorer(Scorer):
         return self.backend.module
 
     @staticmethod
-    def from_checkpoint(weights: str | Path) -> Scorer:
+    def from_checkpoint(weights: str | Path, batch_size: int = DEFAULT_BATCH_IMAGES) -> Scorer:
         """Model, preprocessing and output scale from ``NAME.safetensors`` + ``NAME.json``."""
-        return load(Path(weights))
+        return load(weights, backend_options={"batch_images": batch_size})
 
     @staticmethod
-    def from_name(name: str, checkpoint: str | Path | None = None) -> Scorer:
+    def from_name(name: str, checkpoint: str | Path | None = None, batch_size: int = DEFAULT_BATCH_IMAGES) -> Scorer:
         """A registered model with its embedded weights (or ``checkpoint``)."""
-        return load(checkpoint, model=name) if checkpoint is not None else load(name)
+        options = {"batch_images": batch_size}
+        return load(checkpoint, model=name, backend_options=options) if checkpoint is not None \
+            else load(name, backend_options=options)

@@ -15,7 +15,8 @@ DEFAULT_MODEL = "edge_hybrid_n"
 
 
 def score_command(
-    images: list[Path] = typer.Argument(..., help="Image files to score."),
+    images: list[Path] = typer.Argument(..., help="Image files to score (with --out: also folders, globs, "
+                                       "lists)."),
     model: str = typer.Option(None, help="Registered model name (see `edge-iqa models`; default edge_hybrid_n); "
                               "with --checkpoint, the model a foreign .pth state dict holds."),
     checkpoint: Path = typer.Option(None, help="Checkpoint (.safetensors + .json, or a .pth state dict)."),
@@ -26,8 +27,29 @@ def score_command(
                                      "network (e.g. your Depth Anything export; edge-iqa ships none) run on each "
                                      "image, on the bundle's runtime."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
+    out: Path = typer.Option(None, "--out", help="Score a collection into this Parquet table, resumably (rerun "
+                             "to resume); INPUTs may then also be folders, globs and .txt/.csv/.parquet lists."),
+    engine: str = typer.Option("local", help="With --out: local (threads) or ray (Ray Data; edge-iqa[scale])."),
+    address: str = typer.Option(None, help="With --engine ray: auto or ray://HOST:PORT (default: a local Ray)."),
+    workers: int = typer.Option(None, help="With --out: scoring threads (local) or Ray actors (ray)."),
+    threads_per_worker: int = typer.Option(None, help="With --out: backend threads per worker."),
+    batch_size: int = typer.Option(8, help="With --out: images per Scorer call."),
+    shard_size: int = typer.Option(1000, help="With --out: rows per shard (a killed job loses at most one)."),
+    bundle_transfer: str = typer.Option("auto", help="With --engine ray: path, object-store or auto (path "
+                                        "without --address, else object-store)."),
 ) -> None:
-    """Print one quality score per image (MOS scale of the training set; higher is better)."""
+    """Print one quality score per image (MOS scale of the training set; higher is better), or score a
+    collection into a resumable Parquet table with --out."""
+    if out is not None:
+        if depth or depth_model is not None or as_json or checkpoint is not None:
+            _fail("--out scores single-input bundles into a table; drop --depth, --depth-model, --json and "
+                  "--checkpoint")
+        from edge_iqa.collection.cli import score_collection
+
+        raise typer.Exit(score_collection([str(i) for i in images], out, bundle, engine=engine, address=address,
+                                          workers=workers, threads_per_worker=threads_per_worker,
+                                          batch_size=batch_size, shard_size=shard_size,
+                                          bundle_transfer=bundle_transfer))
     depth = depth or []
     try:
         _check_depth_options(images, bundle, depth, depth_model)

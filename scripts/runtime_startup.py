@@ -59,8 +59,18 @@ def child(bundle: str, image: str, threads: int | None, options: dict) -> None:
         "rss_start_mb": rss_start / 2**20, "rss_after_load_mb": rss_loaded / 2**20,
         "rss_after_scoring_mb": proc.memory_info().rss / 2**20,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # ru_maxrss keeps a big parent's peak across fork + exec; VmHWM starts afresh at exec.
+        "vm_hwm_mb": _vm_hwm_mb(),
         "heavy_modules": forbidden, "setup_s": t1 - t0, "info": scorer.info,
     }, default=str))
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
 
 
 def measure(bundle: Path, image: Path, repeat: int, threads: int | None, options: str) -> None:

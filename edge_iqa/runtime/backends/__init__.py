@@ -30,7 +30,7 @@ BACKENDS: dict[str, BackendEntry] = {
                                 'pip install "edge-iqa[onnx]" (or just onnxruntime)'),
     "openvino": BackendEntry("edge_iqa.runtime.backends.openvino", "openvino",
                              'pip install "edge-iqa[openvino]" (or just openvino)'),
-    "tensorrt": BackendEntry("edge_iqa.runtime.backends.tensorrt", "tensorrt",
+    "tensorrt": BackendEntry("edge_iqa.runtime.tensorrt.backend", "tensorrt",
                              'pip install "edge-iqa[tensorrt]" on a machine with an NVIDIA GPU'),
     # The FP32 reference: checkpoints, model names and in-memory networks (never a shipped bundle).
     "torch": BackendEntry("edge_iqa.runtime.backends.torch", "torch", 'pip install "edge-iqa[torch]"'),

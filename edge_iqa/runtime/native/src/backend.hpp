@@ -1,0 +1,32 @@
+// The network runner behind the scorer (the native twin of edge_iqa.runtime.backends.base.Backend):
+// rows of preprocessed float32 NCHW in, one raw score per row out. run() may be called from
+// several threads at once and returns exactly what one thread would.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "manifest.hpp"
+
+namespace edgeiqa {
+
+struct BackendOptions {
+  int threads = 0;  // 0: none given (target threads or the library's default)
+  std::string cache_dir;
+  std::string device = "CPU";
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // `rows` rows of 3 x H x W floats (exactly fixed_batch rows for a static-batch network) ->
+  // `rows` raw scores in `out`.
+  virtual void run(const float* input, int rows, float* out) = 0;
+};
+
+// OpenVINO with the Python backend's compile settings (PERFORMANCE_HINT=LATENCY,
+// INFERENCE_PRECISION_HINT=f32 for fp32/int8 bundles, then the manifest's runtime_options, then
+// INFERENCE_NUM_THREADS). The manifest must have been verified.
+std::unique_ptr<Backend> open_openvino(const Manifest& manifest, const BackendOptions& options);
+
+}  // namespace edgeiqa

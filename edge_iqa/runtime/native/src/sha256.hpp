@@ -1,0 +1,10 @@
+#pragma once
+
+#include <string>
+
+namespace edgeiqa {
+
+// Lower-case hex sha256 of a file (OpenSSL EVP); throws Error(EDGEIQA_ERR_BUNDLE) when it cannot be read.
+std::string sha256_file(const std::string& path, const std::string& display_name);
+
+}  // namespace edgeiqa
