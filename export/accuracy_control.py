@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
+from edge_iqa.export.backends import export_backend
 from edge_iqa.export.calibration import model_feeds
 from edge_iqa.export.graph_scopes import module_paths, nodes_matching
 from edge_iqa.export.parity import Runner, compare, score_images
@@ -283,7 +284,7 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     def runner_for(path: Path) -> Runner:
         return backend.runner(path, "int8", profile.threads)
 
-    if hasattr(backend, "quantize_with_budget"):  # OpenVINO: NNCF's own accuracy-controlled quantization
+    if export_backend(profile.runtime).accuracy_control == "nncf":  # NNCF's own accuracy-controlled quantization
         node_blocks = {node: name for name, nodes in block_nodes(fp32_model).items() for node in nodes}
         progress("nncf.quantize_with_accuracy_control")
         for path in staging.iterdir():

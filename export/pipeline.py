@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,25 +33,22 @@ from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
 from edge_iqa.export import accuracy_control, calibration
 from edge_iqa.export.attention_forms import op_counts
+from edge_iqa.export.backends import export_backend
 from edge_iqa.export.onnx_export import export_onnx
-from edge_iqa.export.parity import compare, onnxruntime_runner, parity_gate, raw_scores, reference_scorer, score_images
+from edge_iqa.export.parity import compare, parity_gate, raw_scores, reference_scorer
+from edge_iqa.export.staging import load_staged
 from edge_iqa.export.targets import TargetProfile, load_target
 from edge_iqa.models import get_model_info
 from edge_iqa.models.checkpoint import resolve_weights
 from edge_iqa.runtime.bundle import SCHEMA_VERSION, write_bundle
 from edge_iqa.versions import package_versions
 
-# One module per runtime; each exposes build(...) and runner(...). TensorRT plugs in here.
-BACKENDS = {"onnxruntime": "edge_iqa.export.quantize_ort", "openvino": "edge_iqa.export.quantize_openvino",
-            "tensorrt": "edge_iqa.export.quantize_tensorrt"}
 TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "nvidia-modelopt", "edge-iqa")
 
 
 def backend_module(runtime: str) -> ModuleType:
-    if runtime not in BACKENDS:
-        raise TargetError(f"runtime {runtime!r} has no exporter in this edge-iqa yet; "
-                          f"available: {', '.join(BACKENDS)}")
-    return importlib.import_module(BACKENDS[runtime])
+    """The quantizer module of ``runtime`` (see :mod:`edge_iqa.export.backends`)."""
+    return export_backend(runtime).load()
 
 
 def load_model_for_export(model_name: str, checkpoint: str | Path | None = None, random_weights: bool = False,
@@ -139,7 +136,8 @@ def export_bundle(
             mos = np.array([row.mos for row in split.evaluation])
             reference = raw_scores(reference_scorer(model, spec, names), stacks)
             n = profile.parity.images
-            onnx_scores = score_images(onnxruntime_runner(graph.path, profile.threads), stacks[:n], names)
+            onnx_scores = raw_scores(_onnx_gate_scorer(graph, work / "onnx-gate", model_name, spec, transform, profile),
+                                     stacks[:n])
             onnx_parity = parity_gate(onnx_scores, reference[:n], profile.parity, "the exported ONNX graph")
             note["done"] = (f"max|diff| {onnx_parity['max_abs_diff']:.2e}, "
                             f"rank agreement {_fmt(onnx_parity['rank_agreement'])}")
@@ -157,14 +155,24 @@ def export_bundle(
                               f"{needed}): lower calibration_samples or raise [parity] accuracy_images")
         validation = accuracy_control.Validation(stacks[:n_check], reference[:n_check], mos[:n_check], names)
 
+        def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
+            return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
+                             onnx_parity, accuracy, split, quant)
+
+        def measure(staging: Path, built: dict[str, Any]) -> dict[str, Any]:
+            # The staged bundle through runtime.load: the code path and settings a user gets.
+            scorer = load_staged(staging, manifest_for(built, None), work / "proxy-bundle")
+            return _artifact_accuracy(scorer, precision, profile, validation)
+
         def populate(staging: Path) -> dict[str, Any]:
             with _step(console, f"{profile.runtime} {precision} build") as note:
                 built = backend.build(graph.path, staging, precision, profile, feeds, work)
                 kernels = built.get("integer_kernels")
                 note["done"] = f"{kernels['integer_kernel_count']} integer kernels" if kernels else ""
             what = "held-out validation" if precision == "int8" else "held-out"
-            with _step(console, f"{precision} artifact vs PyTorch on {n_check} {what} images") as note:
-                accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile, validation)
+            with _step(console, f"staged {precision} bundle (runtime.load) vs PyTorch on {n_check} {what} images"
+                       ) as note:
+                accuracy = measure(staging, built)
                 note["done"] = _drift_note(accuracy)
             control = None
             if search:
@@ -182,16 +190,15 @@ def export_bundle(
                     console.print(f"[green]✓[/green] mixed precision [dim]{control['search_s']:.1f}s[/dim] "
                                   f"{len(control['kept_blocks'])} block(s) kept in floating point: "
                                   f"{', '.join(control['kept_blocks']) or '-'}")
-                    with _step(console, f"mixed-precision artifact vs PyTorch on {n_check} {what} images") as note:
-                        accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile,
-                                                      validation)
+                    with _step(console, f"staged mixed-precision bundle (runtime.load) vs PyTorch on {n_check} "
+                                        f"{what} images") as note:
+                        accuracy = measure(staging, built)
                         note["done"] = _drift_note(accuracy)
                 control.update(final=_drift_only(accuracy), within_budget=accuracy["within_budget"],
                                over_budget=not accuracy["within_budget"], allowed_over_budget=allow_over_budget)
             if accuracy_gate and not allow_over_budget and precision != "fp32" and not accuracy["within_budget"]:
                 raise AccuracyBudgetError(_over_budget_message(precision, profile, accuracy, control))
-            manifest = _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
-                                 onnx_parity, accuracy, split, quant)
+            manifest = manifest_for(built, accuracy)
             manifest["accuracy_control"] = control
             return manifest
 
@@ -215,12 +222,25 @@ def _drift_only(accuracy: dict[str, Any]) -> dict[str, Any]:
     return {k: accuracy.get(k) for k in keys}
 
 
-def _artifact_accuracy(backend: ModuleType, model_path: Path, precision: str, profile: TargetProfile,
+def _onnx_gate_scorer(graph: Any, folder: Path, model_name: str, spec: PreprocessSpec, transform: dict[str, float],
+                      profile: TargetProfile) -> Any:
+    """The exported FP32 graph as an ONNX Runtime bundle, loaded by runtime.load (the parity gate
+    before any backend build)."""
+    folder.mkdir()
+    shutil.copyfile(graph.path, folder / "model.onnx")
+    return load_staged(folder, {
+        "edge_iqa_version": edge_iqa.__version__, "runtime": "onnxruntime", "precision": "fp32",
+        "model_file": "model.onnx", "io": graph.io_record(), "preprocess": spec.to_dict(),
+        "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
+        "model": {"name": model_name}, "target": profile.to_dict(),
+        "runtime_options": {"graph_optimization_level": "ORT_ENABLE_ALL"}})
+
+
+def _artifact_accuracy(scorer: Any, precision: str, profile: TargetProfile,
                        validation: accuracy_control.Validation) -> dict[str, Any]:
-    """The built artifact in its own runtime vs PyTorch: FP32 passes the parity gate; FP16/INT8
-    are measured against the budget (|delta SROCC|; the caller enforces it)."""
-    run = backend.runner(model_path, precision, profile.threads)
-    scores = score_images(run, validation.stacks, validation.input_names)
+    """The staged bundle, loaded by runtime.load, vs PyTorch: FP32 passes the parity gate;
+    FP16/INT8 are measured against the budget (|delta SROCC|; the caller enforces it)."""
+    scores = raw_scores(scorer, validation.stacks)
     reference, mos = validation.reference, validation.mos
     record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(validation.stacks),
                               "budget": profile.accuracy_budget,
@@ -254,7 +274,7 @@ def _srocc(scores: np.ndarray, mos: np.ndarray) -> float | None:
 
 def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str, spec: PreprocessSpec,
               transform: dict[str, float], weights: dict[str, Any], graph: Any, built: dict[str, Any],
-              onnx_parity: dict[str, Any], accuracy: dict[str, Any], split: calibration.CalibrationSplit,
+              onnx_parity: dict[str, Any], accuracy: dict[str, Any] | None, split: calibration.CalibrationSplit,
               quant: Any) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,

@@ -34,6 +34,7 @@ from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.parity import Runner
 from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
 from edge_iqa.export.targets import TargetProfile
+from edge_iqa.runtime.manifest import Manifest
 from edge_iqa.runtime.tensorrt.recipe import MODEL_FILE, RECIPE_NAME, BuildRecipe, target_recipe
 from edge_iqa.runtime.tensorrt.static_check import check_graph
 
@@ -95,6 +96,23 @@ def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
         return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
     return run
+
+
+def proxy_document(bundle_dir: Path, manifest: Manifest, proxy_dir: Path) -> dict[str, Any]:
+    """The stand-in bundle the export gate and tests score with ``runtime.load`` (TensorRT needs the
+    device): the bundle's graph in ONNX Runtime on the CPU, as :func:`runner` runs it (INT8: the
+    Q/DQ graph; FP16 on a weakly typed target: an FP16 copy). Writes ``proxy_dir/model.onnx`` and
+    returns the manifest to write beside it."""
+    model = onnx.load(str(bundle_dir / manifest.model_file))
+    if manifest.precision == "fp16" and not _has_fp16_weights(model):
+        model = fp16_graph(model)
+    onnx.save(model, str(proxy_dir / MODEL_FILE))
+    document = manifest.to_dict()
+    document.update(runtime="onnxruntime", model_file=MODEL_FILE, proxy_of={"runtime": manifest.runtime,
+                    "accuracy_measured_with": ACCURACY_PROXY},
+                    runtime_options={"graph_optimization_level": "ORT_ENABLE_ALL"})
+    del document["files"]
+    return document
 
 
 def fp16_graph(model: onnx.ModelProto) -> onnx.ModelProto:

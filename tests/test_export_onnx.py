@@ -17,7 +17,7 @@ from edge_iqa.export.attention_forms import (
     rewrite_attention_to_mha,
 )
 from edge_iqa.export.onnx_export import count_attention_calls
-from edge_iqa.export.parity import onnxruntime_runner, score_images, torch_runner
+from edge_iqa.export.parity import onnxruntime_runner, raw_scores, reference_scorer, score_images
 from tests.export_helpers import INPUT_SIZE, dev_model, dev_spec, exported
 
 ort = pytest.importorskip("onnxruntime")
@@ -62,7 +62,7 @@ def test_io_contract_and_dynamic_batch() -> None:
 
 @pytest.mark.parametrize("form", ["onnx_attention", "matmul_softmax"])
 def test_parity_with_pytorch_on_real_images(form: str, real_stacks: list[np.ndarray]) -> None:
-    reference = score_images(torch_runner(dev_model(), ("image",)), real_stacks, ("image",))
+    reference = raw_scores(reference_scorer(dev_model(), dev_spec(), ("image",)), real_stacks)
     scores = score_images(onnxruntime_runner(exported(form).path), real_stacks, ("image",))
     assert np.ptp(reference) > 0  # real images give distinct scores, so the comparison means something
     assert np.abs(scores - reference).max() < 1e-4

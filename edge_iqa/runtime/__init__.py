@@ -10,7 +10,9 @@ A two-input (image + depth) bundle such as DGIQA also needs each image's depth::
     scores = scorer.score(["a.jpg"], depth=["a_depth.png"])  # or per-call depth maps (override it)
 
 Needs numpy, Pillow and the one backend library the bundle names (onnxruntime, openvino or
-tensorrt), never torch. See docs/integration.md for errors, threads and the C/C++ equivalent.
+tensorrt), never torch. ``load("model.safetensors")`` or ``load("edge_hybrid_n")`` gives the same
+Scorer on the ``torch`` backend (the FP32 reference; needs torch, imported only then).
+See docs/integration.md for errors, threads and the C/C++ equivalent.
 """
 
 from edge_iqa.errors import (

@@ -1,0 +1,68 @@
+"""The export backends: one :class:`ExportBackend` protocol, one registry with explicit capabilities.
+
+Each runtime has one quantizer module (``quantize_ort``, ``quantize_openvino``,
+``quantize_tensorrt``) that builds the artifact into a staging folder. What the pipeline may ask
+of it is written here, not probed with ``hasattr``:
+
+- ``scored_by``: ``"runtime"`` when :func:`edge_iqa.runtime.load` can load the staged bundle on
+  the exporting machine (ONNX Runtime, OpenVINO: the gate runs what ships), ``"proxy"`` when it
+  cannot (TensorRT needs the device) and the module's ``proxy_bundle`` writes a stand-in bundle
+  (the same graph in ONNX Runtime on the CPU) that ``runtime.load`` then scores;
+- ``accuracy_control``: ``"nncf"`` (the module's ``quantize_with_budget``) or ``"search"`` (the
+  block search of :mod:`edge_iqa.export.accuracy_control` over ``candidate_builder``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from edge_iqa.errors import TargetError
+from edge_iqa.export.targets import TargetProfile
+
+FeedFactory = Callable[[], Iterator[dict[str, Any]]]
+
+
+class ExportBackend(Protocol):
+    """What every quantizer module provides."""
+
+    MODEL_FILE: str
+
+    def build(self, onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
+              work_dir: Path) -> dict[str, Any]:
+        """Write the artifact into ``out_dir``; returns the manifest fragments (``model_file``,
+        ``quantization``, ``integer_kernels``, ``runtime_options``, optional ``extra_manifest``)."""
+        ...
+
+    def runner(self, model_path: Path, precision: str, threads: int = 0) -> Callable[[dict[str, Any]], Any]:
+        """``feeds -> raw scores`` of a candidate artifact during the mixed-precision search."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExportBackendEntry:
+    runtime: str
+    module: str
+    scored_by: Literal["runtime", "proxy"]
+    accuracy_control: Literal["nncf", "search"]
+
+    def load(self) -> Any:
+        """The quantizer module (imported only for the runtime being exported)."""
+        return importlib.import_module(self.module)
+
+
+REGISTRY: dict[str, ExportBackendEntry] = {
+    "onnxruntime": ExportBackendEntry("onnxruntime", "edge_iqa.export.quantize_ort", "runtime", "search"),
+    "openvino": ExportBackendEntry("openvino", "edge_iqa.export.quantize_openvino", "runtime", "nncf"),
+    "tensorrt": ExportBackendEntry("tensorrt", "edge_iqa.export.quantize_tensorrt", "proxy", "search"),
+}
+
+
+def export_backend(runtime: str) -> ExportBackendEntry:
+    if runtime not in REGISTRY:
+        raise TargetError(f"runtime {runtime!r} has no exporter in this edge-iqa yet; "
+                          f"available: {', '.join(REGISTRY)}")
+    return REGISTRY[runtime]
