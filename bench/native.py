@@ -57,10 +57,12 @@ def missing_build_tools() -> list[str]:
 
 
 def build_native(build_dir: Path, *, sanitize: bool = False, jobs: int = 2) -> Path:
-    """Configure (once) and build the library, score_frames and the C test driver; returns build_dir."""
+    """Configure and build the library, score_frames and the C test driver (incremental); returns build_dir."""
     build_dir = Path(build_dir)
-    flags = [f"-DEDGEIQA_SANITIZE={'ON' if sanitize else 'OFF'}",
-             f"-DCMAKE_BUILD_TYPE={'RelWithDebInfo' if sanitize else 'Release'}"]
+    # The sanitizer build is for the C test driver: no sample program (no libjpeg needed).
+    on_off = {True: "ON", False: "OFF"}
+    flags = [f"-DEDGEIQA_SANITIZE={on_off[sanitize]}", f"-DEDGEIQA_BUILD_SAMPLE={on_off[not sanitize]}",
+             f"-DCMAKE_BUILD_TYPE={'Debug' if sanitize else 'Release'}"]
     steps = [["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), *flags],
              ["cmake", "--build", str(build_dir), "-j", str(jobs)]]
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -316,6 +316,22 @@ def test_tiny_bundle_scores_match_python_with_bgr_and_bad_frames(native_build, t
             assert caught.value.status == ERR_IMAGE and "16 pixels" in caught.value.message
 
 
+@pytest.mark.parametrize("layout", [{"fixed_batch": 4}, {"max_batch": 4}])
+def test_grid_crops_straddling_batches_and_static_batch_padding_match_python(native_build, tmp_path, layout):
+    """6 crops per frame, 4 rows per inference: crops straddle two runs; a static batch is zero-padded."""
+    bundle = build_bundle(tmp_path / "grid", NET, runtime="openvino", spec=GRID_SPEC, **layout)
+    python = load(bundle)
+    images = [load_image(path) for path in photos()]
+    with NativeScorer.open(native_build, bundle) as native:
+        assert native.info.num_crops == 6 and native.info.max_batch == 4
+        assert native.info.fixed_batch == layout.get("fixed_batch", 0)
+        np.testing.assert_allclose(native.score_batch(images), python.score(images), rtol=1e-6)
+        np.testing.assert_allclose([native.score(image) for image in images],
+                                   [python.score_one(image) for image in images], rtol=1e-6)
+        for image in images[:2]:
+            np.testing.assert_array_equal(native.preprocess(image), python.preprocess(image))
+
+
 def test_c_driver_under_address_and_undefined_behaviour_sanitizers(sanitizer_build, tiny_bundles):
     """Every bad bundle and bad frame through the C API, in a process built with ASan + UBSan: an
     error code and a message each, no sanitizer report, no crash; threads agree; the leak check is on."""

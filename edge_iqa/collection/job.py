@@ -58,13 +58,13 @@ class CollectionJob:
     shard_size: int = 1000
     #: A shard is also written when this many seconds passed since the last one (slow jobs).
     flush_seconds: float = 60.0
-    #: Paths handed to Ray per dataset (the driver holds one wave at a time).
-    wave_size: int = 100_000
+    #: Paths handed to Ray per dataset (None: sized to the actor pool, see engine_ray).
+    wave_size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise CollectionError("no INPUT given: pass image files, folders, globs or a .txt/.csv/.parquet list")
-        if self.batch_size < 1 or self.shard_size < 1 or self.wave_size < 1:
+        if self.batch_size < 1 or self.shard_size < 1 or (self.wave_size is not None and self.wave_size < 1):
             raise CollectionError("--batch-size and --shard-size must be at least 1")
 
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "error.hpp"
@@ -54,6 +56,16 @@ std::string as_string(const json& value, const std::string& key) {
   return value.get<std::string>();
 }
 
+// data[key], one of the names in `options` (PreprocessSpec's Literal types).
+template <typename T>
+T choice(const json& data, const char* key, const char* what,
+         std::initializer_list<std::pair<const char*, T>> options) {
+  const std::string name = as_string(data[key], key);
+  for (const auto& [option, value] : options)
+    if (name == option) return value;
+  invalid("unknown " + std::string(what) + " '" + name + "'");
+}
+
 // numpy.linspace(0, span, count).round(): i * (span / (count - 1)) rounded half to even, the last
 // exactly span.
 std::vector<int> grid_starts(int span, int count) {
@@ -78,21 +90,14 @@ PreprocessSpec PreprocessSpec::from_json(const json& data) {
   const auto size = int_pair(data["input_size"], "input_size");
   spec.input_height = size[0];
   spec.input_width = size[1];
-  if (data.contains("resize")) {
-    const std::string resize = as_string(data["resize"], "resize");
-    if (resize == "shorter_side") spec.resize = ResizePolicy::ShorterSide;
-    else if (resize == "exact") spec.resize = ResizePolicy::Exact;
-    else if (resize == "none") spec.resize = ResizePolicy::None;
-    else invalid("unknown resize policy '" + resize + "'");
-  }
+  if (data.contains("resize"))
+    spec.resize = choice<ResizePolicy>(data, "resize", "resize policy",
+                                       {{"shorter_side", ResizePolicy::ShorterSide}, {"exact", ResizePolicy::Exact},
+                                        {"none", ResizePolicy::None}});
   if (data.contains("resize_to") && !data["resize_to"].is_null()) spec.resize_to = as_int(data["resize_to"], "resize_to");
-  if (data.contains("crop")) {
-    const std::string crop = as_string(data["crop"], "crop");
-    if (crop == "center") spec.crop = CropPolicy::Center;
-    else if (crop == "grid") spec.crop = CropPolicy::Grid;
-    else if (crop == "none") spec.crop = CropPolicy::None;
-    else invalid("unknown crop policy '" + crop + "'");
-  }
+  if (data.contains("crop"))
+    spec.crop = choice<CropPolicy>(data, "crop", "crop policy",
+                                   {{"center", CropPolicy::Center}, {"grid", CropPolicy::Grid}, {"none", CropPolicy::None}});
   if (data.contains("grid")) {
     const auto grid = int_pair(data["grid"], "grid");
     spec.grid_rows = grid[0];
@@ -105,15 +110,13 @@ PreprocessSpec PreprocessSpec::from_json(const json& data) {
     spec.normalize = data["normalize"].get<bool>();
   }
   if (data.contains("interpolation")) {
-    const std::string name = as_string(data["interpolation"], "interpolation");
-    if (name == "bilinear") spec.interpolation = Filter::Bilinear;
-    else if (name == "bicubic") spec.interpolation = Filter::Bicubic;
-    else if (name == "lanczos") spec.interpolation = Filter::Lanczos;
-    else if (name == "nearest")
+    if (data["interpolation"] == "nearest")
       bundle_error("the bundle resizes with interpolation 'nearest', which the native runtime does not implement "
                    "(it reproduces Pillow's bilinear, bicubic and lanczos); score it with the Python runtime or "
                    "re-export with a bilinear spec");
-    else invalid("unknown interpolation '" + name + "'");
+    spec.interpolation = choice<Filter>(data, "interpolation", "interpolation",
+                                        {{"bilinear", Filter::Bilinear}, {"bicubic", Filter::Bicubic},
+                                         {"lanczos", Filter::Lanczos}});
   }
   // PreprocessSpec.__post_init__ and the limits _dry_run would hit.
   if (spec.input_height <= 0 || spec.input_width <= 0) invalid("input_size must be positive, got " + data["input_size"].dump());
