@@ -18,7 +18,7 @@ from edge_iqa.cli import app
 from edge_iqa.errors import BackendUnavailableError
 from edge_iqa.export.pipeline import export_bundle
 from edge_iqa.runtime import load
-from edge_iqa.runtime.tensorrt_engine import read_recipe
+from edge_iqa.runtime.tensorrt.recipe import read_recipe
 
 
 def small_profile(tmp_path: Path, parent: str) -> Path:
@@ -60,14 +60,29 @@ def test_jetson_int8_bundle_is_explicit_int8_qdq(bundles: dict[str, Path]) -> No
     assert manifest["quantization"]["excluded_nodes"]
     recipe = read_recipe(bundle)
     assert recipe.precision == "int8" and recipe.inputs == {"image": [3, 128, 128]} and recipe.max_batch == 8
-    assert "--int8" in manifest["runtime_options"]["trtexec"]
+    trtexec = manifest["runtime_options"]["trtexec"]
+    assert "--int8" in trtexec and "--stronglyTyped" not in trtexec
+    assert (recipe.tensorrt_minimum, recipe.tensorrt_below, recipe.target) == ("10.3", "10.12", "jetson-small")
+    assert "cuda-python>=12,<13" in (bundle / "README.md").read_text()
     assert "trtexec" in (bundle / "README.md").read_text()
 
 
-def test_desktop_gpu_bundle_uses_the_attention_op(bundles: dict[str, Path]) -> None:
-    manifest = json.loads((bundles["desktop-gpu-fp16"] / "manifest.json").read_text())
+def test_desktop_gpu_bundle_is_a_strongly_typed_fp16_graph(bundles: dict[str, Path]) -> None:
+    """TensorRT 11 has no FP16 flag: the graph itself is FP16 (weights and activations), with FP32
+    input/output, and the recipe says so."""
+    bundle = bundles["desktop-gpu-fp16"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["tensorrt_check"]["ok"] and manifest["tensorrt_check"]["op_counts"]["Attention"] == 4
-    assert manifest["graph"]["opset"] == 23 and "--fp16" in manifest["runtime_options"]["trtexec"]
+    trtexec = manifest["runtime_options"]["trtexec"]
+    assert manifest["graph"]["opset"] == 23 and "--stronglyTyped" in trtexec and "--fp16" not in trtexec
+    recipe = read_recipe(bundle)
+    assert recipe.strongly_typed and (recipe.tensorrt_minimum, recipe.tensorrt_below) == ("11.0", "12.0")
+    graph = onnx.load(str(bundle / "model.onnx"))
+    float_weights = [i.data_type for i in graph.graph.initializer if i.data_type in (1, 10)]
+    assert float_weights and set(float_weights) == {onnx.TensorProto.FLOAT16}
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert manifest["quantization"]["format"].startswith("FP16 weights and activations")
 
 
 def test_check_command_passes_on_bundles_and_fails_when_tampered(bundles: dict[str, Path]) -> None:
