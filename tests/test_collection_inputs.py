@@ -62,6 +62,9 @@ def test_a_parquet_list_without_a_path_column_is_refused(tree: Path) -> None:
     pq.write_table(pa.table({"file": ["a.jpg"]}), tree / "l.parquet")
     with pytest.raises(CollectionError, match="no `path` column"):
         list(expand_inputs([str(tree / "l.parquet")]))
+    (tree / "latin1.txt").write_bytes("caf\xe9.jpg\n".encode("latin-1"))
+    with pytest.raises(CollectionError, match="not a UTF-8 text list"):
+        list(expand_inputs([str(tree / "latin1.txt")]))
     (tree / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(CollectionError, match="not a readable Parquet"):
         list(expand_inputs([str(tree / "bad.parquet")]))

@@ -176,3 +176,19 @@ def test_ray_engine_without_the_extra_says_which_to_install(tmp_path: Path, monk
                                    str(tmp_path / "s.parquet"), "--engine", "ray", str(photos.listing)])
     assert run.exit_code == 2
     assert 'pip install "edge-iqa[scale]"' in run.output and len(run.output.strip().splitlines()) == 1
+
+
+def test_a_crash_between_compaction_and_cleanup_leaves_no_duplicate(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    photos = make_collection(tmp_path, good=30, broken=3)
+    job = CollectionJob((str(photos.listing),), tmp_path / "s.parquet", tiny_bundle(tmp_path), shard_size=8)
+    run_job(job)
+    before = _by_path(job.out)
+    # As if the job died after renaming the compacted table but before removing its shards.
+    store = ShardStore(job.out)
+    store.parts.mkdir()
+    pq.write_table(pq.read_table(job.out).slice(0, 12), store.parts / "part-000001.parquet")
+    again = run_job(job)
+    assert again.new_rows == 0 and again.summary.rows == 33
+    assert _by_path(job.out) == before and not store.parts.exists()

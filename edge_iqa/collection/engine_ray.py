@@ -1,6 +1,6 @@
 """The Ray engine: the same job on Ray Data, from one machine to a cluster.
 
-    spool -> waves of paths (Arrow chunks in the object store) -> ray.data.from_arrow_refs ->
+    spool -> waves of paths -> ray.data.from_items (blocks of 4 batches, in the object store) ->
     map_batches(ScoreActor, actor pool of
     ``workers``, ``threads_per_worker`` CPUs each) -> iter_batches on the driver -> shards
 
@@ -16,8 +16,8 @@ Ray Data restarts an actor whose process dies and retries its batch (``max_resta
 ``max_task_retries=-1`` are its defaults for actor pools); the driver's shard writer drops a row
 it has already written, so a retried batch never adds a row twice.
 
-The paths go to Ray in waves (one dataset, one actor pool each), as Arrow chunks put in the object
-store, so the driver's memory does not grow with the list. A wave starts its actors (about 3-5 s
+The paths go to Ray in waves (one dataset, one actor pool each), put in the object store as small
+blocks, so the driver's memory does not grow with the list. A wave starts its actors (about 3-5 s
 here: a process, imports, the bundle's compile), so a wave is sized to keep every actor busy for
 minutes: ``WAVE_PER_ACTOR`` paths per actor (at least ``MIN_WAVE``), unless ``wave_size`` is given.
 """
@@ -122,7 +122,10 @@ class RayEngine:
             ref = self._bundle_ref()
             wave_size = self.wave_size or max(MIN_WAVE, WAVE_PER_ACTOR * actors)
             for wave in chunked(paths, wave_size):
-                dataset = ray.data.from_arrow_refs(_put_chunks(ray, wave, BATCHES_PER_BLOCK * self.batch_size))
+                blocks = -(-len(wave) // (BATCHES_PER_BLOCK * self.batch_size))
+                # from_items builds the blocks and their metadata here and puts them in the object store
+                # (from_arrow_refs would run one remote task per block just to read its schema).
+                dataset = ray.data.from_items([{"path": path} for path in wave], override_num_blocks=blocks)
                 scored = dataset.map_batches(
                     ScoreActor, batch_size=self.batch_size, batch_format="numpy", compute=pool,
                     num_cpus=self.threads_per_worker,
@@ -176,10 +179,3 @@ class RayEngine:
             return BundleRef(path=str(Path(self.bundle).resolve()))
         return BundleRef.ship(Path(self.bundle))
 
-
-def _put_chunks(ray: Any, paths: list[str], size: int) -> list[Any]:
-    """The wave's paths as Arrow tables of ``size`` rows in the object store (the driver keeps the refs)."""
-    import pyarrow as pa
-
-    return [ray.put(pa.table({"path": pa.array(paths[i : i + size], pa.string())}))
-            for i in range(0, len(paths), size)]

@@ -60,6 +60,16 @@ def expand_inputs(inputs: Iterable[str]) -> Iterator[str]:
 
 
 def _expand_one(item: str) -> Iterator[str]:
+    try:
+        yield from _expand_unchecked(item)
+    except UnicodeDecodeError as exc:
+        raise CollectionError(f"{item}: not a UTF-8 text list ({exc.reason} at byte {exc.start}); save the list "
+                              "as UTF-8, one path per line") from exc
+    except csv.Error as exc:
+        raise CollectionError(f"{item}: not a readable CSV list ({exc}); pass one path per row") from exc
+
+
+def _expand_unchecked(item: str) -> Iterator[str]:
     if os.path.isdir(item):
         yield from _walk(item)
     elif os.path.isfile(item):

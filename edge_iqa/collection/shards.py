@@ -120,6 +120,9 @@ class ShardStore:
         """Compact the finished table and the shards into ``out`` (every path once); remove the
         shards. Returns the number of rows of the finished table."""
         pq = arrow().parquet
+        if self.out.is_file() and not self.part_files():  # nothing new: the finished table stands as it is
+            shutil.rmtree(self.parts, ignore_errors=True)
+            return pq.ParquetFile(str(self.out)).metadata.num_rows
         sources = self.table_files()
         tmp = self.out.with_name(self.out.name + ".compact.tmp")
         seen, rows = FingerprintSet(), 0
