@@ -25,6 +25,16 @@ GOAL_FP16_DELTA = 0.001
 
 
 
+def print_json_report(report: dict[str, Any], path: Path | None, indent: int = 1) -> None:
+    """A measuring script's result: printed, and written to ``path`` too when one is given (tools
+    such as NNCF print progress bars on stdout, so redirecting stdout is not a clean report)."""
+    text = json.dumps(report, indent=indent)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    print(text)
+
+
 def _fmt(value: Any, digits: int = 4, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

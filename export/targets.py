@@ -19,6 +19,7 @@ from typing import Any
 
 from edge_iqa._compat import tomllib
 from edge_iqa.errors import TargetError
+from edge_iqa.runtime.tensorrt.versions import TensorRTRange
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +40,7 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction"}
 BIAS_CORRECTIONS = ("fast", "full")
-_TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "strongly_typed"}
+_TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
 
@@ -78,14 +79,24 @@ class ParitySpec:
 @dataclass(frozen=True)
 class TensorRTSpec:
     """How the device builds the engine: the TensorRT version the graph must parse on (decides the
-    attention form and opset that are allowed), workspace, the batch the engine is tuned for, and
-    an optional DLA core (Jetson Orin NX/AGX) with GPU fallback."""
+    attention form and opset that are allowed, and the family of releases the bundle is made for:
+    10.3-10.11 weakly typed, 10.12-10.x or one 11+ major strongly typed), workspace, the batch the
+    engine is tuned for, an optional DLA core (Jetson Orin NX/AGX) with GPU fallback, and the
+    cuda-python requirement matching the device's CUDA (JetPack 6: CUDA 12)."""
 
     version: str
     workspace_mib: int = 1024
     opt_batch: int = 1
     dla_core: int | None = None
-    strongly_typed: bool = False
+    cuda_python: str = "cuda-python>=12,<13"
+
+    @property
+    def tensorrt_range(self) -> TensorRTRange:
+        return TensorRTRange.for_version(self.version)
+
+    @property
+    def strongly_typed(self) -> bool:
+        return self.tensorrt_range.strongly_typed
 
 
 @dataclass(frozen=True)
@@ -329,9 +340,10 @@ def _tensorrt(raw: Any, source: str, runtime: str, form: str, opset: int, batch:
                           f"allowed: {', '.join(sorted(_TENSORRT_KEYS))}")
     version = str(_check_type(source, "tensorrt.version", raw.get("version"), str))
     from edge_iqa.errors import CompatibilityError
-    from edge_iqa.export.tensorrt_check import opset_range, supported_ops
+    from edge_iqa.runtime.tensorrt.static_check import opset_range, supported_ops
 
     try:
+        TensorRTRange.for_version(version)
         low, high = opset_range(version)
         attention_parsed = "Attention" in supported_ops(version)
     except CompatibilityError as exc:
@@ -351,6 +363,12 @@ def _tensorrt(raw: Any, source: str, runtime: str, form: str, opset: int, batch:
     dla_core = raw.get("dla_core")
     if dla_core is not None and _check_type(source, "tensorrt.dla_core", dla_core, int) < 0:
         raise TargetError(f"{source}: tensorrt.dla_core must be >= 0 (omit it to run on the GPU)")
+    if dla_core is not None and not batch == opt_batch == max_batch:
+        raise TargetError(f"{source}: a DLA engine needs a static batch: set batch = max_batch = "
+                          f"tensorrt.opt_batch (got {batch}/{opt_batch}/{max_batch}); with a batch range every "
+                          "layer falls back to the GPU")
+    cuda_python = _check_type(source, "tensorrt.cuda_python", raw.get("cuda_python", "cuda-python>=12,<13"), str)
+    if not cuda_python.startswith("cuda-python"):
+        raise TargetError(f"{source}: tensorrt.cuda_python is a pip requirement such as 'cuda-python>=12,<13'")
     return TensorRTSpec(version=version, workspace_mib=workspace, opt_batch=opt_batch, dla_core=dla_core,
-                        strongly_typed=bool(_check_type(source, "tensorrt.strongly_typed",
-                                                        raw.get("strongly_typed", False), bool)))
+                        cuda_python=cuda_python)

@@ -157,6 +157,7 @@ def test_short_run_on_two_datasets_scores_0_to_100_and_keeps_batches_within_a_da
     # The exact deployment-path numbers are the mean of the per-dataset numbers.
     per = result["last_exact_datasets"].values()
     assert result["last_exact"]["srocc"] == pytest.approx(np.mean([m["srocc"] for m in per]), abs=1e-6)
+    assert result["last_exact"]["n"] == 12 == sum(m["n"] for m in per)
 
     # scripts/compare_on_val.py re-derives the same val images: scored against itself, every paired
     # difference is exactly 0, and its numbers equal the run's own deployment-path evaluation.
