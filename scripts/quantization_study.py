@@ -121,14 +121,23 @@ def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray, wit
     return record
 
 
+def target_graph(model: Any, spec: Any, names: tuple[str, ...], target: str, work: Path) -> tuple[Any, Any, Any]:
+    """(profile, export backend, ONNX graph in the target's attention form) of one target."""
+    from edge_iqa.export.onnx_export import export_onnx
+    from edge_iqa.export.pipeline import backend_module
+    from edge_iqa.export.targets import load_target
+
+    profile = load_target(target)
+    graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
+                        form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+    return profile, backend_module(profile.runtime), graph
+
+
 def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from edge_iqa.export import calibration
-    from edge_iqa.export.onnx_export import export_onnx
     from edge_iqa.export.parity import score_images, torch_runner
-    from edge_iqa.export.pipeline import backend_module
-    from edge_iqa.export.targets import load_target
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
@@ -147,10 +156,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edge-iqa-qstudy-") as tmp:
         work = Path(tmp)
         for target in args.targets:
-            profile = load_target(target)
-            backend = backend_module(profile.runtime)
-            graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
-                                form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+            profile, backend, graph = target_graph(model, spec, names, target, work)
             for method in BACKENDS[target]:
                 if args.methods and method not in args.methods:
                     continue
@@ -205,10 +211,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
 
     from edge_iqa.export import calibration
     from edge_iqa.export.accuracy_control import latency_ms
-    from edge_iqa.export.onnx_export import export_onnx
     from edge_iqa.export.parity import score_images, torch_runner
-    from edge_iqa.export.pipeline import backend_module
-    from edge_iqa.export.targets import load_target
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
@@ -222,10 +225,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edge-iqa-variants-") as tmp:
         work = Path(tmp)
         for target in args.targets:
-            profile = load_target(target)
-            backend = backend_module(profile.runtime)
-            graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
-                                form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+            profile, backend, graph = target_graph(model, spec, names, target, work)
             runners: dict[str, Any] = {}
             for name, change in VARIANTS[target].items():
                 if args.variants and name not in args.variants and name != "default":
