@@ -15,11 +15,12 @@ preprocessing (``PreprocessSpec.apply``) and the backend call on the preprocesse
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from edge_iqa.bench.report import print_json_report
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "clive" / "images"
@@ -125,11 +126,7 @@ def main() -> None:
               "loadavg_before": load_before, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
               "command": "python scripts/e2e_speed.py " + " ".join(f"--bundle {b}" for b in args.bundle)
               + f" --model {args.model} --count {args.count} --rounds {args.rounds} --threads {args.threads}"}
-    text = json.dumps(report, indent=1)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+    print_json_report(report, args.json)
 
 
 if __name__ == "__main__":

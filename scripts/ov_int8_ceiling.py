@@ -21,7 +21,6 @@ its fraction of the ceiling, and the load average before and after.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
+
+from edge_iqa.bench.report import print_json_report
 
 
 def _matmul_chain(tokens: int = 196, width: int = 384, hidden: int = 1536, blocks: int = 3) -> tuple[ov.Model, float]:
@@ -168,11 +169,7 @@ def main() -> None:
                "loadavg_before": load_before, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]}
     if args.bundle:
         summary["network_fraction_of_ceiling"] = result["network"]["gmac_per_s"] / ceiling
-    text = json.dumps(summary, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+    print_json_report(summary, args.json)
 
 
 if __name__ == "__main__":

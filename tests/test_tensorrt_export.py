@@ -110,3 +110,32 @@ def test_runtime_says_what_is_missing_without_tensorrt(bundles: dict[str, Path])
         pass
     with pytest.raises(BackendUnavailableError, match="tensorrt"):
         load(bundles["jetson-int8"])
+
+
+def test_strongly_typed_int8_keeps_the_unquantized_layers_in_fp16(tmp_path: Path) -> None:
+    """desktop-gpu (TensorRT 11, strongly typed) INT8: modelopt Q/DQ with FP16 as the high precision,
+    so what is not quantized runs in FP16 (not FP32) on the device; I/O stays FP32."""
+    from onnx import TensorProto, helper
+
+    from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
+    from edge_iqa.runtime.tensorrt.static_check import check_graph
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in [("w1", (8, 3, 3, 3)), ("w2", (8, 8, 3, 3))]]
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("GlobalAveragePool", ["c2"], ["score"], name="pool")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 8, 1, 1])], weights)
+    source = tmp_path / "fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(source))
+    record = quantize_int8_qdq(source, tmp_path / "q.onnx",
+                               {"image": rng.standard_normal((4, 3, 16, 16)).astype(np.float32)},
+                               method="minmax", high_precision_dtype="fp16")
+    quantized = onnx.load(str(tmp_path / "q.onnx"))
+    assert record["high_precision_dtype"] == "fp16" and record["quantize_linear_nodes"] == 2
+    assert {i.data_type for i in quantized.graph.initializer} == {TensorProto.FLOAT16, TensorProto.INT8}
+    assert quantized.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert check_graph(quantized, "11.0", "matmul_softmax").ok

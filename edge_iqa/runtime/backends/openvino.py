@@ -76,7 +76,9 @@ class OpenVINOBackend(Backend):
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         request = self._borrow()
         try:
-            results = request.infer(dict(zip(self.input_names, inputs, strict=True)))
+            # share_inputs: the request reads the scorer's buffers in place instead of copying them
+            # (a 16-row batch is 28 MB at 384x384); they stay valid and unchanged during the call.
+            results = request.infer(dict(zip(self.input_names, inputs, strict=True)), share_inputs=True)
             # The result views the request's own buffer, which the next call overwrites: copy.
             return np.array(results[self.output], copy=True)
         except (RuntimeError, UnicodeDecodeError) as exc:
