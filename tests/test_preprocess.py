@@ -95,3 +95,33 @@ def test_elongated_images_are_upscaled_until_the_crop_fits() -> None:
 def test_invalid_specs_raise(bad: dict) -> None:
     with pytest.raises(ValueError):
         PreprocessSpec(**bad)
+
+
+def _recipe(spec: PreprocessSpec, image: np.ndarray) -> np.ndarray:
+    """The documented recipe written out per pixel in float32 (what docs/integration.md tells a C
+    port to do): crop, /255, (x - mean) / std, HWC -> CHW."""
+    ch, cw = spec.input_size
+    crops = [image[r : r + ch, c : c + cw] for r, c in spec.crop_boxes(*image.shape[:2])]
+    batch = np.stack(crops).astype(np.float32) / np.float32(255.0)
+    if spec.normalize:
+        batch = (batch - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PreprocessSpec(input_size=(384, 384)),
+        PreprocessSpec(input_size=(64, 48), resize="none", crop="grid", grid=(3, 5)),
+        PreprocessSpec(input_size=(96, 128), resize="exact", crop="none", normalize=False),
+        PreprocessSpec(input_size=(64, 64), resize_to=80, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.6)),
+    ],
+)
+def test_table_lookup_is_bit_identical_to_the_float_recipe(spec: PreprocessSpec) -> None:
+    # Random pixels plus a ramp of all 256 values (kept exactly by the resize='none' grid spec).
+    image = _image(300, 420)
+    image[0, :256] = np.arange(256, dtype=np.uint8)[:, None]
+    resized = spec.resize_image(image)
+    got = spec.to_tensor_batch(resized)
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), _recipe(spec, resized).view(np.uint32))

@@ -3,7 +3,9 @@
 A label file is either
 
 - a CSV with a header holding at least ``image`` (path relative to the CSV, or to ``image_root``)
-  and ``mos``; other columns are ignored (the project's format, e.g. ``shared/datasets/clive``), or
+  and ``mos``; other columns are ignored (the project's format, e.g. ``shared/datasets/clive``),
+- BIQ2021's CSVs as published (header ``Image Name,MOS,,``: ``Image Name`` is the image column,
+  empty extra columns are ignored; ``scripts/prepare_biq2021.py`` turns a clone into our format), or
 - a pyiqa-style meta file: image path in the first column, MOS in the second, header optional,
   comma-, tab- or whitespace-separated.
 
@@ -65,6 +67,33 @@ class LabelFile:
         return LabelFile(self.source, tuple(self.items[int(i)] for i in indices))
 
 
+# Header names that other datasets use for our ``image`` column (lower case).
+IMAGE_COLUMN_ALIASES = {"image name": "image", "image_name": "image"}
+
+
+@dataclass(frozen=True)
+class CaseMismatch:
+    """A listed image that is missing, while a file whose name differs only in case exists."""
+
+    listed: Path
+    on_disk: Path
+
+
+def case_mismatched_names(missing: Sequence[Path]) -> list[CaseMismatch]:
+    """For each missing path, the file in its folder whose name equals it up to letter case, if any."""
+    by_folder: dict[Path, dict[str, str]] = {}
+    found = []
+    for path in missing:
+        folder = path.parent
+        if folder not in by_folder:
+            names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+            by_folder[folder] = {name.lower(): name for name in names}
+        real = by_folder[folder].get(path.name.lower())
+        if real is not None and real != path.name:
+            found.append(CaseMismatch(path, folder / real))
+    return found
+
+
 def _listing(values: Sequence[object]) -> str:
     shown = ", ".join(str(v) for v in values[:_MAX_LISTED])
     return shown + (f" ... (+{len(values) - _MAX_LISTED} more)" if len(values) > _MAX_LISTED else "")
@@ -109,7 +138,7 @@ def read_labels(path: str | Path, image_root: str | Path | None = None, check_im
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{source}: not a text file ({exc}); pass a CSV with columns image,mos") from exc
     rows = _split_rows(text, str(source))
-    header = [field.lower() for field in rows[0]]
+    header = [IMAGE_COLUMN_ALIASES.get(field.lower(), field.lower()) for field in rows[0]]
     if "image" in header and "mos" in header:
         image_col, mos_col, body, first_line = header.index("image"), header.index("mos"), rows[1:], 2
     elif len(rows[0]) >= 2 and not _is_number(rows[0][1]):
@@ -150,6 +179,14 @@ def read_labels(path: str | Path, image_root: str | Path | None = None, check_im
         raise DatasetError(f"{source}: {len(bad_mos)} MOS value(s) are not finite numbers ({_listing(bad_mos)})")
     if check_images:
         missing_files = [str(item.path) for item in items if not item.path.is_file()]
+        case_mismatches = case_mismatched_names([item.path for item in items if not item.path.is_file()])
+        if case_mismatches:
+            raise DatasetError(
+                f"{source}: {len(case_mismatches)} listed image name(s) differ only in letter case from the file "
+                f"on disk ({_listing([f'{m.listed} -> {m.on_disk}' for m in case_mismatches])}); a case-sensitive "
+                "file system treats them as different files. Fix the CSV, or for BIQ2021 run "
+                "`python scripts/prepare_biq2021.py CLONE_DIR`, which writes corrected CSVs and reports each fix"
+            )
         if missing_files:
             raise DatasetError(
                 f"{source}: {len(missing_files)} of {len(items)} images are missing ({_listing(missing_files)}); "
@@ -248,6 +285,6 @@ class IQAImageDataset(Dataset):
 
 
 __all__ = [
-    "IQAImageDataset", "LabelFile", "LabeledImage", "kfold_splits", "mos_transform", "normalise_mos",
-    "random_crop_flip", "read_labels", "train_val_split",
+    "CaseMismatch", "IQAImageDataset", "LabelFile", "LabeledImage", "case_mismatched_names", "kfold_splits",
+    "mos_transform", "normalise_mos", "random_crop_flip", "read_labels", "train_val_split",
 ]

@@ -36,6 +36,9 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # A truncated file must fail loudly, not decode to a half-grey image with a plausible score.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+#: The EXIF tag that says how the stored pixels must be rotated / flipped for display.
+_ORIENTATION = 0x0112
+
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
@@ -128,9 +131,11 @@ def _check_declared_size(size: tuple[int, int], name: str) -> None:
 
 def _pil_to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
     _check_declared_size(image.size, name)
-    # A broken EXIF block must not stop scoring: the orientation is then kept as stored.
+    # A broken EXIF block must not stop scoring: the orientation is then kept as stored. Most photos
+    # are stored upright (no tag, or 1): exif_transpose would then only copy the pixels.
     with contextlib.suppress(Exception):
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         array = np.asarray(image)
@@ -145,7 +150,7 @@ def _pil_to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    rgb = image.convert("RGB")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() to its own mode only copies
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 

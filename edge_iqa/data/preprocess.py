@@ -14,6 +14,7 @@ GlintIQA's 25) are a deterministic grid of crops fed as one batch and averaged a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +35,19 @@ _RESAMPLE = {
 }
 
 SPEC_VERSION = 1
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_tables(mean: tuple[float, ...], std: tuple[float, ...], normalize: bool) -> np.ndarray:
+    """(3, 256) float32: the network input value of each uint8 value per channel, computed with the
+    very float32 operations of the documented recipe (``v / 255``, then ``(x - mean) / std``), so a
+    lookup gives bit-identical tensors at a fraction of the per-pixel arithmetic."""
+    values = np.arange(256, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+    table = np.repeat(values[None, :], 3, axis=0)
+    if normalize:
+        table = (table - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
+    table.setflags(write=False)
+    return table
 
 
 @dataclass(frozen=True)
@@ -157,13 +171,15 @@ class PreprocessSpec:
     def to_tensor_batch(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 (already resized) -> (num_crops, 3, H, W) float32, normalised per the spec."""
         ch, cw = self.input_size
-        crops = [image[r : r + ch, c : c + cw] for r, c in self.crop_boxes(*image.shape[:2])]
-        batch = np.stack(crops).astype(np.float32) / np.float32(255.0)
-        if self.normalize:
-            mean = np.asarray(self.mean, dtype=np.float32)
-            std = np.asarray(self.std, dtype=np.float32)
-            batch = (batch - mean) / std
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        boxes = self.crop_boxes(*image.shape[:2])
+        table = _channel_tables(self.mean, self.std, self.normalize)
+        batch = np.empty((len(boxes), 3, ch, cw), dtype=np.float32)
+        for row, (r, c) in zip(batch, boxes, strict=True):
+            planes = np.ascontiguousarray(image[r : r + ch, c : c + cw].transpose(2, 0, 1))
+            for channel in range(3):
+                # A uint8 pixel has 256 values: look its float up instead of computing it per pixel.
+                np.take(table[channel], planes[channel], out=row[channel])
+        return batch
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Decoded HxWx3 uint8 RGB image -> (num_crops, 3, H, W) float32 network input."""

@@ -10,7 +10,9 @@ from edge_iqa.errors import EdgeIQAError
 
 
 def train_command(
-    data: Path = typer.Option(..., help="Dataset CSV (columns image,mos; paths relative to it) or a pyiqa meta file."),
+    data: list[Path] = typer.Option(..., help="Dataset CSV (columns image,mos; paths relative to it), a BIQ2021 CSV "
+                                    "or a pyiqa meta file. Repeat for several datasets (each split, normalised "
+                                    "and ranked on its own; the model then scores 0-100, higher is better)."),
     out: Path = typer.Option(..., help="Run folder: best/last checkpoints, state.pt, metrics.json."),
     model: str = typer.Option("edge_hybrid_n", help="Registered model name (see `edge-iqa models`)."),
     image_root: Path = typer.Option(None, help="Folder the image paths are relative to (default: the CSV's)."),
@@ -29,7 +31,8 @@ def train_command(
     loss_rank: float = typer.Option(1.0, help="Weight of the pairwise rank hinge."),
     seed: int = typer.Option(0, help="Initialisation, crops, flips, batch order."),
     split_seed: int = typer.Option(0, help="Which random train/val split (or fold assignment)."),
-    val_fraction: float = typer.Option(0.2, help="Held-out fraction; 0 trains on everything."),
+    val_fraction: list[float] = typer.Option([0.2], help="Held-out fraction; 0 trains on everything. One for all "
+                                             "datasets, or one per --data in the same order."),
     folds: int = typer.Option(0, help="k-fold cross-validation instead of one split (0: off)."),
     fold: int = typer.Option(None, help="Run only this fold (0-based) of --folds."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
@@ -37,6 +40,8 @@ def train_command(
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
     workers: int = typer.Option(0, help="DataLoader workers (full recipe)."),
     cache_dir: Path = typer.Option(Path("runs/stem_cache"), help="Where the stem-cache recipe keeps features."),
+    cache_views: int = typer.Option(2, min=1, max=2, help="stem-cache: 2 caches image + mirror (flip "
+                                    "augmentation), 1 the image only (half the memory, for large sets)."),
     exact_eval: bool = typer.Option(True, help="Re-score the val set through the deployment path at the end."),
     backbone_weights: str = typer.Option("imagenet", help="ImageNet backbone file, or 'imagenet' to find it."),
     max_steps: int = typer.Option(None, help="Stop after this many optimiser steps (smoke tests)."),
@@ -48,12 +53,15 @@ def train_command(
     from edge_iqa.train.loop import TrainConfig, run
 
     config = TrainConfig(
-        model=model, data=str(data), out=str(out), image_root=str(image_root) if image_root else None,
+        model=model, data=[str(d) for d in data] if len(data) > 1 else str(data[0]), out=str(out),
+        image_root=str(image_root) if image_root else None,
         recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
         weight_decay=weight_decay, warmup_epochs=warmup_epochs, crop=crop, freeze_through=freeze_through,
         loss={"l1": loss_l1, "mse": loss_mse, "plcc": loss_plcc, "rank": loss_rank},
-        seed=seed, split_seed=split_seed, val_fraction=val_fraction, folds=folds, fold=fold, device=device,
-        amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,
+        seed=seed, split_seed=split_seed,
+        val_fraction=list(val_fraction) if len(val_fraction) > 1 else val_fraction[0], folds=folds, fold=fold,
+        device=device, amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,
+        cache_views=cache_views,
         exact_eval=exact_eval, backbone_weights=backbone_weights, max_steps=max_steps,
         init=str(init) if init else None,
     )

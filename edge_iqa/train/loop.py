@@ -33,11 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_iqa.data.datasets import LabelFile, kfold_splits, mos_transform, normalise_mos, read_labels, train_val_split
+from edge_iqa.data.datasets import LabelFile, kfold_splits, read_labels
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import CheckpointError, DatasetError
 from edge_iqa.metrics import evaluate
 from edge_iqa.train.losses import IQALoss
+from edge_iqa.train.multi import Combined, combine, count_batches, plan_batches, seeded_splits
 
 STATE_VERSION = 1
 
@@ -47,7 +48,7 @@ class TrainConfig:
     """Everything that defines a run (stored in ``metrics.json`` and the checkpoint metadata)."""
 
     model: str = "edge_hybrid_n"
-    data: str = ""
+    data: str | list[str] = ""  # one label file, or several datasets (edge_iqa.train.multi)
     out: str = "runs/train"
     image_root: str | None = None
     recipe: str = "auto"  # auto | stem-cache | full
@@ -63,7 +64,7 @@ class TrainConfig:
     loss: dict[str, float] = field(default_factory=lambda: IQALoss().to_dict())
     seed: int = 0
     split_seed: int = 0
-    val_fraction: float = 0.2
+    val_fraction: float | list[float] = 0.2  # one for all datasets, or one per dataset
     folds: int = 0
     fold: int | None = None  # run only this fold of --folds
     device: str = "auto"
@@ -71,6 +72,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0: torch's default)
     workers: int = 0  # DataLoader workers for the full recipe
     cache_dir: str | None = "runs/stem_cache"
+    cache_views: int = 2  # stem-cache: 2 = image + mirror (flip augmentation), 1 = image only (half the memory)
     exact_eval: bool = True  # re-score the val set through the deployment path at the end
     backbone_weights: str = "imagenet"
     max_steps: int | None = None  # stop early after this many optimiser steps (smoke tests)
@@ -154,7 +156,7 @@ class _Progress:
 # --- the two recipes: how a batch is produced and how the val set is scored -----------------------
 class _StemCacheRecipe:
     def __init__(self, model: nn.Module, labels: LabelFile, spec: PreprocessSpec, config: TrainConfig,
-                 device: torch.device, progress: _Progress) -> None:
+                 device: torch.device, progress: _Progress, datasets: tuple[LabelFile, ...] = ()) -> None:
         from edge_iqa.train.stem_cache import STRIDE, StemCache, stem_of
 
         if config.crop % STRIDE:
@@ -175,7 +177,12 @@ class _StemCacheRecipe:
         cache_dir = Path(config.cache_dir) if config.cache_dir else None
         advance = progress.task("caching stem features", len(labels))
         started = time.perf_counter()
-        self.cache = StemCache.load_or_build(labels, spec, stem, device, cache_dir, advance, _log)
+        # One cache per dataset: each is keyed (and reused) on its own, whatever it is combined with.
+        features: list[torch.Tensor] = []
+        for part in datasets or [labels]:
+            features += StemCache.load_or_build(part, spec, stem, device, cache_dir, advance, _log,
+                                                config.cache_views).features
+        self.cache = StemCache(features)
         self.cache_seconds = time.perf_counter() - started
 
     def set_train_mode(self) -> None:
@@ -185,14 +192,11 @@ class _StemCacheRecipe:
         stem_of(self.model).eval()  # frozen BN statistics stay ImageNet's
         self.frozen_blocks.eval()
 
-    def batches(self, indices: np.ndarray, targets: np.ndarray, batch_size: int,
-                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = rng.permutation(indices)
-        for start in range(0, len(order) - 1, batch_size):
-            chunk = order[start : start + batch_size]
-            if len(chunk) < 2:
-                break
-            yield self.cache.random_crops(chunk, self.cells, rng), torch.from_numpy(targets[chunk])
+    def batches(self, chunks: list[np.ndarray], targets: np.ndarray, groups: np.ndarray,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for chunk in chunks:
+            yield (self.cache.random_crops(chunk, self.cells, rng), torch.from_numpy(targets[chunk]),
+                   torch.from_numpy(groups[chunk]))
 
     def forward(self, stem: torch.Tensor) -> torch.Tensor:
         """``model.forward_from_stem`` with the frozen blocks run without autograd."""
@@ -219,7 +223,7 @@ class _StemCacheRecipe:
 
 class _FullRecipe:
     def __init__(self, model: nn.Module, labels: LabelFile, spec: PreprocessSpec, config: TrainConfig,
-                 device: torch.device, progress: _Progress) -> None:
+                 device: torch.device, progress: _Progress, datasets: tuple[LabelFile, ...] = ()) -> None:
         self.model, self.labels, self.spec, self.device, self.config = model, labels, spec, device, config
         self.frozen: set[int] = set()
         self.cache_seconds = 0.0
@@ -229,19 +233,19 @@ class _FullRecipe:
     def set_train_mode(self) -> None:
         self.model.train()
 
-    def batches(self, indices: np.ndarray, targets: np.ndarray, batch_size: int,
-                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from torch.utils.data import DataLoader, Subset
+    def batches(self, chunks: list[np.ndarray], targets: np.ndarray, groups: np.ndarray,
+                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        from torch.utils.data import DataLoader
 
         from edge_iqa.data.datasets import IQAImageDataset
 
         dataset = IQAImageDataset(self.labels, self.spec, {"scale": 1.0, "offset": 0.0}, train=True,
                                   crop_size=self.crop, seed=int(rng.integers(0, 2**31)))
         dataset.targets = targets.astype(np.float32)
-        order = [int(i) for i in rng.permutation(indices)]
-        loader = DataLoader(Subset(dataset, order), batch_size=batch_size, shuffle=False, drop_last=len(order) > 1,
+        loader = DataLoader(dataset, batch_sampler=[[int(i) for i in chunk] for chunk in chunks],
                             num_workers=self.config.workers, pin_memory=self.device.type == "cuda")
-        yield from loader
+        for chunk, (x, y) in zip(chunks, loader, strict=True):
+            yield x, y, torch.from_numpy(groups[chunk])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -316,9 +320,27 @@ def _metrics_dict(pred_mos: np.ndarray, mos: np.ndarray) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in evaluate(pred_mos, mos).to_dict().items()}
 
 
-def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, val_idx: np.ndarray,
-                out: Path, resume: bool = False) -> dict[str, Any]:
-    """Train one model on ``train_idx``, validate on ``val_idx`` (may be empty); returns metrics."""
+def _validate(predict: Callable[[np.ndarray], np.ndarray], data: Combined) -> dict[str, Any]:
+    """Per-dataset metrics of model scores against each dataset's MOS mapped onto the model scale.
+
+    Returns ``{"val": ..., "val_datasets": {name: metrics}}``; ``val`` is the one dataset's metrics,
+    or with several datasets the mean of each metric over them (RMSE on the shared model scale)."""
+    parts = [p for p in data.parts if len(p.val_idx) >= 3]
+    if not parts:
+        return {}
+    scores = predict(np.concatenate([p.val_idx for p in parts]))
+    per, start = {}, 0
+    for part in parts:
+        n = len(part.val_idx)
+        target = part.mapping.to_model_score(data.labels.mos[part.val_idx])
+        per[part.mapping.name] = _metrics_dict(scores[start : start + n], target)
+        start += n
+    mean = {k: round(float(np.mean([m[k] for m in per.values()])), 6) for k in next(iter(per.values()))}
+    return {"val": mean, "val_datasets": per}
+
+
+def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = False) -> dict[str, Any]:
+    """Train one model on ``data``'s training parts, validate on its val parts (may be empty)."""
     from edge_iqa.models import create_model, get_model_info
     from edge_iqa.models.checkpoint import save_checkpoint
 
@@ -340,13 +362,15 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         init_info = load_init(model, config)
         _log(f"init: {init_info['path']} (sha256 {init_info['sha256'][:16]}...)")
 
-    transform = mos_transform(labels.mos[train_idx])
-    targets = normalise_mos(labels.mos, transform).astype(np.float32)
+    labels, transform, targets, groups = data.labels, data.output_transform, data.targets, data.group
+    train_idx, val_idx = data.train_idx, data.val_idx
+    train_parts = [p.train_idx for p in data.parts]
+    datasets_meta = [p.mapping.to_dict() for p in data.parts]
     loss_fn = IQALoss(**config.loss)
     with _Progress(config.progress) as progress:
         recipe_name = _recipe(config, model)
         recipe = (_StemCacheRecipe if recipe_name == "stem-cache" else _FullRecipe)(
-            model, labels, spec, config, device, progress)
+            model, labels, spec, config, device, progress, data.files)
         if init_info is not None and recipe_name == "stem-cache":
             # Frozen blocks keep the init checkpoint's weights. If they are not ImageNet's, the stem
             # cache key (a hash of the stem weights) differs, so the run builds its own cache and
@@ -359,7 +383,7 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
                 _log(f"init: frozen backbone blocks {differing} differ from ImageNet's; they stay frozen at "
                      "the init checkpoint's values and the stem cache is keyed by them")
         optimizer = torch.optim.AdamW(_param_groups(model, recipe.frozen, config), lr=config.lr)
-        steps_per_epoch = max(1, len(train_idx) // config.batch_size)
+        steps_per_epoch = max(1, count_batches([len(p) for p in train_parts], config.batch_size))
         total_steps = steps_per_epoch * config.epochs
         warmup = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, warmup, config.min_lr_ratio))
@@ -387,9 +411,9 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         def checkpoint(name: str, meta: dict[str, Any]) -> None:
             save_checkpoint(model, out / f"{name}.safetensors", model_name=config.model, preprocess=spec,
                             model_kwargs=model_kwargs, output_transform=transform,
-                            metadata={"config": asdict(config), "recipe": recipe_name, "init": init_info, **meta})
+                            metadata={"config": asdict(config), "recipe": recipe_name, "init": init_info,
+                                      "datasets": datasets_meta, **meta})
 
-        val_mos = labels.mos[val_idx]
         for epoch in range(start_epoch, config.epochs):
             # Per-epoch generators: a resumed run draws exactly what an uninterrupted one would.
             rng = np.random.default_rng((config.seed, epoch))
@@ -398,11 +422,12 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
             losses = []
             advance = progress.task(f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
             epoch_start = time.perf_counter()
-            for x, y in recipe.batches(train_idx, targets, config.batch_size, rng):
+            chunks = plan_batches(train_parts, config.batch_size, rng)
+            for x, y, g in recipe.batches(chunks, targets, groups, rng):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     pred = recipe.forward(x)
-                loss = loss_fn(pred.float(), y)
+                loss = loss_fn(pred.float(), y, g.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -419,15 +444,17 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
                     break
             record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
                                       "train_seconds": round(time.perf_counter() - epoch_start, 1)}
-            if len(val_idx) >= 3:
-                pred = recipe.predict(val_idx, config.batch_size) * transform["scale"] + transform["offset"]
-                record["val"] = _metrics_dict(pred, val_mos)
+            record.update(_validate(
+                lambda idx: recipe.predict(idx, config.batch_size) * transform["scale"] + transform["offset"], data))
             history.append(record)
             val_text = ""
             if "val" in record:
                 v = record["val"]
                 val_text = (f" | val SROCC {v['srocc']:.4f} PLCC {v['plcc']:.4f} KRCC {v['krcc']:.4f} "
                             f"RMSE {v['rmse']:.2f}")
+                if len(record["val_datasets"]) > 1:
+                    val_text += "".join(f" | {name} SROCC {m['srocc']:.4f} PLCC {m['plcc']:.4f}"
+                                        for name, m in record["val_datasets"].items())
                 if best is None or v["srocc"] > best["val"]["srocc"]:
                     best = record
                     checkpoint("best", {"epoch": epoch + 1, "val": v})
@@ -442,7 +469,8 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         "config": asdict(config), "recipe": recipe_name, "device": str(device),
         "split": {"train": len(train_idx), "val": len(val_idx), "split_seed": config.split_seed,
                   "val_fraction": config.val_fraction, "folds": config.folds, "fold": config.fold},
-        "output_transform": transform, "history": history, "last": history[-1] if history else None,
+        "output_transform": transform, "datasets": datasets_meta, "history": history,
+        "last": history[-1] if history else None,
         "best": best, "cache_seconds": round(recipe.cache_seconds, 1), "init": init_info,
     }
     if config.exact_eval and len(val_idx) >= 3:
@@ -452,8 +480,8 @@ def train_split(config: TrainConfig, labels: LabelFile, train_idx: np.ndarray, v
         model.eval()
         scorer = TorchScorer(model, spec, transform, batch_size=config.batch_size)
         with torch.no_grad():
-            pred = scorer.score([labels.items[int(i)].path for i in val_idx])
-        result["last_exact"] = _metrics_dict(pred, val_mos)
+            exact = _validate(lambda idx: scorer.score([labels.items[int(i)].path for i in idx]), data)
+        result["last_exact"], result["last_exact_datasets"] = exact["val"], exact["val_datasets"]
         _log("last model, deployment path: " + ", ".join(f"{k} {v:.4f}" for k, v in result["last_exact"].items()))
     result["seconds"] = round(time.perf_counter() - started, 1)
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -477,13 +505,22 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Load the labels, make the split(s) the config asks for and train each."""
-    labels = read_labels(config.data, config.image_root)
+    """Load the label file(s), make the split(s) the config asks for and train each."""
+    label_files = [read_labels(path, config.image_root) for path in _as_list(config.data)]
     out = Path(config.out)
-    n = len(labels)
-    _log(f"{config.data}: {n} images, MOS {labels.mos.min():.2f}..{labels.mos.max():.2f}")
+    for labels in label_files:
+        _log(f"{labels.source}: {len(labels)} images, MOS {labels.mos.min():.2f}..{labels.mos.max():.2f}")
+    fractions = [float(f) for f in _as_list(config.val_fraction)]
     if config.folds:
+        if len(label_files) > 1:
+            raise DatasetError("--folds works with one --data file; with several datasets use --split-seed "
+                               "(each dataset gets its own seeded split)")
+        n = len(label_files[0])
         splits = kfold_splits(n, config.folds, config.split_seed)
         chosen = [config.fold] if config.fold is not None else list(range(config.folds))
         results = []
@@ -491,10 +528,13 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             train_idx, val_idx = splits[k]
             _log(f"fold {k + 1}/{config.folds}: {len(train_idx)} train, {len(val_idx)} val")
             fold_config = dataclasses.replace(config, fold=k)
-            results.append(train_split(fold_config, labels, train_idx, val_idx, out / f"fold{k}", resume))
+            data = combine(label_files, [(train_idx, val_idx)])
+            results.append(train_split(fold_config, data, out / f"fold{k}", resume))
         summary = _summary(results)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
-    train_idx, val_idx = train_val_split(n, config.val_fraction, config.split_seed)
-    _log(f"split seed {config.split_seed}: {len(train_idx)} train, {len(val_idx)} val")
-    return train_split(config, labels, train_idx, val_idx, out, resume)
+    data = combine(label_files, seeded_splits(label_files, fractions, config.split_seed))
+    for part in data.parts:
+        _log(f"{part.mapping.name}: split seed {config.split_seed}: {len(part.train_idx)} train, "
+             f"{len(part.val_idx)} val")
+    return train_split(config, data, out, resume)

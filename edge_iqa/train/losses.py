@@ -36,17 +36,26 @@ class IQALoss:
     plcc: float = 1.0
     rank: float = 1.0
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """``groups`` (one dataset id per image): the PLCC and rank terms are computed within each
+        group and averaged over the groups that have enough images, so labels of two studies are
+        never compared; the pointwise terms use every image."""
         pred, target = pred.float().reshape(-1), target.float().reshape(-1)
         loss = pred.new_zeros(())
         if self.l1:
             loss = loss + self.l1 * (pred - target).abs().mean()
         if self.mse:
             loss = loss + self.mse * ((pred - target) ** 2).mean()
-        if self.plcc and pred.numel() > 2:
-            loss = loss + self.plcc * plcc_loss(pred, target)
-        if self.rank and pred.numel() > 1:
-            loss = loss + self.rank * pairwise_rank_loss(pred, target)
+        members = [pred.new_ones(pred.shape, dtype=torch.bool)] if groups is None else \
+            [groups.reshape(-1) == g for g in torch.unique(groups)]
+        if self.plcc:
+            terms = [plcc_loss(pred[m], target[m]) for m in members if int(m.sum()) > 2]
+            if terms:
+                loss = loss + self.plcc * torch.stack(terms).mean()
+        if self.rank:
+            terms = [pairwise_rank_loss(pred[m], target[m]) for m in members if int(m.sum()) > 1]
+            if terms:
+                loss = loss + self.rank * torch.stack(terms).mean()
         return loss
 
     def to_dict(self) -> dict[str, float]:
