@@ -35,9 +35,11 @@ MIN_ATTENTION_OPSET = 23
 TARGETS_PACKAGE = "edge_iqa.targets"
 
 _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
-             "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits",
-             "tensorrt"}
-_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks"}
+             "batch", "max_batch", "input_size", "accuracy_budget", "max_score_error", "p99_score_error",
+             "quantization", "parity", "inherits", "tensorrt"}
+_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
+               "smooth_quant_alpha", "bias_correction"}
+BIAS_CORRECTIONS = ("fast", "full")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
@@ -57,6 +59,10 @@ class QuantizationSpec:
     keep_fp: tuple[str, ...] = ()
     sensitivity_images: int = 32
     max_kept_blocks: int = 8
+    # NNCF (OpenVINO) only: SmoothQuant alpha for the MatMuls of attention models (None: NNCF's
+    # default, a negative value turns SmoothQuant off) and fast or full bias correction.
+    smooth_quant_alpha: float | None = None
+    bias_correction: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,10 @@ class TargetProfile:
     max_batch: int = 16
     input_size: tuple[int, int] | None = None
     accuracy_budget: float = 0.01
+    # Per-photo budgets on the output (MOS) scale: max and 99th-percentile |score(model) - score(FP32)|
+    # over the validation photos; None = not budgeted.
+    max_score_error: float | None = None
+    p99_score_error: float | None = None
     quantization: QuantizationSpec = field(default_factory=QuantizationSpec)
     parity: ParitySpec = field(default_factory=ParitySpec)
     tensorrt: TensorRTSpec | None = None
@@ -241,10 +251,18 @@ def _validate(raw: dict[str, Any], source: str) -> TargetProfile:
     budget = float(_check_type(source, "accuracy_budget", raw.get("accuracy_budget", 0.01), (int, float)))
     if not 0 <= budget <= 1:
         raise TargetError(f"{source}: 'accuracy_budget' is a max |delta SROCC| in [0, 1], got {budget}")
+    score_errors = {}
+    for key in ("max_score_error", "p99_score_error"):
+        value = raw.get(key)
+        if value is not None:
+            value = float(_check_type(source, key, value, (int, float)))
+            if not value > 0:
+                raise TargetError(f"{source}: '{key}' is a |score difference| on the MOS scale, > 0; got {value}")
+        score_errors[key] = value
     return TargetProfile(
         name=name, description=str(raw.get("description", "")), runtime=runtime, precision=precision,
         precisions=precisions, attention_form=form, opset=opset, threads=threads, batch=batch,
-        max_batch=max_batch, input_size=input_size, accuracy_budget=budget,
+        max_batch=max_batch, input_size=input_size, accuracy_budget=budget, **score_errors,
         quantization=_quantization(raw.get("quantization", {}), source, runtime),
         parity=_parity(raw.get("parity", {}), source), source=source,
         tensorrt=_tensorrt(raw.get("tensorrt"), source, runtime, form, opset, batch, max_batch),
@@ -273,9 +291,18 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if sensitivity < 3 or max_kept < 0:
         raise TargetError(f"{source}: [quantization] needs sensitivity_images >= 3 (SROCC needs 3 scores) and "
                           f"max_kept_blocks >= 0, got {sensitivity} and {max_kept}")
+    alpha = raw.get("smooth_quant_alpha")
+    if alpha is not None:
+        alpha = float(_check_type(source, "quantization.smooth_quant_alpha", alpha, (int, float)))
+        if alpha > 1:
+            raise TargetError(f"{source}: 'quantization.smooth_quant_alpha' must be <= 1 (negative: off), got {alpha}")
+    bias = _choice(source, "quantization.bias_correction", raw.get("bias_correction", "fast"), BIAS_CORRECTIONS)
+    if runtime != "openvino" and (alpha is not None or "bias_correction" in raw):
+        raise TargetError(f"{source}: smooth_quant_alpha and bias_correction are NNCF (OpenVINO) settings")
     return QuantizationSpec(method=method, calibration_samples=samples,
                             seed=_check_type(source, "quantization.seed", raw.get("seed", 0), int), keep_fp=tuple(keep),
-                            sensitivity_images=sensitivity, max_kept_blocks=max_kept)
+                            sensitivity_images=sensitivity, max_kept_blocks=max_kept, smooth_quant_alpha=alpha,
+                            bias_correction=bias)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:
