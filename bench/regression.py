@@ -5,6 +5,8 @@ Checks, one per row x check (budgets from the suite's ``[budgets]``):
 ========================  =====================================================================
 ``status``                the row ran (fails when it errors and the baseline row did not)
 ``delta_srocc``           |SROCC(row) - SROCC(PyTorch FP32)| <= budget on the same images
+``score_error``           p99 and max |score(row) - score(PyTorch FP32)| over the photos (MOS points)
+                          <= ``p99_score_error`` / ``max_score_error``: single photos, not the ranking
 ``srocc``                 SROCC >= baseline SROCC - ``srocc_drop``
 ``throughput``            batch-1 images/s >= baseline x (1 - ``throughput_drop``)   (same machine)
 ``latency_p50``           batch-1 p50 <= baseline x (1 + ``latency_rise``)          (same machine)
@@ -64,6 +66,8 @@ def row_summary(row: dict[str, Any]) -> dict[str, Any]:
         "error": row.get("error"),
         "srocc": dig(row, "accuracy", "srocc"),
         "delta_srocc": dig(row, "drift", "delta_srocc"),
+        "max_abs_dscore": dig(row, "drift", "max_abs_diff"),
+        "p99_abs_dscore": dig(row, "drift", "p99_abs_diff"),
         "images_per_s_bs1": dig(row, "speed", "throughput", "1", "images_per_s"),
         "images_per_s_bs1_repeats": dig(row, "speed", "throughput", "1", "images_per_s_repeats"),
         "latency_p50_ms": dig(row, "speed", "latency_bs1", "p50_ms"),
@@ -140,7 +144,7 @@ def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budget
         else:
             status = CheckResult(rid, "status", FAIL, f"row failed: {row.get('error')}")
         skipped = [CheckResult(rid, c, SKIP, "row failed") for c in
-                   ("delta_srocc", "srocc", "throughput", "latency_p50", "sensitivity")]
+                   ("delta_srocc", "score_error", "srocc", "throughput", "latency_p50", "sensitivity")]
         return [status, *skipped]
     out = [CheckResult(rid, "status", PASS, "ran")]
     now = row_summary(row)
@@ -155,6 +159,8 @@ def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budget
         out.append(CheckResult(rid, "delta_srocc", PASS if ok else FAIL,
                                f"|delta SROCC| {abs(delta):.4f} {'<=' if ok else '>'} {budgets.delta_srocc}",
                                abs(delta), budgets.delta_srocc))
+
+    out.append(_score_error_check(rid, now, budgets))
 
     base_srocc = (base or {}).get("srocc")
     if now["srocc"] is None or base_srocc is None:
@@ -185,6 +191,20 @@ def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budget
                    else f"largest move of tau toward 0: {worst:.3f} <= {sens['budget']}")
         out.append(CheckResult(rid, "sensitivity", FAIL if flagged else PASS, message, worst, sens["budget"]))
     return out
+
+
+def _score_error_check(rid: str, now: dict[str, Any], budgets: Budgets) -> CheckResult:
+    """Single photos: p99 and max |dscore| on the MOS scale (the bench scores are MOS)."""
+    p99, worst = now["p99_abs_dscore"], now["max_abs_dscore"]
+    if rid == PYTORCH_EAGER:
+        return CheckResult(rid, "score_error", SKIP, "the reference itself")
+    if worst is None or p99 is None:
+        return CheckResult(rid, "score_error", SKIP, "no PyTorch FP32 reference scores")
+    ok = p99 <= budgets.p99_score_error and worst <= budgets.max_score_error
+    ratio = max(p99 / budgets.p99_score_error, worst / budgets.max_score_error)
+    return CheckResult(rid, "score_error", PASS if ok else FAIL,
+                       f"|dscore| p99 {p99:.2f} (budget {budgets.p99_score_error:g}), max {worst:.2f} (budget "
+                       f"{budgets.max_score_error:g}) MOS points", ratio, 1.0)
 
 
 def _speed_check(rid: str, check: str, value: float | None, base: float | None, budget: float, *,

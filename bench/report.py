@@ -25,6 +25,16 @@ GOAL_FP16_DELTA = 0.001
 
 
 
+def print_json_report(report: dict[str, Any], path: Path | None, indent: int = 1) -> None:
+    """A measuring script's result: printed, and written to ``path`` too when one is given (tools
+    such as NNCF print progress bars on stdout, so redirecting stdout is not a clean report)."""
+    text = json.dumps(report, indent=indent)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    print(text)
+
+
 def _fmt(value: Any, digits: int = 4, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -102,10 +112,11 @@ def _ci(row: dict[str, Any], name: str) -> str:
 def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
     ok_rows = [r for r in report["rows"] if r["status"] == "ok"]
     accuracy = (["row", "SROCC [95% CI]", "PLCC [95% CI]", "PLCC (logistic)", "KRCC [95% CI]", "RMSE [95% CI]",
-                 "rank agreement", "max |Δscore|", "mean |Δscore|"],
+                 "rank agreement", "max |Δscore|", "p99 |Δscore|", "mean |Δscore|"],
                 [[r["id"], _ci(r, "srocc"), _ci(r, "plcc"), _fmt(dig(r, "accuracy", "plcc_logistic")), _ci(r, "krcc"),
                   _ci(r, "rmse"), _fmt(dig(r, "drift", "rank_agreement"), 5),
-                  _fmt(dig(r, "drift", "max_abs_diff"), 4), _fmt(dig(r, "drift", "mean_abs_diff"), 4)]
+                  _fmt(dig(r, "drift", "max_abs_diff"), 4), _fmt(dig(r, "drift", "p99_abs_diff"), 4),
+                  _fmt(dig(r, "drift", "mean_abs_diff"), 4)]
                  for r in ok_rows])
     sizes = sorted({int(s) for r in ok_rows for s in (dig(r, "speed", "throughput") or {})})
     conc = sorted({int(s) for r in ok_rows for s in (dig(r, "speed", "concurrency") or {})})

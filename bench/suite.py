@@ -78,6 +78,8 @@ class Budgets:
     throughput_drop: float = 0.10  # batch-1 images/s below the baseline's (same machine only)
     latency_rise: float = 0.15  # batch-1 p50 above the baseline's (same machine only)
     sensitivity_tau: float = 0.2  # Kendall tau moving toward 0 vs PyTorch FP32, on any type
+    max_score_error: float = 4.0  # max |score(row) - score(PyTorch FP32)| of one photo, MOS points
+    p99_score_error: float = 2.0  # the same, 99th percentile over the photos
 
 
 @dataclass(frozen=True)

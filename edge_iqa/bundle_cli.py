@@ -26,7 +26,7 @@ def check_command(
         report: dict = {"bundle": str(bundle), "runtime": manifest["runtime"], "precision": manifest["precision"],
                         "checksums": "ok"}
         if manifest["runtime"] == "tensorrt":
-            from edge_iqa.export.tensorrt_check import check_graph
+            from edge_iqa.runtime.tensorrt.static_check import check_graph
 
             target = manifest.get("target", {})
             version = (target.get("tensorrt") or {}).get("version")
@@ -53,7 +53,9 @@ def build_engine_command(
 ) -> None:
     """Build (or reuse) the TensorRT engine of a bundle on this device and cache it in BUNDLE/engines/."""
     from edge_iqa.runtime.bundle import read_manifest, verify_files
-    from edge_iqa.runtime.tensorrt_engine import build_engine, current_device_key, engine_paths, read_recipe
+    from edge_iqa.runtime.tensorrt.builder import build_engine, current_device_key
+    from edge_iqa.runtime.tensorrt.cache import engine_paths
+    from edge_iqa.runtime.tensorrt.recipe import read_recipe
 
     try:
         manifest = read_manifest(bundle)
@@ -62,7 +64,7 @@ def build_engine_command(
             raise EdgeIQAError(f"{bundle} is a {manifest['runtime']} bundle; engines are built for TensorRT "
                                "bundles (edge-iqa export --target jetson | desktop-gpu)")
         recipe = read_recipe(bundle)
-        key = current_device_key(recipe.precision, manifest["files"][recipe.onnx_file]["sha256"], recipe.dla_core)
+        key = current_device_key(recipe, manifest["files"][recipe.onnx_file]["sha256"])
         engine, _ = engine_paths(bundle, key)
         if engine.is_file() and not rebuild:
             typer.echo(f"{engine} exists for this device (use --rebuild to build again)")

@@ -122,6 +122,7 @@ class Drift:
     rank_agreement: float  # SROCC between the two score lists
     max_abs_diff: float
     mean_abs_diff: float
+    p99_abs_diff: float = float("nan")  # 99th percentile of |candidate - reference| (one photo's error)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -133,4 +134,4 @@ def drift(candidate: np.ndarray | list[float], reference: np.ndarray | list[floa
     diff = np.abs(c - r)
     delta = srocc(c, mos) - srocc(r, mos) if mos is not None else float("nan")
     agreement = float(stats.spearmanr(c, r).statistic) if np.ptp(c) > 0 and np.ptp(r) > 0 else float("nan")
-    return Drift(float(delta), agreement, float(diff.max()), float(diff.mean()))
+    return Drift(float(delta), agreement, float(diff.max()), float(diff.mean()), float(np.percentile(diff, 99)))

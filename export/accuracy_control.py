@@ -1,33 +1,37 @@
-"""INT8 within an accuracy budget: automatic mixed precision driven by SROCC.
+"""INT8 within an accuracy budget: automatic mixed precision, one mechanism for every runtime.
 
-When the fully quantized model drifts more than the target's ``accuracy_budget`` (|delta SROCC|
-against MOS, FP32 as the reference) on the *validation* images (the held-out shipped images, never
-a calibration image), export gives the blocks whose quantization hurts the IQA metric most back to
-floating point, one at a time, until the budget holds, ``max_kept_blocks`` were given back, or
-nothing is left:
+When the fully quantized model misses the target's budget (``accuracy_budget.AccuracyBudget``:
+|delta SROCC| against MOS, and optionally each photo's |score difference| on the MOS scale, FP32 as
+the reference) on the *validation* images (the held-out shipped images, never a calibration image),
+export gives the blocks whose quantization hurts most back to floating point, one at a time, until
+the budget holds, ``max_kept_blocks`` were given back, or nothing is left:
 
     blocks      ONNX nodes grouped by PyTorch module path (``graph_scopes.module_paths``): a module
                 with at most MAX_BLOCK_COMPUTE Conv/MatMul/Gemm nodes is one block, a larger one
                 is split into its children (MobileNetV2 stages, attention blocks, the head: tens of
                 blocks, not thousands of nodes)
-    sensitivity every block removed from quantization on its own, scored on the first
-                ``sensitivity_images`` validation images against the cached FP32 scores
+    sensitivity every block removed from quantization on its own, scored on ``sensitivity_images``
+                validation images against the cached FP32 scores: the first ones, or, under a
+                per-photo budget, the photos full INT8 moves most (the ones that break it)
     greedy      blocks given back in order of sensitivity; each step re-measured on all validation
-                images (a block that makes |delta SROCC| worse goes back to INT8); stops at the first
-                step within the budget, at ``max_kept_blocks`` kept or 2 x that many tried
+                images (a block that does not lower the worst budget ratio goes back to INT8); stops
+                at the first step within the budget, at ``max_kept_blocks`` kept or 2 x that many tried
 
-The per-candidate artifacts come from the backend's own exclusion list (ONNX Runtime
-``nodes_to_exclude`` with a calibration cache, so a candidate costs no recalibration) or, for
-modelopt's TensorRT Q/DQ graph, from removing the Q/DQ pairs in front of the block's nodes (what
-``nodes_to_exclude`` does), because a modelopt run recalibrates from scratch (minutes). The final
-artifact is always built by the backend with the chosen exclusions and measured again by the
-pipeline. OpenVINO uses NNCF's own ``quantize_with_accuracy_control`` with an SROCC validation
-function instead (``quantize_openvino.quantize_with_budget``).
+The per-candidate artifacts come from each backend's ``candidate_builder`` without recalibrating:
+ONNX Runtime ``nodes_to_exclude`` with its calibration cache, OpenVINO the NNCF model with the
+FakeQuantize ops in front of the block bypassed, modelopt's TensorRT Q/DQ graph with the Q/DQ pairs
+in front of the block removed (``strip_qdq``). The final artifact is always built by the backend
+with the chosen exclusions (ORT ``nodes_to_exclude``, NNCF ``ignored_scope``, modelopt) and measured
+again by the pipeline.
 
-Sensitivity is ranked on rank agreement with the FP32 scores (SROCC between the two score
-lists), ties broken by |delta SROCC| and mean |score difference|: over a few images, delta SROCC
-against MOS moves in coarse steps and by chance, whereas agreement with the FP32 ranking measures
-the same thing (the order of the images) against a noise-free target.
+Sensitivity without a per-photo budget is ranked on rank agreement with the FP32 scores (SROCC
+between the two score lists), ties broken by |delta SROCC| and mean |score difference|: over a few
+images, delta SROCC against MOS moves in coarse steps and by chance, whereas agreement with the FP32
+ranking measures the same thing against a noise-free target. Under a per-photo budget that full
+INT8 misses, it is ranked on the drop of mean |score difference| over the worst photos first.
+
+(OpenVINO used NNCF's ``quantize_with_accuracy_control`` until it was shown to crash on the
+default model; see docs/quantization.md for the root cause.)
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
+from edge_iqa.export.accuracy_budget import AccuracyBudget
 from edge_iqa.export.calibration import model_feeds
 from edge_iqa.export.graph_scopes import module_paths, nodes_matching
 from edge_iqa.export.parity import Runner, compare, score_images
@@ -89,11 +94,19 @@ class Validation:
     mos: np.ndarray
     input_names: tuple[str, ...]
 
-    def measure(self, run: Runner, images: int | None = None) -> dict[str, Any]:
-        """Drift of ``run`` against the FP32 scores on the first ``images`` validation images."""
-        n = min(images or len(self.stacks), len(self.stacks))
-        scores = score_images(run, self.stacks[:n], self.input_names)
-        return {**compare(scores, self.reference[:n], self.mos[:n]), "images": n}
+    def measure(self, run: Runner, images: int | None = None, indices: list[int] | None = None) -> dict[str, Any]:
+        """Drift of ``run`` against the FP32 scores on the validation images ``indices`` (default:
+        the first ``images``, default all)."""
+        if indices is None:
+            indices = list(range(min(images or len(self.stacks), len(self.stacks))))
+        scores = score_images(run, [self.stacks[i] for i in indices], self.input_names)
+        return {**compare(scores, self.reference[indices], self.mos[indices]), "images": len(indices)}
+
+    def worst_photos(self, run: Runner, count: int) -> list[int]:
+        """Indices of the ``count`` validation photos whose scores ``run`` moves most from FP32."""
+        scores = score_images(run, self.stacks, self.input_names)
+        order = np.argsort(-np.abs(scores - self.reference), kind="stable")
+        return sorted(int(i) for i in order[:count])
 
 
 @dataclass
@@ -105,14 +118,12 @@ class SearchResult:
     step_artifacts: list[Path] = field(default_factory=list)  # full INT8 first, then one per step
     within_budget: bool = False
     stopped_because: str = ""
+    sensitivity_subset: str = ""
 
     def record(self) -> dict[str, Any]:
         return {"kept_blocks": self.kept_blocks, "kept_nodes": len(self.kept_nodes),
-                "sensitivity": self.sensitivity, "steps": self.steps, "stopped_because": self.stopped_because}
-
-
-def _abs(value: float | None) -> float:
-    return abs(value) if value is not None else float("inf")
+                "sensitivity": self.sensitivity, "sensitivity_subset": self.sensitivity_subset, "steps": self.steps,
+                "stopped_because": self.stopped_because}
 
 
 def _agreement(value: float | None) -> float:
@@ -120,9 +131,9 @@ def _agreement(value: float | None) -> float:
 
 
 def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path], runner_for: Callable[[Path], Runner],
-           validation: Validation, budget: float, *, full_int8: Path, sensitivity_images: int, max_kept_blocks: int,
-           progress: Progress = lambda _: None) -> SearchResult:
-    """Sensitivity of every block, then greedy give-back until |delta SROCC| <= ``budget``.
+           validation: Validation, budget: AccuracyBudget, *, full_int8: Path, sensitivity_images: int,
+           max_kept_blocks: int, progress: Progress = lambda _: None) -> SearchResult:
+    """Sensitivity of every block, then greedy give-back until ``budget`` holds.
 
     ``candidate(nodes)`` returns an INT8 artifact whose ``nodes`` (beyond the profile's keep_fp)
     stay in floating point; ``runner_for(path)`` scores it."""
@@ -130,26 +141,34 @@ def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path],
         return SearchResult([], [], [], [], [full_int8], stopped_because="nothing to give back (max_kept_blocks = 0 "
                                                                           "or no quantized block)")
     n_sens = min(sensitivity_images, len(validation.stacks))
-    base = validation.measure(runner_for(full_int8), n_sens)
+    full_run = runner_for(full_int8)
+    full = validation.measure(full_run, None)
+    per_photo = budget.excess({**full, "delta_srocc": 0.0}) > 1.0  # a per-photo budget that full INT8 misses
+    subset = validation.worst_photos(full_run, n_sens) if per_photo else list(range(n_sens))
+    base = validation.measure(full_run, indices=subset)
     ranking = []
     for i, (name, nodes) in enumerate(blocks.items(), 1):
         progress(f"sensitivity {i}/{len(blocks)}: {name}")
-        drift = validation.measure(runner_for(candidate(nodes)), n_sens)
+        drift = validation.measure(runner_for(candidate(nodes)), indices=subset)
         ranking.append({
             "block": name, "nodes": len(nodes), "images": n_sens,
             "delta_srocc": drift["delta_srocc"], "rank_agreement": drift["rank_agreement"],
-            "mean_abs_diff": drift["mean_abs_diff"],
+            "mean_abs_diff": drift["mean_abs_diff"], "max_abs_diff": drift["max_abs_diff"],
             # What giving this block back buys, against full INT8 on the same images.
             "gain_rank_agreement": _agreement(drift["rank_agreement"]) - _agreement(base["rank_agreement"]),
             "gain_abs_delta_srocc": (abs(base["delta_srocc"]) - abs(drift["delta_srocc"])
                                      if base["delta_srocc"] is not None and drift["delta_srocc"] is not None else 0.0),
             "gain_mean_abs_diff": base["mean_abs_diff"] - drift["mean_abs_diff"],
         })
-    ranking.sort(key=lambda r: (-r["gain_rank_agreement"], -r["gain_abs_delta_srocc"], -r["gain_mean_abs_diff"]))
+    if per_photo:
+        ranking.sort(key=lambda r: (-r["gain_mean_abs_diff"], -r["gain_rank_agreement"]))
+    else:
+        ranking.sort(key=lambda r: (-r["gain_rank_agreement"], -r["gain_abs_delta_srocc"], -r["gain_mean_abs_diff"]))
     for rank, row in enumerate(ranking, 1):
         row["rank"] = rank
     result = SearchResult([], [], ranking, [], [full_int8], stopped_because="")
-    best = _abs(validation.measure(runner_for(full_int8), None)["delta_srocc"])
+    result.sensitivity_subset = "worst photos of full INT8" if per_photo else "first validation photos"
+    best = budget.excess(full)
     tried = 0
     for row in ranking:
         if len(result.kept_blocks) >= max_kept_blocks or tried >= 2 * max_kept_blocks:
@@ -159,18 +178,19 @@ def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path],
         progress(f"give back {row['block']} (try {tried}, {len(result.kept_blocks)} kept)")
         path = candidate(nodes)
         drift = validation.measure(runner_for(path), None)
-        # A block that makes the drift worse on all validation images goes back to INT8 (the
-        # sensitivity subset misjudged it): keeping it would cost speed for nothing.
-        accepted = _abs(drift["delta_srocc"]) <= best
+        excess = budget.excess(drift)
+        # A block that does not lower the worst budget ratio on all validation images goes back to
+        # INT8 (the sensitivity subset misjudged it): keeping it would cost speed for nothing.
+        accepted = excess < best
         result.steps.append({"block": row["block"], "accepted": accepted, "kept_blocks": len(result.kept_blocks)
-                             + accepted, **drift})
+                             + accepted, "budget_excess": excess, **drift, **budget.score_errors(drift)})
         if not accepted:
             continue
-        best = _abs(drift["delta_srocc"])
+        best = excess
         result.kept_blocks.append(row["block"])
         result.kept_nodes = nodes
         result.step_artifacts.append(path)
-        if best <= budget:
+        if best <= 1.0:
             result.within_budget = True
             result.stopped_because = "within budget"
             return result
@@ -248,23 +268,12 @@ def speed_cost(step_artifacts: list[Path], kept_blocks: list[str], runner_for: C
             "final_vs_full_int8": values[-1] / values[0] if values[0] else None, "per_block": per_block}
 
 
-def final_speed_cost(full_int8: Runner, final: Runner, feeds: dict[str, np.ndarray], measured_with: str
-                     ) -> dict[str, Any]:
-    """Latency of the final artifact vs full INT8 (when the steps are not separate artifacts)."""
-    medians = latency_ms({"full int8": full_int8, "final": final}, feeds)
-    return {"method": "median batch-1 latency of the final artifact vs full INT8, runs interleaved "
-                      "(per-block costs not measured)",
-            "measured_with": measured_with, "full_int8_ms": medians["full int8"], "final_ms": medians["final"],
-            "final_vs_full_int8": medians["final"] / medians["full int8"] if medians["full int8"] else None,
-            "per_block": None}
-
-
 # --- the pipeline's entry point ---------------------------------------------------------------------
 MIN_VALIDATION_IMAGES = 8
 
 
 def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str, Any], profile: TargetProfile,
-            feeds: Callable[[], Any], work: Path, validation: Validation, budget: float,
+            feeds: Callable[[], Any], work: Path, validation: Validation, budget: AccuracyBudget,
             progress: Progress = lambda _: None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rebuild the INT8 artifact in ``staging`` with the most sensitive blocks in floating point;
     returns the new build record and the accuracy-control record (kept blocks, sensitivity figures,
@@ -283,23 +292,8 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     def runner_for(path: Path) -> Runner:
         return backend.runner(path, "int8", profile.threads)
 
-    if hasattr(backend, "quantize_with_budget"):  # OpenVINO: NNCF's own accuracy-controlled quantization
-        node_blocks = {node: name for name, nodes in block_nodes(fp32_model).items() for node in nodes}
-        progress("nncf.quantize_with_accuracy_control")
-        for path in staging.iterdir():
-            if path.is_file():
-                path.unlink()
-        new_built, record = backend.quantize_with_budget(onnx_fp32, staging, profile, feeds, validation, budget,
-                                                         node_blocks)
-        progress("latency: final vs full INT8")
-        record["speed_cost"] = None
-        if record["kept_operations"]:
-            final = runner_for(staging / new_built["model_file"])
-            record["speed_cost"] = final_speed_cost(runner_for(full_int8), final, feeds_1,
-                                                    f"{profile.runtime} on the exporting machine's CPU")
-        return new_built, record
-
     blocks = block_nodes(fp32_model, static)
+    progress("candidate builder")
     candidate = backend.candidate_builder(onnx_fp32, full_int8, profile, feeds, work)
     counter = itertools.count()
 
@@ -310,12 +304,17 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
                     sensitivity_images=spec.sensitivity_images, max_kept_blocks=spec.max_kept_blocks,
                     progress=progress)
     progress(f"final build with {len(result.kept_blocks)} block(s) in floating point")
+    for path in staging.iterdir():
+        if path.is_file():
+            path.unlink()
     new_built = backend.build(onnx_fp32, staging, "int8", profile, feeds, work, exclude_nodes=result.kept_nodes)
     record = {"tool": "edge_iqa.export.accuracy_control", "candidates": backend.SEARCH_PROXY,
               "blocks_searched": len(blocks), "sensitivity_images": min(spec.sensitivity_images,
                                                                         len(validation.stacks)),
-              "sensitivity_ranked_by": "gain in rank agreement with the FP32 scores, then in |delta SROCC|, "
-                                       "then in mean |score diff|", **result.record()}
+              "sensitivity_ranked_by": ("drop of mean |score diff| on the photos full INT8 moves most, then gain in "
+                                        "rank agreement" if result.sensitivity_subset.startswith("worst") else
+                                        "gain in rank agreement with the FP32 scores, then in |delta SROCC|, "
+                                        "then in mean |score diff|"), **result.record()}
     progress("latency of each give-back step")
     measured_with = (f"{profile.runtime} on the exporting machine's CPU" if profile.runtime != "tensorrt" else
                      "ONNX Runtime CPU on the Q/DQ graphs (a proxy: says nothing about TensorRT on the device)")

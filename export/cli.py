@@ -19,6 +19,11 @@ def export_command(
     accuracy_budget: float = typer.Option(
         None, help="Max |SROCC(fp16/int8) - SROCC(fp32)| against MOS on held-out images (default: the target's "
                    "accuracy_budget). INT8 over it keeps its most sensitive blocks in floating point until it holds."),
+    max_score_error: float = typer.Option(
+        None, help="Max |score(fp16/int8) - score(fp32)| of any held-out photo, in MOS points (default: the "
+                   "target's max_score_error). INT8 over it keeps blocks in floating point as for --accuracy-budget."),
+    p99_score_error: float = typer.Option(
+        None, help="The same for the 99th percentile of |score difference| over the held-out photos (MOS points)."),
     allow_over_budget: bool = typer.Option(
         False, help="Write the bundle even if the budget cannot be met (the manifest records it as over budget)."),
     accuracy_gate: bool = typer.Option(
@@ -31,6 +36,7 @@ def export_command(
     try:
         export_bundle(model, target, precision, checkpoint, out, random_weights=random_weights,
                       accuracy_gate=accuracy_gate, accuracy_budget=accuracy_budget,
+                      max_score_error=max_score_error, p99_score_error=p99_score_error,
                       allow_over_budget=allow_over_budget)
     except EdgeIQAError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -45,10 +51,12 @@ def targets_command() -> None:
     from edge_iqa.export.targets import list_targets, load_target
 
     table = Table("name", "runtime", "precision", "allowed", "attention", "opset", "budget", "calibration",
-                  "description")
+                  "description")  # budget: |delta SROCC|, then p99/max |dscore| in MOS points when budgeted
     for name in list_targets():
         t = load_target(name)
         q = t.quantization
         table.add_row(t.name, t.runtime, t.precision, ",".join(t.precisions), t.attention_form, str(t.opset),
-                      f"{t.accuracy_budget:g}", f"{q.method} x{q.calibration_samples}", t.description)
+                      f"{t.accuracy_budget:g}" + (f", p99 {t.p99_score_error:g} / max {t.max_score_error:g} MOS"
+                                                  if t.max_score_error and t.p99_score_error else ""),
+                      f"{q.method} x{q.calibration_samples}", t.description)
     Console().print(table)

@@ -32,6 +32,7 @@ import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, CheckpointError, ExportError, TargetError
 from edge_iqa.export import accuracy_control, calibration
+from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.onnx_export import export_onnx
 from edge_iqa.export.parity import compare, onnxruntime_runner, parity_gate, score_images, torch_runner
@@ -113,6 +114,8 @@ def export_bundle(
     random_weights: bool = False,
     accuracy_gate: bool = True,
     accuracy_budget: float | None = None,
+    max_score_error: float | None = None,
+    p99_score_error: float | None = None,
     allow_over_budget: bool = False,
     quiet: bool = False,
 ) -> Path:
@@ -121,7 +124,9 @@ def export_bundle(
 
     ``model`` exports an in-memory network (its registry entry still gives the preprocessing).
     ``accuracy_budget`` (max |delta SROCC| vs FP32 against MOS; default: the target's) bounds the
-    fp16/int8 drift; INT8 over it keeps its most sensitive blocks in floating point until it holds,
+    fp16/int8 drift; ``max_score_error`` / ``p99_score_error`` (MOS points; default: the target's)
+    bound each validation photo's |score - score(FP32)| (max and 99th percentile). INT8 over a budget
+    keeps its most sensitive blocks in floating point until it holds,
     and is refused (AccuracyBudgetError, nothing written) if it still does not, unless
     ``allow_over_budget`` (then the manifest records it as over budget). ``accuracy_gate=False``
     skips the mixed-precision search and only records the drift (for untrained development
@@ -133,6 +138,11 @@ def export_bundle(
         if not 0 <= accuracy_budget <= 1:
             raise TargetError(f"--accuracy-budget is a max |delta SROCC| in [0, 1], got {accuracy_budget}")
         profile = dataclasses.replace(profile, accuracy_budget=float(accuracy_budget))
+    for key, value in (("max_score_error", max_score_error), ("p99_score_error", p99_score_error)):
+        if value is not None:
+            if not value > 0:
+                raise TargetError(f"--{key.replace('_', '-')} is a |score difference| in MOS points, > 0; got {value}")
+            profile = dataclasses.replace(profile, **{key: float(value)})
     precision = profile.resolve_precision(precision)
     backend = backend_module(profile.runtime)
     info = get_model_info(model_name)
@@ -148,6 +158,8 @@ def export_bundle(
     if hook := info.extra.get("fixed_size_hook"):
         getattr(model, hook)(*spec.input_size)
     names = tuple(info.inputs)
+    budget = AccuracyBudget(profile.accuracy_budget, profile.max_score_error, profile.p99_score_error,
+                            score_scale=float(transform["scale"]))
     quant = profile.quantization
     split = calibration.split(quant.calibration_samples, quant.seed,
                               max(profile.parity.images, profile.parity.accuracy_images))
@@ -191,11 +203,16 @@ def export_bundle(
                 note["done"] = f"{kernels['integer_kernel_count']} integer kernels" if kernels else ""
             what = "held-out validation" if precision == "int8" else "held-out"
             with _step(console, f"{precision} artifact vs PyTorch on {n_check} {what} images") as note:
-                accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile, validation)
+                accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile, validation,
+                                              budget)
                 note["done"] = _drift_note(accuracy)
             control = None
             if search:
+                # Before minutes of searching: a budget finer than the validation photos resolve is refused.
+                refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
                 control = {"budget": profile.accuracy_budget, "metric": "|delta SROCC| vs FP32 against MOS",
+                           "max_score_error": profile.max_score_error, "p99_score_error": profile.p99_score_error,
+                           "score_metric": "|score - score(FP32)| on the MOS scale over the validation photos",
                            "validation_images": n_check, "full_int8": _drift_only(accuracy),
                            "needed": not accuracy["within_budget"], "kept_blocks": []}
                 if not accuracy["within_budget"]:
@@ -203,7 +220,7 @@ def export_bundle(
                     with console.status("mixed precision ...") as status:
                         built, found = accuracy_control.restore(
                             backend, graph.path, staging, built, profile, feeds, work, validation,
-                            profile.accuracy_budget, lambda m: status.update(f"mixed precision: {m}"))
+                            budget, lambda m: status.update(f"mixed precision: {m}"))
                     control.update(found)
                     control["search_s"] = round(time.perf_counter() - started, 1)
                     console.print(f"[green]✓[/green] mixed precision [dim]{control['search_s']:.1f}s[/dim] "
@@ -211,12 +228,12 @@ def export_bundle(
                                   f"{', '.join(control['kept_blocks']) or '-'}")
                     with _step(console, f"mixed-precision artifact vs PyTorch on {n_check} {what} images") as note:
                         accuracy = _artifact_accuracy(backend, staging / built["model_file"], precision, profile,
-                                                      validation)
+                                                      validation, budget)
                         note["done"] = _drift_note(accuracy)
                 control.update(final=_drift_only(accuracy), within_budget=accuracy["within_budget"],
                                over_budget=not accuracy["within_budget"], allowed_over_budget=allow_over_budget)
             if accuracy_gate and not allow_over_budget and precision != "fp32" and not accuracy["within_budget"]:
-                raise AccuracyBudgetError(_over_budget_message(precision, profile, accuracy, control))
+                raise AccuracyBudgetError(_over_budget_message(precision, profile, accuracy, control, budget))
             manifest = _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
                                  onnx_parity, accuracy, split, quant)
             manifest["accuracy_control"] = control
@@ -232,43 +249,49 @@ def _fmt(value: object) -> str:
 
 
 def _drift_note(accuracy: dict[str, Any]) -> str:
-    return (f"delta SROCC {_fmt(accuracy['delta_srocc'])}, max|diff| {accuracy['max_abs_diff']:.2e}, "
+    score = ("" if accuracy.get("max_abs_dscore") is None else
+             f", |dscore| p99 {accuracy['p99_abs_dscore']:.2f} max {accuracy['max_abs_dscore']:.2f} MOS")
+    return (f"delta SROCC {_fmt(accuracy['delta_srocc'])}, max|diff| {accuracy['max_abs_diff']:.2e}{score}, "
             f"rank agreement {_fmt(accuracy['rank_agreement'])}")
 
 
 def _drift_only(accuracy: dict[str, Any]) -> dict[str, Any]:
-    keys = ("delta_srocc", "rank_agreement", "max_abs_diff", "mean_abs_diff", "images", "srocc_reference",
-            "srocc_artifact", "within_budget")
+    keys = ("delta_srocc", "rank_agreement", "max_abs_diff", "mean_abs_diff", "p99_abs_diff", "p99_abs_dscore",
+            "max_abs_dscore", "srocc_resolution", "images", "srocc_reference", "srocc_artifact", "within_budget")
     return {k: accuracy.get(k) for k in keys}
 
 
 def _artifact_accuracy(backend: ModuleType, model_path: Path, precision: str, profile: TargetProfile,
-                       validation: accuracy_control.Validation) -> dict[str, Any]:
+                       validation: accuracy_control.Validation, budget: AccuracyBudget) -> dict[str, Any]:
     """The built artifact in its own runtime vs PyTorch: FP32 passes the parity gate; FP16/INT8
-    are measured against the budget (|delta SROCC|; the caller enforces it)."""
+    are measured against the budget (|delta SROCC| and the per-photo |dscore| on the MOS scale; the
+    caller enforces it), with the resolution of delta SROCC on these photos."""
     run = backend.runner(model_path, precision, profile.threads)
     scores = score_images(run, validation.stacks, validation.input_names)
     reference, mos = validation.reference, validation.mos
     record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(validation.stacks),
                               "budget": profile.accuracy_budget,
                               "srocc_reference": _srocc(reference, mos), "srocc_artifact": _srocc(scores, mos)}
+    record.update(budget.score_errors(record), max_score_error=profile.max_score_error,
+                  p99_score_error=profile.p99_score_error, score_scale=budget.score_scale)
     if precision == "fp32":
         n = profile.parity.images
         record["parity"] = parity_gate(scores[:n], reference[:n], profile.parity, f"the {profile.runtime} FP32 model")
-    delta = record["delta_srocc"]
-    record["within_budget"] = delta is not None and abs(delta) <= profile.accuracy_budget
+    if precision != "fp32":
+        record["srocc_resolution"] = srocc_resolution(scores, reference, mos)
+    record["within_budget"] = budget.within(record)
     return record
 
 
 def _over_budget_message(precision: str, profile: TargetProfile, accuracy: dict[str, Any],
-                         control: dict[str, Any] | None) -> str:
-    delta = accuracy["delta_srocc"]
+                         control: dict[str, Any] | None, budget: AccuracyBudget) -> str:
     kept = control.get("kept_blocks") if control else None
     tried = (f" after keeping {len(kept)} block(s) in floating point ({', '.join(kept)}; "
              f"{control.get('stopped_because', '')})" if kept else "")
-    return (f"{precision} on {profile.runtime}: |delta SROCC| = {_fmt(delta and abs(delta))} on {accuracy['images']} "
-            f"held-out images exceeds the accuracy budget {profile.accuracy_budget}{tried}; no bundle was written. "
-            "Pass a larger --accuracy-budget, --allow-over-budget to write it anyway (recorded in the manifest), "
+    return (f"{precision} on {profile.runtime}: {'; '.join(budget.over(accuracy))} on {accuracy['images']} "
+            f"held-out images{tried}; no bundle was written. "
+            "Pass a larger --accuracy-budget / --max-score-error / --p99-score-error, --allow-over-budget to write "
+            "it anyway (recorded in the manifest), "
             "raise [quantization] max_kept_blocks, try method = 'percentile' or more calibration_samples, or fp16")
 
 

@@ -1,10 +1,11 @@
 """INT8 for TensorRT with NVIDIA Model Optimizer's ONNX PTQ: explicit, symmetric int8 Q/DQ.
 
 Calibration runs through ONNX Runtime on the CPU (``calibration_eps=["cpu"]``), so a Jetson
-bundle is made on a machine without a GPU. The rest of the graph stays FP32 in the file; the
-engine build's ``--fp16`` flag runs the unquantized layers (head, stem, softmax) in FP16 on the
-device. The Q/DQ graph's drift is measured on the CPU with ONNX Runtime as the best available proxy
-and recorded as such in the manifest.
+bundle is made on a machine without a GPU. The rest of the graph is stored in
+``high_precision_dtype``: FP32 for weakly typed TensorRT (10.3-10.11, the build's ``--fp16`` flag
+runs the unquantized layers in FP16 on the device), FP16 for strongly typed TensorRT (10.12+, 11.x).
+The Q/DQ graph's drift is measured on the CPU with ONNX Runtime as the best available proxy and
+recorded as such in the manifest.
 """
 
 from __future__ import annotations
@@ -56,8 +57,12 @@ def quantize_int8_qdq(
     *,
     method: str = "entropy",
     nodes_to_exclude: list[str] | None = None,
+    high_precision_dtype: str = "fp32",
 ) -> dict[str, Any]:
-    """Insert calibrated int8 Q/DQ into ``fp32_onnx``; write ``out_onnx``; return the record."""
+    """Insert calibrated int8 Q/DQ into ``fp32_onnx``; write ``out_onnx``; return the record.
+    ``high_precision_dtype``: what the unquantized layers are stored as: "fp32" for weakly typed
+    TensorRT (the ``FP16`` flag lowers them on the device), "fp16" for strongly typed TensorRT
+    (10.12+, 11.x), where the graph's types are the engine's."""
     if method not in METHODS:
         raise ExportError(f"TensorRT INT8 through modelopt calibrates with {sorted(METHODS)}, not {method!r}")
     try:
@@ -77,7 +82,7 @@ def quantize_int8_qdq(
             calibration_data=calibration,
             calibration_method=METHODS[method],
             calibration_eps=["cpu"],
-            high_precision_dtype="fp32",
+            high_precision_dtype=high_precision_dtype,
             nodes_to_exclude=nodes_to_exclude or None,
             output_path=str(out_onnx),
             log_level="WARNING",
@@ -91,6 +96,7 @@ def quantize_int8_qdq(
     return {
         "tool": "nvidia-modelopt (modelopt.onnx.quantization)",
         "format": "explicit Q/DQ, int8 symmetric (zero point 0)",
+        "high_precision_dtype": high_precision_dtype,
         "method": method,
         "calibration_eps": ["cpu"],
         "quantize_linear_nodes": pairs,

@@ -33,15 +33,17 @@ NNCF_RANGE = {"minmax": "MINMAX", "percentile": "MEAN_QUANTILE"}
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
-          work_dir: Path) -> dict[str, Any]:
-    """Write ``out_dir/model.xml`` + ``model.bin`` at ``precision``; returns manifest fragments."""
+          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write ``out_dir/model.xml`` + ``model.bin`` at ``precision``; returns manifest fragments.
+    INT8 keeps the profile's keep_fp layers and ``exclude_nodes`` (ONNX node names, the blocks the
+    accuracy search gave back) in floating point through NNCF's ignored scope."""
     import openvino as ov
 
     model = ov.convert_model(str(onnx_fp32))
     record: dict[str, Any] = {"model_file": MODEL_FILE, "quantization": None, "integer_kernels": None,
                               "runtime_options": runtime_options(precision, target)}
     if precision == "int8":
-        model, record["quantization"] = quantize_int8(model, onnx_fp32, target, feeds)
+        model, record["quantization"] = quantize_int8(model, onnx_fp32, target, feeds, exclude_nodes)
     elif precision == "fp16":
         record["quantization"] = {"tool": "openvino.save_model", "compress_to_fp16": True}
     ov.save_model(model, str(out_dir / MODEL_FILE), compress_to_fp16=precision == "fp16")
@@ -86,169 +88,104 @@ class _Reiterable:
         return self._feeds()
 
 
-def _ignored_patterns(onnx_fp32: Path, keep_fp: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """ONNX node names to keep in floating point, and NNCF regexes for their OpenVINO ops (the
-    ONNX frontend names an op after its node, with suffixes such as ``/WithoutBiases``)."""
-    kept = nodes_matching(onnx.load(str(onnx_fp32)), keep_fp)
-    return kept, [f"^{re.escape(name)}(/.*)?$" for name in kept]
+def op_pattern(onnx_node: str) -> str:
+    """NNCF regex for the OpenVINO ops of one ONNX node (the ONNX frontend names an op after its
+    node, with suffixes such as ``/WithoutBiases``)."""
+    return f"^{re.escape(onnx_node)}(/.*)?$"
 
 
-def _nncf_arguments(onnx_fp32: Path, target: TargetProfile) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Keyword arguments shared by ``nncf.quantize`` and ``quantize_with_accuracy_control``, and
-    the manifest record they produce."""
+def _nncf_arguments(onnx_fp32: Path, target: TargetProfile, exclude_nodes: list[str] | tuple[str, ...] = (),
+                    compress_weights: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword arguments of ``nncf.quantize`` and the manifest record they produce."""
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.openvino.quantization.backend_parameters import BackendParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     spec = target.quantization
-    kept, patterns = _ignored_patterns(onnx_fp32, spec.keep_fp)
+    by_pattern = nodes_matching(onnx.load(str(onnx_fp32)), spec.keep_fp)
+    kept = list(dict.fromkeys([*by_pattern, *exclude_nodes]))
+    patterns = [op_pattern(name) for name in kept]
     has_attention = _has_attention(onnx_fp32)
     advanced = AdvancedQuantizationParameters(
-        activations_range_estimator_params=getattr(RangeEstimatorParametersSet, NNCF_RANGE[spec.method]))
+        activations_range_estimator_params=getattr(RangeEstimatorParametersSet, NNCF_RANGE[spec.method]),
+        backend_params={BackendParameters.COMPRESS_WEIGHTS: compress_weights})
+    if spec.smooth_quant_alpha is not None:
+        advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=spec.smooth_quant_alpha)
     kwargs = {"preset": nncf.QuantizationPreset.MIXED, "target_device": nncf.TargetDevice.CPU,
               "subset_size": spec.calibration_samples,
               "model_type": nncf.ModelType.TRANSFORMER if has_attention else None,
+              "fast_bias_correction": spec.bias_correction == "fast",
               "ignored_scope": nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None,
-              "advanced_quantization_parameters": advanced}
+              "advanced_parameters": advanced}
     record = {"tool": "nncf.quantize", "nncf_preset": "mixed", "target_device": "CPU",
               "model_type": "transformer" if has_attention else None, "method": spec.method,
               "range_estimator": NNCF_RANGE[spec.method], "subset_size": spec.calibration_samples,
-              "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp)}
+              "smooth_quant_alpha": spec.smooth_quant_alpha, "bias_correction": spec.bias_correction,
+              "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp),
+              "kept_fp_by_accuracy_control": [n for n in kept if n not in set(by_pattern)]}
     return kwargs, record
 
 
-def quantize_int8(model: Any, onnx_fp32: Path, target: TargetProfile, feeds: FeedFactory) -> tuple[Any, dict]:
+def quantize_int8(model: Any, onnx_fp32: Path, target: TargetProfile, feeds: FeedFactory,
+                  exclude_nodes: list[str] | tuple[str, ...] = (), compress_weights: bool = True
+                  ) -> tuple[Any, dict]:
     import nncf
 
-    kwargs, record = _nncf_arguments(onnx_fp32, target)
-    advanced = kwargs.pop("advanced_quantization_parameters")
+    kwargs, record = _nncf_arguments(onnx_fp32, target, exclude_nodes, compress_weights)
     # One feed per crop: a multi-crop model (LoDa 15, GlintIQA 25 crops per image) must see the crops
     # of every calibration image, not only the first calibration_samples crops.
     kwargs["subset_size"] = record["subset_size"] = max(1, sum(1 for _ in feeds()))
     nncf.set_log_level(logging.WARNING)  # its per-layer INFO lines would bury the export progress
     try:
-        quantized = nncf.quantize(model, nncf.Dataset(_Reiterable(feeds)), advanced_parameters=advanced, **kwargs)
+        quantized = nncf.quantize(model, nncf.Dataset(_Reiterable(feeds)), **kwargs)
     except Exception as exc:
         raise ExportError(f"NNCF INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
     return quantized, record
 
 
-class _LogCapture(logging.Handler):
-    """NNCF's accuracy-control report only exists as log lines: keep them, print none."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+# --- candidates of the accuracy search (export/accuracy_control.py) ------------------------------------
+SEARCH_PROXY = ("candidates: the full INT8 model (NNCF, weights not yet compressed) with the FakeQuantize ops in "
+                "front of the block's ops bypassed (no recalibration)")
 
 
-def quantize_with_budget(onnx_fp32: Path, out_dir: Path, target: TargetProfile, feeds: FeedFactory,
-                         validation: Any, budget: float, node_blocks: dict[str, str]) -> tuple[dict, dict]:
-    """INT8 IR by ``nncf.quantize_with_accuracy_control``: NNCF quantizes, measures SROCC against
-    MOS on the validation images (our ``validation_fn``), ranks its quantizer groups on the first
-    ``sensitivity_images`` of them and reverts the worst to floating point until the SROCC drop
-    is at most ``budget`` (or ``max_kept_blocks`` reverts). Writes ``model.xml``; returns the build
-    record and the accuracy-control record (reverted operations, their blocks, NNCF's figures)."""
-    import nncf
+def bypass_fake_quantize(model: Any, onnx_nodes: list[str]) -> Any:
+    """Copy of an NNCF-quantized ``ov.Model`` (FakeQuantize on activations and weights) where the
+    OpenVINO ops of ``onnx_nodes`` read their inputs in floating point: every FakeQuantize feeding
+    them is bypassed for that input (other consumers keep theirs). What NNCF's ignored scope does
+    for those ops, with the same ranges for the rest and without recalibrating."""
+    targets = set(onnx_nodes)
+    clone = model.clone()
+    for op in clone.get_ordered_ops():
+        name = op.get_friendly_name()
+        if name not in targets and name.split("/")[0] not in targets:
+            continue
+        for port in op.inputs():
+            source = port.get_source_output()
+            fq = source.get_node()
+            if fq.get_type_name() == "FakeQuantize":
+                port.replace_source_output(fq.input(0).get_source_output())
+    clone.validate_nodes_and_infer_types()
+    return clone
+
+
+def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,
+                      work_dir: Path) -> Callable[[list[str], Path], Path]:
+    """Candidates of the mixed-precision search: one NNCF run with uncompressed (FakeQuantize) weights,
+    then per candidate the FakeQuantize ops in front of the block bypassed (seconds, not a
+    recalibration). The final artifact is rebuilt by ``build(..., exclude_nodes=...)``."""
     import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    from edge_iqa.export.calibration import model_feeds
-    from edge_iqa.metrics import srocc
+    quantized, _ = quantize_int8(ov.convert_model(str(onnx_fp32)), onnx_fp32, target, feeds, compress_weights=False)
 
-    spec = target.quantization
-    names = validation.input_names
-    items = list(range(len(validation.stacks)))
+    def build_candidate(nodes: list[str], out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ov.save_model(bypass_fake_quantize(quantized, nodes), str(out_dir / MODEL_FILE), compress_to_fp16=False)
+        return out_dir / MODEL_FILE
 
-    def validate(compiled: Any, data: Any) -> tuple[float, list[list[np.ndarray]]]:
-        # The metric is -|SROCC(model) - SROCC(PyTorch FP32)| against MOS: NNCF's drop (FP32 metric
-        # minus INT8 metric, about 0 - (-|delta|)) is then our |delta SROCC|, in either direction.
-        indices = list(data)
-        outputs = [compiled(model_feeds(validation.stacks[i], names))[compiled.output(0)] for i in indices]
-        scores = np.array([float(np.mean(out)) for out in outputs])
-        mos, reference = validation.mos[indices], validation.reference[indices]
-        metric = float("nan")
-        if len(indices) >= 3 and np.ptp(scores) > 0 and np.ptp(reference) > 0:
-            metric = -abs(srocc(scores, mos) - srocc(reference, mos))
-        # Per-item outputs (not per-item metrics: SROCC has none): NNCF ranks on output change.
-        return metric, [[out] for out in outputs]
-
-    kwargs, record = _nncf_arguments(onnx_fp32, target)
-    # One ranking worker: NNCF's worker-count estimate divides by timings and counts that can be 0
-    # (seen as "float division by zero" on a loaded machine), and the CPU is shared anyway.
-    restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=spec.max_kept_blocks,
-                                                  ranking_subset_size=min(spec.sensitivity_images, len(items)),
-                                                  num_ranking_workers=1)
-    capture = _LogCapture()
-    logger = logging.getLogger("nncf")
-    handlers = [(h, h.level) for h in logger.handlers]
-    level = logger.level
-    for handler, _ in handlers:
-        handler.setLevel(logging.WARNING)
-    logger.setLevel(logging.INFO)
-    logger.addHandler(capture)
-    try:
-        quantized = nncf.quantize_with_accuracy_control(
-            ov.convert_model(str(onnx_fp32)), nncf.Dataset(_Reiterable(feeds)),
-            nncf.Dataset(items, lambda i: model_feeds(validation.stacks[i], names)), validate,
-            max_drop=budget, drop_type=nncf.DropType.ABSOLUTE, advanced_accuracy_restorer_parameters=restorer,
-            **kwargs)
-    except Exception as exc:
-        raise ExportError(f"NNCF INT8 quantization with accuracy control failed: {type(exc).__name__}: {exc}"
-                          ) from exc
-    finally:
-        logger.removeHandler(capture)
-        logger.setLevel(level)
-        for handler, old in handlers:
-            handler.setLevel(old)
-    ov.save_model(quantized, str(out_dir / MODEL_FILE), compress_to_fp16=False)
-    build = {"model_file": MODEL_FILE, "runtime_options": runtime_options("int8", target),
-             "quantization": {**record, "tool": "nncf.quantize_with_accuracy_control",
-                              "max_drop": budget, "drop_type": "absolute"},
-             "integer_kernels": inspect_integer_kernels(out_dir / MODEL_FILE, "int8")}
-    return build, nncf_report(capture.lines, node_blocks)
+    return build_candidate
 
 
-def _op_names(text: str) -> list[str]:
-    return [line.strip() for line in text.split("\n")[1:] if line.strip()]
-
-
-def nncf_report(lines: list[str], node_blocks: dict[str, str]) -> dict[str, Any]:
-    """The reverted operations and figures of NNCF's accuracy-control log, mapped to our blocks
-    (an OpenVINO op is named after its ONNX node, plus suffixes such as ``/WithoutBiases``)."""
-
-    def block_of(op: str) -> str:
-        base = op.split("/")[0]
-        return node_blocks.get(op) or node_blocks.get(base) or op
-
-    steps: list[dict[str, Any]] = []
-    final_ops: list[str] | None = None
-    figures: dict[str, float] = {}
-    number = r"(-?[0-9.]+(?:e-?[0-9]+)?|nan)"
-    for line in lines:
-        if match := re.match(r"Reverted (\d+) operations to the floating-point precision:", line):
-            ops = _op_names(line)
-            steps.append({"reverted_operations": ops, "blocks": sorted({block_of(o) for o in ops}),
-                          "accuracy_drop_after": None})
-        elif (match := re.search(r"(?:new quantization scope is|achieved required accuracy drop) " + number,
-                                 line)) and steps:
-            steps[-1]["accuracy_drop_after"] = float(match.group(1))
-        elif re.match(r"\d+ out of \d+ were reverted back to the floating-point precision:", line):
-            final_ops = _op_names(line)
-        elif match := re.match(r"Metric of (initial|quantized) model: " + number, line):
-            figures[f"metric_{match.group(1)}"] = float(match.group(2))
-        elif match := re.match(r"Accuracy drop: " + number, line):
-            figures["initial_drop"] = float(match.group(1))
-    kept_ops = final_ops if final_ops is not None else [o for s in steps for o in s["reverted_operations"]]
-    kept_blocks = list(dict.fromkeys(block_of(o) for o in kept_ops))
-    return {"tool": "nncf.quantize_with_accuracy_control",
-            "validation_metric": "-|SROCC - SROCC(PyTorch FP32)| against MOS on the validation images "
-                                 "(our validation_fn): NNCF's drop is |delta SROCC|",
-            "ranking": "NNCF: change of the model outputs (normalized MSE vs FP32) on the ranking subset",
-            "kept_blocks": kept_blocks, "kept_operations": kept_ops, "steps": steps, "nncf_figures": figures,
-            "log": [line for line in lines if not line.startswith("Reverted")][-12:]}
 
 
 def _has_attention(onnx_fp32: Path) -> bool:

@@ -2,9 +2,18 @@
 static compatibility check; INT8 through NVIDIA Model Optimizer (explicit int8 Q/DQ).
 
 Engines are built on the device (TensorRT engines are tied to GPU and TensorRT version), so the
-"build" here produces what the device needs. Accuracy is measured on this machine by running the
-bundle's graph in ONNX Runtime on the CPU: the Q/DQ graph for INT8, an FP16 copy for FP16. That is a
-proxy for TensorRT's kernels and is recorded as one in the manifest.
+"build" here produces what the device needs. What the graph holds depends on the TensorRT family
+of the target (:mod:`edge_iqa.runtime.tensorrt.versions`):
+
+- 10.3-10.11 (jetson, weakly typed): an FP32 graph (+ int8 Q/DQ for INT8); the builder flags
+  ``FP16``/``INT8`` pick the precision on the device.
+- 10.12+ and 11.x (desktop-gpu, strongly typed): the graph *is* the precision: FP16 = FP16 weights
+  and activations (onnxconverter-common's FP16 conversion, inputs/outputs kept FP32), INT8 = int8
+  Q/DQ with FP16 as the high precision (modelopt ``high_precision_dtype="fp16"``).
+
+Accuracy is measured on this machine by running the bundle's graph in ONNX Runtime on the CPU (the
+Q/DQ graph for INT8; for FP16 the FP16 graph itself, or an FP16 copy of the FP32 graph for weakly
+typed targets). That is a proxy for TensorRT's kernels and is recorded as one in the manifest.
 """
 
 from __future__ import annotations
@@ -25,10 +34,9 @@ from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.parity import Runner
 from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
 from edge_iqa.export.targets import TargetProfile
-from edge_iqa.export.tensorrt_check import check_graph
-from edge_iqa.runtime.tensorrt_engine import RECIPE_NAME, BuildRecipe
+from edge_iqa.runtime.tensorrt.recipe import MODEL_FILE, RECIPE_NAME, BuildRecipe, target_recipe
+from edge_iqa.runtime.tensorrt.static_check import check_graph
 
-MODEL_FILE = "model.onnx"
 DEVICE_README = "README.md"
 FeedFactory = Callable[[], Iterator[dict[str, Any]]]
 ACCURACY_PROXY = ("ONNX Runtime CPUExecutionProvider on this graph (INT8: the Q/DQ graph; FP16: an FP16 copy); "
@@ -45,12 +53,17 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
     dst = out_dir / MODEL_FILE
     if precision == "int8":
         quantization = quantize_int8_qdq(onnx_fp32, dst, _calibration_arrays(feeds), method=target.quantization.method,
-                                         nodes_to_exclude=_exclusions(onnx_fp32, target, exclude_nodes))
+                                         nodes_to_exclude=_exclusions(onnx_fp32, target, exclude_nodes),
+                                         high_precision_dtype="fp16" if spec.strongly_typed else "fp32")
         quantization["kept_fp_patterns"] = list(target.quantization.keep_fp)
+    elif precision == "fp16" and spec.strongly_typed:
+        onnx.save(fp16_graph(onnx.load(str(onnx_fp32))), str(dst))
+        quantization = {"tool": "onnxconverter-common float16.convert_float_to_float16 (keep_io_types)",
+                        "format": "FP16 weights and activations, FP32 input/output; strongly typed engine"}
     else:
         shutil.copyfile(onnx_fp32, dst)
         quantization = {"tool": "TensorRT builder", "format": f"{precision} engine from the FP32 ONNX "
-                        f"({'--fp16' if precision == 'fp16' else 'no precision flag'})"}
+                        f"({'--fp16' if precision == 'fp16' else 'no precision flag, TF32 off'})"}
     report = check_graph(dst, spec.version, target.attention_form)
     report.raise_if_failed()
     recipe = recipe_for(dst, precision, target)
@@ -71,10 +84,8 @@ def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
     import onnxruntime as ort
 
     model = onnx.load(str(model_path))
-    if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = convert_float_to_float16(model, keep_io_types=True)
+    if precision == "fp16" and not _has_fp16_weights(model):
+        model = fp16_graph(model)  # weakly typed target: the device's --fp16, approximated by an FP16 copy
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -86,16 +97,24 @@ def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
     return run
 
 
+def fp16_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """FP16 weights and activations with FP32 graph inputs/outputs (Casts at the edges), so the
+    runtime feeds and reads float32 whatever the precision."""
+    from onnxconverter_common.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+def _has_fp16_weights(model: onnx.ModelProto) -> bool:
+    return any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
+
+
 def recipe_for(model_path: Path, precision: str, target: TargetProfile) -> BuildRecipe:
-    spec = target.tensorrt
-    assert spec is not None
     graph = onnx.load(str(model_path), load_external_data=False)
     initializers = {init.name for init in graph.graph.initializer}
     inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim[1:]]
               for i in graph.graph.input if i.name not in initializers}
-    return BuildRecipe(onnx_file=MODEL_FILE, precision=precision, inputs=inputs, min_batch=1,
-                       opt_batch=spec.opt_batch, max_batch=target.max_batch, workspace_mib=spec.workspace_mib,
-                       dla_core=spec.dla_core, strongly_typed=spec.strongly_typed, minimum_tensorrt=spec.version)
+    return target_recipe(inputs, precision, target)
 
 
 def _calibration_arrays(feeds: FeedFactory) -> dict[str, np.ndarray]:
@@ -149,8 +168,11 @@ def device_readme(target: TargetProfile, precision: str, recipe: BuildRecipe) ->
 
 This folder holds the ONNX graph, `manifest.json` (checksums of every file, preprocessing, output
 scale) and `{RECIPE_NAME}`. The TensorRT engine is built **on this device**, because an engine only
-runs on the GPU model and TensorRT version that built it. Requires TensorRT >= {spec.version}
-(JetPack 6 ships 10.3) and `pip install edge-iqa cuda-python` (no PyTorch needed).
+runs on the GPU model and TensorRT version that built it. Made for TensorRT {recipe.tensorrt_range}
+({"strongly typed: the graph carries the precision" if recipe.strongly_typed else "weakly typed: precision flags"});
+`edge-iqa build-engine` refuses another TensorRT and names the target to export for. Install
+`pip install edge-iqa "{spec.cuda_python}"` (no PyTorch needed; cuda-python's major version must match
+the device's CUDA).
 
 ## Build the engine (once; cached under `engines/`)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from edge_iqa._compat import tomllib
 from edge_iqa.errors import TargetError
+from edge_iqa.runtime.tensorrt.versions import TensorRTRange
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,10 +35,12 @@ MIN_ATTENTION_OPSET = 23
 TARGETS_PACKAGE = "edge_iqa.targets"
 
 _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
-             "batch", "max_batch", "input_size", "accuracy_budget", "quantization", "parity", "inherits",
-             "tensorrt"}
-_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks"}
-_TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "strongly_typed"}
+             "batch", "max_batch", "input_size", "accuracy_budget", "max_score_error", "p99_score_error",
+             "quantization", "parity", "inherits", "tensorrt"}
+_QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
+               "smooth_quant_alpha", "bias_correction"}
+BIAS_CORRECTIONS = ("fast", "full")
+_TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
 
@@ -56,6 +59,10 @@ class QuantizationSpec:
     keep_fp: tuple[str, ...] = ()
     sensitivity_images: int = 32
     max_kept_blocks: int = 8
+    # NNCF (OpenVINO) only: SmoothQuant alpha for the MatMuls of attention models (None: NNCF's
+    # default, a negative value turns SmoothQuant off) and fast or full bias correction.
+    smooth_quant_alpha: float | None = None
+    bias_correction: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -72,14 +79,24 @@ class ParitySpec:
 @dataclass(frozen=True)
 class TensorRTSpec:
     """How the device builds the engine: the TensorRT version the graph must parse on (decides the
-    attention form and opset that are allowed), workspace, the batch the engine is tuned for, and
-    an optional DLA core (Jetson Orin NX/AGX) with GPU fallback."""
+    attention form and opset that are allowed, and the family of releases the bundle is made for:
+    10.3-10.11 weakly typed, 10.12-10.x or one 11+ major strongly typed), workspace, the batch the
+    engine is tuned for, an optional DLA core (Jetson Orin NX/AGX) with GPU fallback, and the
+    cuda-python requirement matching the device's CUDA (JetPack 6: CUDA 12)."""
 
     version: str
     workspace_mib: int = 1024
     opt_batch: int = 1
     dla_core: int | None = None
-    strongly_typed: bool = False
+    cuda_python: str = "cuda-python>=12,<13"
+
+    @property
+    def tensorrt_range(self) -> TensorRTRange:
+        return TensorRTRange.for_version(self.version)
+
+    @property
+    def strongly_typed(self) -> bool:
+        return self.tensorrt_range.strongly_typed
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,10 @@ class TargetProfile:
     max_batch: int = 16
     input_size: tuple[int, int] | None = None
     accuracy_budget: float = 0.01
+    # Per-photo budgets on the output (MOS) scale: max and 99th-percentile |score(model) - score(FP32)|
+    # over the validation photos; None = not budgeted.
+    max_score_error: float | None = None
+    p99_score_error: float | None = None
     quantization: QuantizationSpec = field(default_factory=QuantizationSpec)
     parity: ParitySpec = field(default_factory=ParitySpec)
     tensorrt: TensorRTSpec | None = None
@@ -230,10 +251,18 @@ def _validate(raw: dict[str, Any], source: str) -> TargetProfile:
     budget = float(_check_type(source, "accuracy_budget", raw.get("accuracy_budget", 0.01), (int, float)))
     if not 0 <= budget <= 1:
         raise TargetError(f"{source}: 'accuracy_budget' is a max |delta SROCC| in [0, 1], got {budget}")
+    score_errors = {}
+    for key in ("max_score_error", "p99_score_error"):
+        value = raw.get(key)
+        if value is not None:
+            value = float(_check_type(source, key, value, (int, float)))
+            if not value > 0:
+                raise TargetError(f"{source}: '{key}' is a |score difference| on the MOS scale, > 0; got {value}")
+        score_errors[key] = value
     return TargetProfile(
         name=name, description=str(raw.get("description", "")), runtime=runtime, precision=precision,
         precisions=precisions, attention_form=form, opset=opset, threads=threads, batch=batch,
-        max_batch=max_batch, input_size=input_size, accuracy_budget=budget,
+        max_batch=max_batch, input_size=input_size, accuracy_budget=budget, **score_errors,
         quantization=_quantization(raw.get("quantization", {}), source, runtime),
         parity=_parity(raw.get("parity", {}), source), source=source,
         tensorrt=_tensorrt(raw.get("tensorrt"), source, runtime, form, opset, batch, max_batch),
@@ -262,9 +291,18 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if sensitivity < 3 or max_kept < 0:
         raise TargetError(f"{source}: [quantization] needs sensitivity_images >= 3 (SROCC needs 3 scores) and "
                           f"max_kept_blocks >= 0, got {sensitivity} and {max_kept}")
+    alpha = raw.get("smooth_quant_alpha")
+    if alpha is not None:
+        alpha = float(_check_type(source, "quantization.smooth_quant_alpha", alpha, (int, float)))
+        if alpha > 1:
+            raise TargetError(f"{source}: 'quantization.smooth_quant_alpha' must be <= 1 (negative: off), got {alpha}")
+    bias = _choice(source, "quantization.bias_correction", raw.get("bias_correction", "fast"), BIAS_CORRECTIONS)
+    if runtime != "openvino" and (alpha is not None or "bias_correction" in raw):
+        raise TargetError(f"{source}: smooth_quant_alpha and bias_correction are NNCF (OpenVINO) settings")
     return QuantizationSpec(method=method, calibration_samples=samples,
                             seed=_check_type(source, "quantization.seed", raw.get("seed", 0), int), keep_fp=tuple(keep),
-                            sensitivity_images=sensitivity, max_kept_blocks=max_kept)
+                            sensitivity_images=sensitivity, max_kept_blocks=max_kept, smooth_quant_alpha=alpha,
+                            bias_correction=bias)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:
@@ -302,9 +340,10 @@ def _tensorrt(raw: Any, source: str, runtime: str, form: str, opset: int, batch:
                           f"allowed: {', '.join(sorted(_TENSORRT_KEYS))}")
     version = str(_check_type(source, "tensorrt.version", raw.get("version"), str))
     from edge_iqa.errors import CompatibilityError
-    from edge_iqa.export.tensorrt_check import opset_range, supported_ops
+    from edge_iqa.runtime.tensorrt.static_check import opset_range, supported_ops
 
     try:
+        TensorRTRange.for_version(version)
         low, high = opset_range(version)
         attention_parsed = "Attention" in supported_ops(version)
     except CompatibilityError as exc:
@@ -324,6 +363,12 @@ def _tensorrt(raw: Any, source: str, runtime: str, form: str, opset: int, batch:
     dla_core = raw.get("dla_core")
     if dla_core is not None and _check_type(source, "tensorrt.dla_core", dla_core, int) < 0:
         raise TargetError(f"{source}: tensorrt.dla_core must be >= 0 (omit it to run on the GPU)")
+    if dla_core is not None and not batch == opt_batch == max_batch:
+        raise TargetError(f"{source}: a DLA engine needs a static batch: set batch = max_batch = "
+                          f"tensorrt.opt_batch (got {batch}/{opt_batch}/{max_batch}); with a batch range every "
+                          "layer falls back to the GPU")
+    cuda_python = _check_type(source, "tensorrt.cuda_python", raw.get("cuda_python", "cuda-python>=12,<13"), str)
+    if not cuda_python.startswith("cuda-python"):
+        raise TargetError(f"{source}: tensorrt.cuda_python is a pip requirement such as 'cuda-python>=12,<13'")
     return TensorRTSpec(version=version, workspace_mib=workspace, opt_batch=opt_batch, dla_core=dla_core,
-                        strongly_typed=bool(_check_type(source, "tensorrt.strongly_typed",
-                                                        raw.get("strongly_typed", False), bool)))
+                        cuda_python=cuda_python)

@@ -1,8 +1,9 @@
 """CPU cost of one training step of edge_hybrid_n for each freezing choice (docs/training.md).
 
 Usage: python scripts/bench_train_step.py [CROP_PX] [BATCH]
-Reports process CPU seconds per AdamW step on 1 torch thread (stable on a shared machine, unlike
-wall time), with the frozen part's output given as a cached input, as the stem-cache recipe does.
+Reports process CPU seconds per AdamW step, and per image for building the stem cache, on 1 torch
+thread (stable on a shared machine, unlike wall time), with the frozen part's output given as a
+cached input, as the stem-cache recipe does.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def main() -> None:
     for name, step in (("blocks 7..17 + head", train_from_block7), ("blocks 14..17 + head", train_from_block14),
                        ("head only", train_head_only)):
         print(f"  {name:22s} {cpu_seconds(step):.3f}")
+
+    # The one-off cost per image that every stem-cache run pays first: blocks 0..6 on one 384 x 384
+    # view (a 512 x 512 BIQ2021 photo after the spec's resize; decoding adds about 2-3 ms).
+    stem = model.backbone[:7].eval()
+    view = torch.randn(1, 3, 384, 384)
+
+    def stem_view() -> None:
+        with torch.no_grad():
+            stem(view)
+
+    print(f"stem cache, blocks 0..6 on one 384 px view, CPU s/image: {cpu_seconds(stem_view):.3f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ every setting the runtime uses), batch-1 calls of ``score_tensor``'s backend; MA
 the graph's Convolution / GroupConvolution / MatMul shapes at batch 1 (the float model's ops; an
 INT8 bundle has the same ones behind FakeQuantize).
 
-    python scripts/ov_int8_ceiling.py [--bundle BUNDLE] [--threads 2] [--seconds 3] [--rounds 2]
+    python scripts/ov_int8_ceiling.py [--bundle BUNDLE] [--threads 2] [--seconds 3] [--rounds 2] [--json OUT]
 
 Prints one JSON object: per graph GMAC and GMAC/s (median over rounds; rounds alternate the rows so
 a shared machine's drift hits all alike), the ceiling (the best graph), the network's GMAC/s and
@@ -21,7 +21,6 @@ its fraction of the ceiling, and the load average before and after.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
+
+from edge_iqa.bench.report import print_json_report
 
 
 def _matmul_chain(tokens: int = 196, width: int = 384, hidden: int = 1536, blocks: int = 3) -> tuple[ov.Model, float]:
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the result here (NNCF prints progress bars on stdout)")
     args = parser.parse_args()
 
     load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -167,7 +169,7 @@ def main() -> None:
                "loadavg_before": load_before, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]}
     if args.bundle:
         summary["network_fraction_of_ceiling"] = result["network"]["gmac_per_s"] / ceiling
-    print(json.dumps(summary, indent=2))
+    print_json_report(summary, args.json)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,14 @@ proxy).
     python scripts/quantization_study.py calibration --model topiq_nr_224 --golden --eval-images 64 \\
         --out study/topiq_nr_224.json
 
+``variants``: per-photo error of quantization settings at the same speed (issue 16): each named
+variant of a target profile (SmoothQuant alpha, bias correction, layers kept in FP, ...) quantized
+to full INT8, scored on the evaluation images: p99 / max |dscore| in MOS points, delta SROCC, and
+batch-1 latency relative to the target's default INT8 (interleaved in one process).
+
+    python scripts/quantization_study.py variants --targets cpu onnxruntime --eval-images 0 \
+        --out study/variants.json
+
 ``bundles``: score exported bundles (``edge_iqa.runtime.load``) on the evaluation images and
 compare with PyTorch FP32 of the same checkpoint.
 
@@ -42,6 +50,12 @@ BACKENDS = {"cpu": ("minmax", "percentile"), "onnxruntime": ("minmax", "percenti
 
 
 def load_model(name: str, golden: bool) -> tuple[Any, Any]:
+    model, spec, _ = load_model_with_scale(name, golden)
+    return model, spec
+
+
+def load_model_with_scale(name: str, golden: bool) -> tuple[Any, Any, float]:
+    """(model, preprocessing, MOS points per raw output unit: the checkpoint's output transform)."""
     import torch
 
     from edge_iqa.export.pipeline import load_model_for_export
@@ -54,9 +68,20 @@ def load_model(name: str, golden: bool) -> tuple[Any, Any]:
         model = create_model(name)
         with torch.no_grad():
             model.load_state_dict(deterministic_state_dict(GOLDEN_KEYS.get(name, name)), strict=True)
-        return model.eval(), get_model_info(name).preprocess
-    model, spec, _, _ = load_model_for_export(name)
-    return model.eval(), spec
+        return model.eval(), get_model_info(name).preprocess, 1.0
+    model, spec, transform, _ = load_model_for_export(name)
+    return model.eval(), spec, float(transform["scale"])
+
+
+def validation_set() -> tuple[list[Path], np.ndarray]:
+    """The export's validation photos (the cpu profile's held-out shipped images), not evaluation ones."""
+    from edge_iqa.export import calibration
+    from edge_iqa.export.targets import load_target
+
+    profile = load_target("cpu")
+    rows = calibration.split(profile.quantization.calibration_samples, profile.quantization.seed,
+                             profile.parity.accuracy_images).validation
+    return [calibration.image_file(row) for row in rows], np.array([row.mos for row in rows])
 
 
 def evaluation_set(limit: int, seed: int = 0) -> tuple[list[Path], np.ndarray]:
@@ -78,23 +103,41 @@ def preprocess(paths: list[Path], spec: Any) -> list[np.ndarray]:
     return [spec.apply(load_image(p)) for p in paths]
 
 
-def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray, with_mos: bool) -> dict[str, Any]:
+def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray, with_mos: bool,
+                 score_scale: float = 1.0) -> dict[str, Any]:
+    """Drift vs FP32 (raw scores) plus p99 / max |dscore| in MOS points (``score_scale`` MOS per raw
+    unit) and the paired bootstrap standard error of delta SROCC on these photos."""
+    from edge_iqa.export.accuracy_budget import srocc_resolution
     from edge_iqa.export.parity import compare
 
     record = compare(scores, reference, mos if with_mos else None)
-    if not with_mos:
+    record["p99_abs_dscore"] = record["p99_abs_diff"] * abs(score_scale)
+    record["max_abs_dscore"] = record["max_abs_diff"] * abs(score_scale)
+    record["mean_abs_dscore"] = record["mean_abs_diff"] * abs(score_scale)
+    if with_mos:
+        record["srocc_resolution"] = srocc_resolution(scores, reference, mos)
+    else:
         record.pop("delta_srocc", None)
     return record
+
+
+def target_graph(model: Any, spec: Any, names: tuple[str, ...], target: str, work: Path) -> tuple[Any, Any, Any]:
+    """(profile, export backend, ONNX graph in the target's attention form) of one target."""
+    from edge_iqa.export.onnx_export import export_onnx
+    from edge_iqa.export.pipeline import backend_module
+    from edge_iqa.export.targets import load_target
+
+    profile = load_target(target)
+    graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
+                        form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+    return profile, backend_module(profile.runtime), graph
 
 
 def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from edge_iqa.export import calibration
-    from edge_iqa.export.onnx_export import export_onnx
     from edge_iqa.export.parity import score_images, torch_runner
-    from edge_iqa.export.pipeline import backend_module
-    from edge_iqa.export.targets import load_target
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
@@ -113,10 +156,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edge-iqa-qstudy-") as tmp:
         work = Path(tmp)
         for target in args.targets:
-            profile = load_target(target)
-            backend = backend_module(profile.runtime)
-            graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
-                                form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+            profile, backend, graph = target_graph(model, spec, names, target, work)
             for method in BACKENDS[target]:
                 if args.methods and method not in args.methods:
                     continue
@@ -154,21 +194,93 @@ def _srocc(scores: np.ndarray, mos: np.ndarray) -> float:
     return float(srocc(scores, mos))
 
 
+# Named variants of a target profile: keys of QuantizationSpec (and keep_fp additions).
+ATTENTION_BLOCKS = ("tokens_*", "semantic", "top_down_*")
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {"default": {}, "smoothquant off": {"smooth_quant_alpha": -1.0},
+            "smoothquant 0.5": {"smooth_quant_alpha": 0.5}, "full bias correction": {"bias_correction": "full"},
+            "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
+            "256 calibration photos": {"calibration_samples": 256}},
+    "onnxruntime": {"default": {}, "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
+                    "32 calibration photos": {"calibration_samples": 32}},
+}
+
+
+def variants_study(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from edge_iqa.export import calibration
+    from edge_iqa.export.accuracy_control import latency_ms
+    from edge_iqa.export.parity import score_images, torch_runner
+    from edge_iqa.models import get_model_info
+
+    torch.set_num_threads(args.threads)
+    model, spec, scale = load_model_with_scale(args.model, args.golden)
+    names = tuple(get_model_info(args.model).inputs)
+    paths, mos = evaluation_set(args.eval_images)
+    stacks = preprocess(paths, spec)
+    reference = score_images(torch_runner(model, names), stacks, names)
+    feeds_1 = {"image": stacks[0][:1]}
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="edge-iqa-variants-") as tmp:
+        work = Path(tmp)
+        for target in args.targets:
+            profile, backend, graph = target_graph(model, spec, names, target, work)
+            runners: dict[str, Any] = {}
+            for name, change in VARIANTS[target].items():
+                if args.variants and name not in args.variants and name != "default":
+                    continue
+                change = dict(change)
+                extra = change.pop("keep_fp_extra", ())
+                quant = dataclasses.replace(profile.quantization, keep_fp=(*profile.quantization.keep_fp, *extra),
+                                            **change)
+                trial = dataclasses.replace(profile, quantization=quant, threads=args.threads)
+                rows = calibration.split(min(quant.calibration_samples, 256), quant.seed, 1).calibration
+                out = work / f"{target}-{len(results)}"
+                out.mkdir()
+                start = time.perf_counter()
+                try:
+                    built = backend.build(graph.path, out, "int8", trial,
+                                          lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names), out)
+                except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
+                    results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
+                    continue
+                run = backend.runner(out / built["model_file"], "int8", args.threads)
+                runners[name] = run
+                row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
+                       "keep_fp_extra": list(extra), "build_s": round(time.perf_counter() - start, 1),
+                       "images": len(stacks),
+                       **drift_record(score_images(run, stacks, names), reference, mos, not args.golden, scale)}
+                results.append(row)
+                print(json.dumps(row), flush=True)
+            # Batch-1 latency of every variant vs the default, the runners taking turns round by round.
+            medians = latency_ms(runners, feeds_1, rounds=args.speed_rounds)
+            for row in results:
+                if row["target"] == target and row.get("variant") in medians:
+                    row["latency_ms"] = medians[row["variant"]]
+                    row["latency_vs_default"] = medians[row["variant"]] / medians["default"]
+    return {"model": args.model, "weights": "golden deterministic (tests/golden.py)" if args.golden else "trained",
+            "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
+            "score_scale_mos_per_raw": scale, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+            "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
+
+
 def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
     """Each bundle's artifact run by its export backend's runner (TensorRT: the ONNX Runtime CPU
     proxy of the Q/DQ graph, as at export), raw scores vs PyTorch FP32."""
     import torch
 
+    from edge_iqa.export.accuracy_control import latency_ms
     from edge_iqa.export.parity import score_images, torch_runner
     from edge_iqa.export.pipeline import backend_module
     from edge_iqa.runtime.bundle import read_manifest
 
     torch.set_num_threads(args.threads)
-    model, spec = load_model(args.model, args.golden)
-    paths, mos = evaluation_set(args.eval_images)
+    model, spec, scale = load_model_with_scale(args.model, args.golden)
+    paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec)
     reference = score_images(torch_runner(model, ("image",)), stacks, ("image",))
-    rows = []
+    rows, runners = [], {}
     for bundle in args.bundles:
         manifest = read_manifest(bundle)
         run = backend_module(manifest["runtime"]).runner(bundle / manifest["model_file"], manifest["precision"],
@@ -176,18 +288,25 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
         scores = score_images(run, stacks, ("image",))
         control = manifest.get("accuracy_control") or {}
         row = {"bundle": str(bundle), "target": manifest["target"]["name"], "precision": manifest["precision"],
-               "images": len(paths), **drift_record(scores, reference, mos, not args.golden),
+               "images": len(paths), **drift_record(scores, reference, mos, not args.golden, scale),
                "kept_blocks": control.get("kept_blocks"), "export_budget": control.get("budget"),
                "export_validation_delta": (control.get("final") or {}).get("delta_srocc")}
         rows.append(row)
+        runners[str(bundle)] = run
         print(json.dumps(row), flush=True)
-    return {"model": args.model, "images": len(paths), "srocc_fp32": _srocc(reference, mos), "rows": rows}
+    # Batch-1 latency of each bundle vs the first one, the runners taking turns round by round.
+    medians = latency_ms(runners, {"image": stacks[0][:1]}, rounds=args.speed_rounds)
+    for row in rows:
+        row["latency_ms"] = medians[row["bundle"]]
+        row["latency_vs_first"] = medians[row["bundle"]] / medians[rows[0]["bundle"]]
+    return {"model": args.model, "photos": args.photos, "images": len(paths), "srocc_fp32": _srocc(reference, mos),
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("calibration", "bundles"):
+    for name in ("calibration", "variants", "bundles"):
         p = sub.add_parser(name)
         p.add_argument("--model", default="edge_hybrid_n")
         p.add_argument("--golden", action="store_true", help="seed model with the golden deterministic weights")
@@ -198,9 +317,17 @@ def main() -> None:
     cal.add_argument("--targets", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     cal.add_argument("--methods", nargs="*", default=[])
     cal.add_argument("--samples", nargs="+", type=int, default=[32, 128, 256])
-    sub.choices["bundles"].add_argument("bundles", nargs="+", type=Path)
+    var = sub.choices["variants"]
+    var.add_argument("--targets", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    var.add_argument("--variants", nargs="*", default=[], help="names from VARIANTS (default: all)")
+    var.add_argument("--speed-rounds", type=int, default=5)
+    sub.choices["bundles"].add_argument("bundles", nargs="+", type=Path, help="the first one is the speed reference")
+    sub.choices["bundles"].add_argument("--speed-rounds", type=int, default=5)
+    sub.choices["bundles"].add_argument("--photos", choices=["evaluation", "validation"], default="evaluation",
+                                        help="CLIVE evaluation photos, or the export's 128 validation photos")
     args = parser.parse_args()
-    result = calibration_study(args) if args.command == "calibration" else bundles_study(args)
+    studies = {"calibration": calibration_study, "variants": variants_study, "bundles": bundles_study}
+    result = studies[args.command](args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": " ".join(sys.argv), **result}, indent=2) + "\n")
 

@@ -30,7 +30,7 @@ def test_same_run_passes_against_its_own_baseline() -> None:
     assert regression.failures(results) == []
     assert _status(results, "onnxruntime/int8", "throughput") == "pass"
     assert _status(results, "pytorch/fp32", "delta_srocc") == "skip"  # the reference itself
-    assert len(results) == 3 * 6  # one per row x check
+    assert len(results) == 3 * 7  # one per row x check
 
 
 def test_noise_within_budget_passes_and_a_real_drop_fails() -> None:
@@ -65,6 +65,21 @@ def test_drift_beyond_budget_and_blind_distortion_fail_without_a_baseline() -> N
     assert "jpeg" in next(r.message for r in results if r.check == "sensitivity" and r.status == "fail")
     assert ("onnxruntime/fp32", "delta_srocc") not in failed
     assert _status(results, "onnxruntime/int8", "srocc") == "skip"  # needs a baseline
+
+
+def test_one_photo_moved_too_far_fails_the_score_error_check(tmp_path) -> None:
+    """SROCC barely notices one photo moving 5 MOS points; the per-photo check does."""
+    report = synthetic_report(int8_noise=1e-5, error_row=False)
+    assert _status(regression.check_report(report, None, BUDGETS), "onnxruntime/int8", "score_error") == "pass"
+    row = next(r for r in report["rows"] if r["id"] == "onnxruntime/int8")
+    row["drift"]["max_abs_diff"], row["drift"]["p99_abs_diff"] = 5.0, 1.5
+    results = regression.check_report(report, None, BUDGETS)
+    check = next(r for r in results if r.row == "onnxruntime/int8" and r.check == "score_error")
+    assert check.status == "fail" and "max 5.00 (budget 4)" in check.message and check.value == 5.0 / 4.0
+    assert _status(results, "onnxruntime/int8", "delta_srocc") == "pass"
+    assert _status(results, "pytorch/fp32", "score_error") == "skip"
+    junit = ET.tostring(ET.parse(regression.write_junit(results, tmp_path / "junit.xml")).getroot(), "unicode")
+    assert 'name="score_error"' in junit and "max 5.00" in junit
 
 
 def test_error_row_fails_unless_the_baseline_errored_too() -> None:

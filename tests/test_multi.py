@@ -7,7 +7,9 @@ scorer and maps back onto each dataset's MOS."""
 from __future__ import annotations
 
 import csv
-import dataclasses
+import importlib
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +20,7 @@ from edge_iqa.data.datasets import read_labels, train_val_split
 from edge_iqa.errors import DatasetError
 from edge_iqa.train.losses import IQALoss
 from edge_iqa.train.multi import MODEL_SCALE, DatasetMapping, combine, count_batches, plan_batches, seeded_splits
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CLIVE = SHARED / "datasets" / "clive"
-MOBILENET = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
-needs_clive = pytest.mark.skipif(
-    not (CLIVE / "labels.csv").is_file() or not MOBILENET.is_file(),
-    reason="../shared/datasets/clive or ../shared/weights/mobilenet_v2 is not present",
-)
+from tests.test_train import CLIVE, MOBILENET, needs_clive
 
 
 def test_rank_and_plcc_terms_never_compare_two_datasets() -> None:
@@ -86,12 +81,13 @@ def _write_biq_style(folder: Path, rows: list[tuple[Path, float]]) -> Path:
 
 @pytest.fixture(scope="module")
 def two_datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """24 CLIVE photos as they are, and 24 other CLIVE photos re-labelled onto BIQ2021's 0..1 scale."""
+    """24 CLIVE photos as they are (absolute paths), and 24 other CLIVE photos re-labelled onto
+    BIQ2021's 0..1 scale."""
     folder = tmp_path_factory.mktemp("multi")
-    rows = (CLIVE / "labels.csv").read_text().splitlines()
-    (folder / "clive").mkdir()
-    (folder / "clive" / "labels.csv").write_text("\n".join(rows[:25]) + "\n")
     clive = read_labels(CLIVE / "labels.csv")
+    (folder / "clive").mkdir()
+    (folder / "clive" / "labels.csv").write_text(
+        "image,mos\n" + "".join(f"{item.path},{item.mos}\n" for item in clive.items[:24]))
     (folder / "study2").mkdir()
     other = [(clive.items[i].path, clive.items[i].mos / 100.0) for i in range(24, 48)]
     return folder / "clive" / "labels.csv", _write_biq_style(folder / "study2", other)
@@ -99,7 +95,7 @@ def two_datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @needs_clive
 def test_each_dataset_keeps_its_own_seeded_split_and_scale(two_datasets: tuple[Path, Path]) -> None:
-    files = [read_labels(two_datasets[0], CLIVE), read_labels(two_datasets[1])]
+    files = [read_labels(two_datasets[0]), read_labels(two_datasets[1])]
     data = combine(files, seeded_splits(files, [0.25, 0.5], split_seed=3))
     assert data.output_transform == MODEL_SCALE
     for part, labels, fraction, offset in zip(data.parts, files, [0.25, 0.5], [0, 24], strict=True):
@@ -138,10 +134,8 @@ def test_short_run_on_two_datasets_scores_0_to_100_and_keeps_batches_within_a_da
         batch_size=6, crop=128, lr=1e-3, warmup_epochs=0.5, val_fraction=[0.25, 0.25], threads=1,
         cache_dir=str(tmp_path / "cache"), cache_views=1, exact_eval=True, backbone_weights=str(MOBILENET),
         progress=False)
-    # CLIVE's labels.csv lists paths relative to the CLIVE folder; the copy needs the image root.
-    files = [read_labels(two_datasets[0], CLIVE), read_labels(two_datasets[1])]
-    monkeypatch.setattr(loop, "read_labels", lambda path, root=None: files[[str(p) for p in two_datasets].index(path)])
-    result = loop.run(dataclasses.replace(config))
+    files = [read_labels(two_datasets[0]), read_labels(two_datasets[1])]
+    result = loop.run(config)
 
     assert seen_groups and all(len(g) == 1 for g in seen_groups)  # every batch: one dataset
     assert {next(iter(g)) for g in seen_groups} == {0, 1}
@@ -163,6 +157,25 @@ def test_short_run_on_two_datasets_scores_0_to_100_and_keeps_batches_within_a_da
     # The exact deployment-path numbers are the mean of the per-dataset numbers.
     per = result["last_exact_datasets"].values()
     assert result["last_exact"]["srocc"] == pytest.approx(np.mean([m["srocc"] for m in per]), abs=1e-6)
+    assert result["last_exact"]["n"] == 12 == sum(m["n"] for m in per)
+
+    # scripts/compare_on_val.py re-derives the same val images: scored against itself, every paired
+    # difference is exactly 0, and its numbers equal the run's own deployment-path evaluation.
+    compare = _script("compare_on_val")
+    assert compare.main([str(tmp_path / "run"), "--reference", str(checkpoint)]) == 0
+    report = json.loads((tmp_path / "run" / "compare_on_val.json").read_text())
+    assert set(report["datasets"]) == set(result["last_exact_datasets"])
+    for name, row in report["datasets"].items():
+        assert row["images"] == 6 and row["d_srocc"] == 0.0 and row["d_srocc_ci95"] == [0.0, 0.0]
+        assert row["run"]["srocc"] == pytest.approx(result["last_exact_datasets"][name]["srocc"], abs=1e-5)
+
+
+def _script(name: str):  # noqa: ANN202
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 @needs_clive

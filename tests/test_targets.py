@@ -84,3 +84,17 @@ def test_tensorrt_profiles_offer_fp32_except_on_the_dla() -> None:
     assert dla.resolve_precision(None) == "int8"
     with pytest.raises(TargetError, match="does not offer"):
         dla.resolve_precision("fp32")
+
+
+def test_tensorrt_profiles_name_their_family_static_dla_batch_and_cuda_python_pin(tmp_path: Path) -> None:
+    families = {name: str(load_target(name).tensorrt.tensorrt_range)
+                for name in ("jetson", "jetson-orin-agx-dla", "desktop-gpu-10", "desktop-gpu")}
+    assert families == {"jetson": ">=10.3,<10.12", "jetson-orin-agx-dla": ">=10.3,<10.12",
+                        "desktop-gpu-10": ">=10.14,<11.0", "desktop-gpu": ">=11.0,<12.0"}
+    assert load_target("jetson").tensorrt.cuda_python == "cuda-python>=12,<13"  # JetPack 6 is CUDA 12
+    dla = load_target("jetson-orin-agx-dla")
+    assert dla.batch == dla.max_batch == dla.tensorrt.opt_batch == 1
+    assert "fall back to the GPU" in dla.description and "GELU" in dla.description
+    path = write(tmp_path, "dla.toml", 'inherits = "jetson-orin-agx-dla"\nname = "d"\nmax_batch = 8\n')
+    with pytest.raises(TargetError, match="static batch"):
+        load_target(path)

@@ -18,7 +18,7 @@ from edge_iqa.cli import app
 from edge_iqa.errors import BackendUnavailableError
 from edge_iqa.export.pipeline import export_bundle
 from edge_iqa.runtime import load
-from edge_iqa.runtime.tensorrt_engine import read_recipe
+from edge_iqa.runtime.tensorrt.recipe import read_recipe
 
 
 def small_profile(tmp_path: Path, parent: str) -> Path:
@@ -60,14 +60,29 @@ def test_jetson_int8_bundle_is_explicit_int8_qdq(bundles: dict[str, Path]) -> No
     assert manifest["quantization"]["excluded_nodes"]
     recipe = read_recipe(bundle)
     assert recipe.precision == "int8" and recipe.inputs == {"image": [3, 128, 128]} and recipe.max_batch == 8
-    assert "--int8" in manifest["runtime_options"]["trtexec"]
+    trtexec = manifest["runtime_options"]["trtexec"]
+    assert "--int8" in trtexec and "--stronglyTyped" not in trtexec
+    assert (recipe.tensorrt_minimum, recipe.tensorrt_below, recipe.target) == ("10.3", "10.12", "jetson-small")
+    assert "cuda-python>=12,<13" in (bundle / "README.md").read_text()
     assert "trtexec" in (bundle / "README.md").read_text()
 
 
-def test_desktop_gpu_bundle_uses_the_attention_op(bundles: dict[str, Path]) -> None:
-    manifest = json.loads((bundles["desktop-gpu-fp16"] / "manifest.json").read_text())
+def test_desktop_gpu_bundle_is_a_strongly_typed_fp16_graph(bundles: dict[str, Path]) -> None:
+    """TensorRT 11 has no FP16 flag: the graph itself is FP16 (weights and activations), with FP32
+    input/output, and the recipe says so."""
+    bundle = bundles["desktop-gpu-fp16"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["tensorrt_check"]["ok"] and manifest["tensorrt_check"]["op_counts"]["Attention"] == 4
-    assert manifest["graph"]["opset"] == 23 and "--fp16" in manifest["runtime_options"]["trtexec"]
+    trtexec = manifest["runtime_options"]["trtexec"]
+    assert manifest["graph"]["opset"] == 23 and "--stronglyTyped" in trtexec and "--fp16" not in trtexec
+    recipe = read_recipe(bundle)
+    assert recipe.strongly_typed and (recipe.tensorrt_minimum, recipe.tensorrt_below) == ("11.0", "12.0")
+    graph = onnx.load(str(bundle / "model.onnx"))
+    float_weights = [i.data_type for i in graph.graph.initializer if i.data_type in (1, 10)]
+    assert float_weights and set(float_weights) == {onnx.TensorProto.FLOAT16}
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert manifest["quantization"]["format"].startswith("FP16 weights and activations")
 
 
 def test_check_command_passes_on_bundles_and_fails_when_tampered(bundles: dict[str, Path]) -> None:
@@ -95,3 +110,32 @@ def test_runtime_says_what_is_missing_without_tensorrt(bundles: dict[str, Path])
         pass
     with pytest.raises(BackendUnavailableError, match="tensorrt"):
         load(bundles["jetson-int8"])
+
+
+def test_strongly_typed_int8_keeps_the_unquantized_layers_in_fp16(tmp_path: Path) -> None:
+    """desktop-gpu (TensorRT 11, strongly typed) INT8: modelopt Q/DQ with FP16 as the high precision,
+    so what is not quantized runs in FP16 (not FP32) on the device; I/O stays FP32."""
+    from onnx import TensorProto, helper
+
+    from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
+    from edge_iqa.runtime.tensorrt.static_check import check_graph
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in [("w1", (8, 3, 3, 3)), ("w2", (8, 8, 3, 3))]]
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("GlobalAveragePool", ["c2"], ["score"], name="pool")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 8, 1, 1])], weights)
+    source = tmp_path / "fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(source))
+    record = quantize_int8_qdq(source, tmp_path / "q.onnx",
+                               {"image": rng.standard_normal((4, 3, 16, 16)).astype(np.float32)},
+                               method="minmax", high_precision_dtype="fp16")
+    quantized = onnx.load(str(tmp_path / "q.onnx"))
+    assert record["high_precision_dtype"] == "fp16" and record["quantize_linear_nodes"] == 2
+    assert {i.data_type for i in quantized.graph.initializer} == {TensorProto.FLOAT16, TensorProto.INT8}
+    assert quantized.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert check_graph(quantized, "11.0", "matmul_softmax").ok

@@ -324,7 +324,8 @@ def _validate(predict: Callable[[np.ndarray], np.ndarray], data: Combined) -> di
     """Per-dataset metrics of model scores against each dataset's MOS mapped onto the model scale.
 
     Returns ``{"val": ..., "val_datasets": {name: metrics}}``; ``val`` is the one dataset's metrics,
-    or with several datasets the mean of each metric over them (RMSE on the shared model scale)."""
+    or with several datasets the mean of each metric over them (RMSE on the shared model scale) and
+    ``n`` the number of images in all."""
     parts = [p for p in data.parts if len(p.val_idx) >= 3]
     if not parts:
         return {}
@@ -336,6 +337,7 @@ def _validate(predict: Callable[[np.ndarray], np.ndarray], data: Combined) -> di
         per[part.mapping.name] = _metrics_dict(scores[start : start + n], target)
         start += n
     mean = {k: round(float(np.mean([m[k] for m in per.values()])), 6) for k in next(iter(per.values()))}
+    mean["n"] = int(sum(m["n"] for m in per.values()))  # images, not a mean
     return {"val": mean, "val_datasets": per}
 
 

@@ -29,7 +29,7 @@ BACKENDS: dict[str, BackendEntry] = {
                                 'pip install "edge-iqa[onnx]" (or just onnxruntime)'),
     "openvino": BackendEntry("edge_iqa.runtime.backends.openvino", "openvino",
                              'pip install "edge-iqa[openvino]" (or just openvino)'),
-    "tensorrt": BackendEntry("edge_iqa.runtime.backends.tensorrt", "tensorrt",
+    "tensorrt": BackendEntry("edge_iqa.runtime.tensorrt.backend", "tensorrt",
                              'pip install "edge-iqa[tensorrt]" on a machine with an NVIDIA GPU'),
 }
 

@@ -1,7 +1,9 @@
 """Minimal CUDA device memory for the TensorRT backend, over NVIDIA's cuda-python bindings.
 
 No pycuda and no torch: the runtime on a Jetson needs only numpy, TensorRT and cuda-python
-(``pip install cuda-python``; JetPack's CUDA runtime underneath).
+(JetPack's CUDA runtime underneath). cuda-python's major version must match the device's CUDA:
+JetPack 6 is CUDA 12, so ``cuda-python>=12,<13`` (13.x needs driver >= 580); each TensorRT target
+profile records its pin (``[tensorrt] cuda_python``) and the bundle's README repeats it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,20 @@ def _cudart() -> Any:
         try:
             from cuda import cudart  # older cuda-python
         except ImportError as exc:
-            raise BackendUnavailableError("cuda-python is not installed: pip install cuda-python "
-                                          "(matching the device's CUDA major version)") from exc
+            raise BackendUnavailableError("cuda-python is not installed: pip install the version the bundle's "
+                                          "README names (JetPack 6 / CUDA 12: 'cuda-python>=12,<13')") from exc
     return cudart
+
+
+class CudaError(RuntimeError):
+    """A failed CUDA runtime call; ``name`` is CUDA's error name (e.g. ``cudaErrorNoDevice``)."""
+
+    def __init__(self, name: str) -> None:
+        hint = (": the driver is older than this cuda-python needs; install the cuda-python major version "
+                "of the device's CUDA (JetPack 6: 'cuda-python>=12,<13')" if name == "cudaErrorInsufficientDriver"
+                else "")
+        super().__init__(f"CUDA call failed: {name}{hint}")
+        self.name = name
 
 
 def _check(result: tuple) -> Any:
@@ -30,7 +43,7 @@ def _check(result: tuple) -> Any:
     error, *values = result
     if error != cudart.cudaError_t.cudaSuccess:
         _, name = cudart.cudaGetErrorName(error)
-        raise RuntimeError(f"CUDA call failed: {name.decode() if isinstance(name, bytes) else name}")
+        raise CudaError(name.decode() if isinstance(name, bytes) else str(name))
     return values[0] if len(values) == 1 else tuple(values)
 
 

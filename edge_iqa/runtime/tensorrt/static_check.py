@@ -2,7 +2,7 @@
 
 TensorRT cannot be installed on machines without an NVIDIA GPU, so an export for a Jetson is
 checked here against what that TensorRT's ONNX parser is documented to accept (the table in
-``tensorrt_ops.toml``). It catches, before anything reaches the device:
+``ops.toml``). It catches, before anything reaches the device:
 
 - operators the parser does not import (and ORT-only ``com.microsoft`` ops such as
   ``MultiHeadAttention`` or ``QLinearConv``), or an opset outside the parser's range;
@@ -28,38 +28,32 @@ from onnx import numpy_helper
 
 from edge_iqa._compat import tomllib
 from edge_iqa.errors import CompatibilityError
+from edge_iqa.runtime.tensorrt.versions import parse_version
 
 ORT_ONLY_DOMAINS = ("com.microsoft",)
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
-def _parse_version(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError as exc:
-        raise CompatibilityError(f"invalid TensorRT version {version!r}; use e.g. '10.3'") from exc
-
-
 def _ops_table() -> dict:
-    with resources.files("edge_iqa.export").joinpath("tensorrt_ops.toml").open("rb") as fh:
+    with resources.files("edge_iqa.runtime.tensorrt").joinpath("ops.toml").open("rb") as fh:
         return tomllib.load(fh)
 
 
 def supported_ops(version: str) -> frozenset[str]:
     """ONNX op types TensorRT ``version``'s parser imports (default domain)."""
-    wanted = _parse_version(version)
+    wanted = parse_version(version)
     table = _ops_table()["ops"]
     ops = set(table["base"])
     for added_in, names in table.items():
-        if added_in != "base" and _parse_version(added_in) <= wanted:
+        if added_in != "base" and parse_version(added_in) <= wanted:
             ops.update(names)
     return frozenset(ops)
 
 
 def opset_range(version: str) -> tuple[int, int]:
     """(min, max) default-domain opset the parser of ``version`` accepts (nearest known lower entry)."""
-    wanted = _parse_version(version)
-    known = sorted(((_parse_version(v), r) for v, r in _ops_table()["opset_range"].items()), reverse=True)
+    wanted = parse_version(version)
+    known = sorted(((parse_version(v), r) for v, r in _ops_table()["opset_range"].items()), reverse=True)
     for known_version, (low, high) in known:
         if known_version <= wanted:
             return int(low), int(high)
