@@ -89,7 +89,7 @@ class _Options(ctypes.Structure):
 class _Info(ctypes.Structure):
     _fields_ = [("model", ctypes.c_char_p), ("runtime", ctypes.c_char_p), ("precision", ctypes.c_char_p),
                 ("input_height", ctypes.c_int32), ("input_width", ctypes.c_int32), ("num_crops", ctypes.c_int32),
-                ("max_batch", ctypes.c_int32), ("fixed_batch", ctypes.c_int32)]
+                ("max_batch", ctypes.c_int32), ("fixed_batch", ctypes.c_int32), ("cache_dir", ctypes.c_char_p)]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class NativeInfo:
     num_crops: int
     max_batch: int
     fixed_batch: int
+    cache_dir: str  # "" when none
 
 
 def load_library(build_dir: Path) -> ctypes.CDLL:
@@ -167,16 +168,18 @@ class NativeScorer:
         info = _Info()
         _check(lib, lib.edgeiqa_get_info(self._handle, ctypes.byref(info)))
         self.info = NativeInfo(info.model.decode(), info.runtime.decode(), info.precision.decode(),
-                               (info.input_height, info.input_width), info.num_crops, info.max_batch, info.fixed_batch)
+                               (info.input_height, info.input_width), info.num_crops, info.max_batch, info.fixed_batch,
+                               info.cache_dir.decode())
 
     @classmethod
     def open(cls, build_dir: Path | ctypes.CDLL, bundle: str | os.PathLike, *, threads: int = 0,
              cache_dir: str | os.PathLike | None = None) -> NativeScorer:
+        """cache_dir: None = the library's default cache (as the Python runtime's), "" = none."""
         lib = build_dir if isinstance(build_dir, ctypes.CDLL) else load_library(Path(build_dir))
         options = _Options()
         lib.edgeiqa_options_init(ctypes.byref(options))
         options.threads = threads
-        options.cache_dir = str(cache_dir).encode() if cache_dir else None
+        options.cache_dir = None if cache_dir is None else str(cache_dir).encode()
         handle = ctypes.c_void_p()
         _check(lib, lib.edgeiqa_open(str(bundle).encode(), ctypes.byref(options), ctypes.byref(handle)))
         return cls(lib, handle.value)

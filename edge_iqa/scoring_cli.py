@@ -50,6 +50,9 @@ def score_command(
                                           workers=workers, threads_per_worker=threads_per_worker,
                                           batch_size=batch_size, shard_size=shard_size,
                                           bundle_transfer=bundle_transfer))
+    if engine != "local" or address is not None or workers is not None or threads_per_worker is not None:
+        _fail("--engine, --address, --workers and --threads-per-worker score a collection into a table: add "
+              "--out scores.parquet")
     depth = depth or []
     try:
         _check_depth_options(images, bundle, depth, depth_model)

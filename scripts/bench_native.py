@@ -47,8 +47,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def inference(bundle: Path, build: Path, frames: list[np.ndarray], rounds: int, threads: int) -> dict:
-    python = load(bundle, threads=threads)
-    native = NativeScorer.open(build, bundle, threads=threads)
+    python = load(bundle, threads=threads, backend_options={"cache_dir": None})
+    native = NativeScorer.open(build, bundle, threads=threads, cache_dir="")
     runners = {"native": native.score, "python": python.score_one}
     for frame in frames[:3]:  # first inferences allocate: not measured
         for run in runners.values():
@@ -86,9 +86,8 @@ def inference(bundle: Path, build: Path, frames: list[np.ndarray], rounds: int, 
 
 
 def native_start(build: Path, bundle: Path, image: Path, threads: int, cache: str | None) -> dict:
-    cmd = [str(build / "score_frames"), "--timing", "--threads", str(threads), str(bundle), str(image)]
-    if cache:
-        cmd[1:1] = ["--cache-dir", cache]
+    cmd = [str(build / "score_frames"), "--timing", "--threads", str(threads), "--cache-dir", cache or "", str(bundle),
+           str(image)]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
@@ -98,7 +97,7 @@ def native_start(build: Path, bundle: Path, image: Path, threads: int, cache: st
 
 
 def python_start(bundle: Path, image: Path, threads: int, cache: str | None) -> dict:
-    options = json.dumps({"cache_dir": cache} if cache else {})
+    options = json.dumps({"cache_dir": cache})  # None: no cache (the runtime's default cache is on)
     cmd = [sys.executable, str(REPO / "scripts" / "runtime_startup.py"), "--child", str(bundle), "--image", str(image),
            "--threads", str(threads), "--backend-options", options]
     start = time.perf_counter()

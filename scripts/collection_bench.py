@@ -142,7 +142,7 @@ def main() -> None:
     listing = work / "list.txt"
     listing.write_text("".join(f"{p.resolve()}\n" for p in photos))
     cores = os.cpu_count() or 1
-    ray.init(num_cpus=cores, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, logging_level="WARNING")
     loads = [os.getloadavg()]
     results: dict[str, list[dict]] = {row.name: [] for row in ROWS}
     run_row(ROWS[0], args.bundle, listing, work, args.batch_size)  # warm the page cache and the bundle

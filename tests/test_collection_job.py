@@ -167,6 +167,8 @@ def test_refusals_another_bundle_a_busy_table_no_bundle(tmp_path: Path) -> None:
     run = CliRunner().invoke(app, ["score", "--bundle", str(other), "--out", str(tmp_path / "x.parquet"),
                                    str(tmp_path / "nothing-here")])
     assert run.exit_code == 2 and "no such file, folder or glob" in run.output
+    run = CliRunner().invoke(app, ["score", "--bundle", str(other), "--engine", "ray", str(photos.good[0])])
+    assert run.exit_code == 2 and "add --out" in run.output
 
 
 def test_ray_engine_without_the_extra_says_which_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

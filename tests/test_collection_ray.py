@@ -20,7 +20,7 @@ psutil = pytest.importorskip("psutil")
 
 @pytest.fixture(scope="module")
 def local_ray() -> None:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=True)
     yield
     ray.shutdown()
 
@@ -51,10 +51,14 @@ def test_ray_and_local_engines_give_the_same_table_bit_for_bit(tmp_path: Path, l
 
 
 def _score_actor_pids() -> list[int]:
+    """The ScoreActor worker processes of the Ray instance this test process started (its descendants)."""
     pids = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        if "ScoreActor" in " ".join(process.info["cmdline"] or []):
-            pids.append(process.info["pid"])
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "ScoreActor" in " ".join(process.cmdline()):
+                pids.append(process.pid)
+        except psutil.Error:
+            pass
     return pids
 
 

@@ -332,6 +332,21 @@ def test_grid_crops_straddling_batches_and_static_batch_padding_match_python(nat
             np.testing.assert_array_equal(native.preprocess(image), python.preprocess(image))
 
 
+def test_compiled_model_cache_defaults_like_the_python_runtime(native_build, tiny_bundles, tmp_path, monkeypatch):
+    """No cache_dir: $EDGE_IQA_CACHE_DIR/openvino (the Python backend's default), filled by the first open;
+    cache_dir="" turns it off; the scores do not depend on it."""
+    monkeypatch.setenv("EDGE_IQA_CACHE_DIR", str(tmp_path / "cache"))
+    image = load_image(photos()[0])
+    with NativeScorer.open(native_build, tiny_bundles["good"]) as native:
+        assert native.info.cache_dir == str(tmp_path / "cache" / "openvino")
+        cached = native.score(image)
+    assert any((tmp_path / "cache" / "openvino").iterdir())  # the compiled blob
+    with NativeScorer.open(native_build, tiny_bundles["good"]) as warm:  # loads the blob
+        assert warm.score(image) == cached
+    with NativeScorer.open(native_build, tiny_bundles["good"], cache_dir="") as uncached:
+        assert uncached.info.cache_dir == "" and uncached.score(image) == cached
+
+
 def test_c_driver_under_address_and_undefined_behaviour_sanitizers(sanitizer_build, tiny_bundles):
     """Every bad bundle and bad frame through the C API, in a process built with ASan + UBSan: an
     error code and a message each, no sanitizer report, no crash; threads agree; the leak check is on."""

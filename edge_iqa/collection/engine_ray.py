@@ -146,11 +146,15 @@ class RayEngine:
             return False
         options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING",
                                    "log_to_driver": True, "configure_logging": True}
-        if self.address is None:
-            # Enough CPUs for the pool asked for, even above this machine's count (the user's call).
+        address = self.address
+        if address is None:
+            # "local": a new instance even when RAY_ADDRESS or a `ray start` cluster exists here (no
+            # --address means this machine only). Enough CPUs for the pool asked for, even above this
+            # machine's count (the user's call).
+            address = "local"
             options["num_cpus"] = max(os.cpu_count() or 1, (self.workers or 1) * self.threads_per_worker)
         try:
-            ray.init(address=self.address, **options)
+            ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise CollectionError(f"cannot reach the Ray cluster at {self.address!r} ({exc}); start one with "
                                   "`ray start --head` (see docs/scale.md) or leave --address out for a local "

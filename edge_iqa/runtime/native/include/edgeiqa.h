@@ -80,8 +80,10 @@ typedef struct edgeiqa_options {
      * else OpenVINO's default (every physical core). With k threads scoring at once, keep
      * k * threads <= cores. */
     int32_t threads;
-    /* OpenVINO's compiled-model cache folder (NULL: none). With a warm cache the next open loads
-     * the compiled network instead of compiling it (much faster boot). */
+    /* OpenVINO's compiled-model cache folder. With a warm cache the next open loads the compiled
+     * network instead of compiling it (much faster boot). NULL: the Python runtime's default,
+     * $EDGE_IQA_CACHE_DIR/openvino, else $XDG_CACHE_HOME (or ~/.cache)/edge-iqa/openvino, when it can be
+     * created and written (else none; EDGE_IQA_CACHE_DIR="" turns it off); "": no cache. */
     const char* cache_dir;
     /* OpenVINO device name (NULL: "CPU"). */
     const char* device;
@@ -97,6 +99,7 @@ typedef struct edgeiqa_info {
     int32_t num_crops;     /* network rows per frame (grid crops) */
     int32_t max_batch;     /* rows per inference */
     int32_t fixed_batch;   /* > 0: the network's static batch (rows are padded); 0: dynamic */
+    const char* cache_dir; /* the compiled-model cache in use ("" when none) */
 } edgeiqa_info;
 
 /* "0.1.0" */

@@ -12,9 +12,14 @@ namespace edgeiqa {
 
 struct BackendOptions {
   int threads = 0;  // 0: none given (target threads or the library's default)
-  std::string cache_dir;
+  std::string cache_dir;  // "": no compiled-model cache
   std::string device = "CPU";
 };
+
+// The Python runtime's default compiled-model cache (backends/openvino.py default_cache_dir):
+// $EDGE_IQA_CACHE_DIR/openvino, else $XDG_CACHE_HOME (or ~/.cache)/edge-iqa/openvino, created if
+// needed; "" when it cannot be written (a read-only home on a camera) or EDGE_IQA_CACHE_DIR="".
+std::string default_cache_dir();
 
 class Backend {
  public:

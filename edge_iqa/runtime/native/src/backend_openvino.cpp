@@ -1,4 +1,8 @@
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <openvino/openvino.hpp>
 #include <vector>
@@ -109,6 +113,24 @@ std::string fs_default_weights(const std::string& xml) {
 }
 
 }  // namespace
+
+std::string default_cache_dir() {
+  std::string root;
+  if (const char* given = std::getenv("EDGE_IQA_CACHE_DIR")) {
+    root = given;
+  } else {
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    if (xdg && *xdg) root = std::string(xdg) + "/edge-iqa";
+    else if (home && *home) root = std::string(home) + "/.cache/edge-iqa";
+  }
+  if (root.empty()) return "";
+  const std::filesystem::path folder = std::filesystem::path(root) / "openvino";
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec || access(folder.c_str(), W_OK | X_OK) != 0) return "";
+  return folder.string();
+}
 
 std::unique_ptr<Backend> open_openvino(const Manifest& m, const BackendOptions& options) {
   const std::string xml = member_path(m.bundle_dir, m.model_file);

@@ -75,6 +75,7 @@ edgeiqa_status edgeiqa_open(const char* bundle_dir, const edgeiqa_options* optio
     need(bundle_dir, "bundle_dir");
     if (*bundle_dir == '\0') edgeiqa::fail(EDGEIQA_ERR_ARGUMENT, "bundle_dir is empty; pass the folder `edge-iqa export` wrote");
     edgeiqa::BackendOptions backend;
+    const bool default_cache = options == nullptr || options->cache_dir == nullptr;
     if (options != nullptr) {
       if (options->struct_size != sizeof(edgeiqa_options))
         edgeiqa::fail(EDGEIQA_ERR_ARGUMENT, "options were not initialised with edgeiqa_options_init (or come from "
@@ -86,6 +87,7 @@ edgeiqa_status edgeiqa_open(const char* bundle_dir, const edgeiqa_options* optio
       if (options->cache_dir) backend.cache_dir = options->cache_dir;
       if (options->device && *options->device) backend.device = options->device;
     }
+    if (default_cache) backend.cache_dir = edgeiqa::default_cache_dir();
     *scorer = new edgeiqa_scorer(bundle_dir, backend);
   });
 }
@@ -110,6 +112,7 @@ edgeiqa_status edgeiqa_get_info(const edgeiqa_scorer* scorer, edgeiqa_info* info
     info->num_crops = m.spec.num_crops();
     info->max_batch = m.max_batch;
     info->fixed_batch = m.fixed_batch;
+    info->cache_dir = scorer->scorer.cache_dir().c_str();
   });
 }
 

@@ -44,6 +44,7 @@ double numpy_mean(const double* values, size_t n) {
 
 Scorer::Scorer(const std::string& bundle_dir, BackendOptions options)
     : manifest_(load_manifest(bundle_dir)),
+      cache_dir_(options.cache_dir),
       encoder_(manifest_.spec),
       backend_(open_openvino(manifest_, with_target_threads(std::move(options), manifest_))) {}
 

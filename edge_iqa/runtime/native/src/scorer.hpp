@@ -20,6 +20,7 @@ class Scorer {
 
   const Manifest& manifest() const { return manifest_; }
   const InputEncoder& encoder() const { return encoder_; }
+  const std::string& cache_dir() const { return cache_dir_; }
 
   // Thread-safe; each call keeps its own buffers. Frames must have passed check_frame.
   void score(const edgeiqa_frame* frames, size_t count, double* scores);
@@ -29,6 +30,7 @@ class Scorer {
   void run(std::vector<float>& buffer, int rows, std::vector<double>& raw);
 
   Manifest manifest_;
+  std::string cache_dir_;
   InputEncoder encoder_;
   std::unique_ptr<Backend> backend_;
 };

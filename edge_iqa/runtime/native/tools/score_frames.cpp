@@ -3,6 +3,7 @@
 //
 //   score_frames [--threads N] [--cache-dir DIR] [--raw WxH] [--timing] BUNDLE FRAME...
 //
+//   --cache-dir: OpenVINO's compiled-model cache (default: the library's, see edgeiqa.h; "" = none).
 //   FRAME: a JPEG file, or a raw frame: *.rgb / *.raw (bytes R,G,B) or *.bgr (B,G,R), W x H pixels
 //          given by --raw, rows packed.
 //   stdout: "<frame>\t<score>" or "<frame>\terror: <what to do>" per frame, in order.
@@ -23,6 +24,7 @@ namespace {
 
 struct Args {
   int threads = 0;
+  bool cache_given = false;
   std::string cache_dir;
   int raw_width = 0, raw_height = 0;
   bool timing = false;
@@ -109,6 +111,7 @@ int main(int argc, char** argv) {
       const char* v = value();
       if (!v) return usage("--cache-dir needs a folder");
       args.cache_dir = v;
+      args.cache_given = true;
     } else if (arg == "--raw") {
       const char* v = value();
       if (!v || std::sscanf(v, "%dx%d", &args.raw_width, &args.raw_height) != 2 || args.raw_width <= 0 || args.raw_height <= 0)
@@ -128,7 +131,7 @@ int main(int argc, char** argv) {
   edgeiqa_options options;
   edgeiqa_options_init(&options);
   options.threads = args.threads;
-  options.cache_dir = args.cache_dir.empty() ? nullptr : args.cache_dir.c_str();
+  options.cache_dir = args.cache_given ? args.cache_dir.c_str() : nullptr;
   edgeiqa_scorer* scorer = nullptr;
   if (edgeiqa_open(args.bundle.c_str(), &options, &scorer) != EDGEIQA_OK) {
     std::fprintf(stderr, "score_frames: cannot use the bundle: %s\n", edgeiqa_last_error());
