@@ -247,7 +247,9 @@ class OnnxDepthEstimator:
 
     def _load_openvino(self, path: Path, threads: int | None) -> list[Any]:
         try:
-            import openvino as ov
+            from edge_iqa.runtime.backends.openvino_import import import_openvino
+
+            ov = import_openvino()
         except ImportError as exc:
             raise BackendUnavailableError(
                 "OnnxDepthEstimator(runtime='openvino') needs openvino: pip install 'edge-iqa[openvino]'"

@@ -56,11 +56,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 
 from edge_iqa.errors import BundleError, first_line
 from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
+from edge_iqa.runtime.backends.openvino_import import import_openvino
 from edge_iqa.runtime.manifest import Manifest
+
+ov = import_openvino()  # without the model-conversion tools: faster start (see openvino_import)
 
 _OPTIONS = {"device", "config", "cache_dir", "list_streams"}
 
