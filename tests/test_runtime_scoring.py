@@ -47,6 +47,10 @@ def reference_scores(images: list[Path], spec=SPEC) -> np.ndarray:
     return np.asarray(raw) * TRANSFORM["scale"] + TRANSFORM["offset"]
 
 
+#: Lists pack max_batch rows per call only without the backends' list set-up (one image per call).
+PACKED = {"list_streams": 1}
+
+
 def spy_on_batches(scorer: Scorer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = []
     real_run = scorer.backend.run
@@ -99,7 +103,7 @@ def test_every_input_kind_gives_the_same_score(bundles):
 
 
 def test_more_images_than_max_batch_are_chunked(bundles, photos, monkeypatch):
-    scorer = load(bundles["max3"])
+    scorer = load(bundles["max3"], backend_options=PACKED)
     assert scorer.max_batch == 3
     shapes = spy_on_batches(scorer, monkeypatch)
     scores = scorer.score(photos[:10])
@@ -110,7 +114,7 @@ def test_more_images_than_max_batch_are_chunked(bundles, photos, monkeypatch):
 
 
 def test_static_batch_network_gets_padded_batches(bundles, photos, monkeypatch):
-    scorer = load(bundles["fixed4"])
+    scorer = load(bundles["fixed4"], backend_options=PACKED)
     assert (scorer.fixed_batch, scorer.max_batch) == (4, 4)
     shapes = spy_on_batches(scorer, monkeypatch)
     scores = scorer.score(photos[:5])
@@ -120,8 +124,7 @@ def test_static_batch_network_gets_padded_batches(bundles, photos, monkeypatch):
 
 @pytest.mark.parametrize("bundle", ["grid", "grid_ov"])
 def test_multi_crop_images_are_averaged_per_image(bundles, photos, monkeypatch, bundle):
-    # list_streams 1: OpenVINO's list set-up would send one image per call instead of packing.
-    scorer = load(bundles[bundle], backend_options={"list_streams": 1} if bundle == "grid_ov" else None)
+    scorer = load(bundles[bundle], backend_options=PACKED)
     assert scorer.spec.num_crops == 6
     shapes = spy_on_batches(scorer, monkeypatch)
     scores = scorer.score(photos[:3])

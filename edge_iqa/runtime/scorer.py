@@ -37,7 +37,7 @@ from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError
 from edge_iqa.runtime.backends import Backend, check_runtime, import_backend, load_backend
-from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, input_names, input_record
+from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, available_cpus, input_names, input_record
 from edge_iqa.runtime.bundle import read_manifest, verify_files
 from edge_iqa.runtime.depth import DepthMapSource, DepthSource, OnnxDepthEstimator, as_depth_source, dgiqa_inputs
 from edge_iqa.runtime.manifest import MANIFEST_NAME, Manifest
@@ -487,14 +487,6 @@ def _checked_count(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_THREADS:
         raise ValueError(f"{name} must be an integer in {minimum}..{MAX_THREADS} or None, got {value!r}")
     return value
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _open(source: str | os.PathLike, model: str | None, backend_options: Mapping[str, Any]
