@@ -88,7 +88,7 @@ def main() -> None:
         scorers[name] = scorer
         rows[name] = scorer.score_one
         list_rows[name] = scorer.score
-        options = {"list_streams": 1} if scorer.manifest.runtime == "openvino" else {}
+        options = {"list_streams": 1} if scorer.manifest.runtime in ("openvino", "onnxruntime") else {}
         sequential = edge_iqa.runtime.load(folder, threads=args.threads, prefetch=0, backend_options=options)
         list_rows[f"{name} sequential"] = sequential.score
     names, list_names = list(rows), list(list_rows)
