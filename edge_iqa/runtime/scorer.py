@@ -465,3 +465,11 @@ def _depth_estimator(path: str | os.PathLike, runtime: str, threads: int | None,
         return OnnxDepthEstimator(path, threads=threads, runtime="openvino")
     providers = backend_options.get("providers") if runtime == "onnxruntime" else None
     return OnnxDepthEstimator(path, threads=threads, providers=providers)
+
+
+def describe_source(source: str | os.PathLike) -> tuple[Manifest, Path | None]:
+    """What :func:`load` would open for ``source`` (a bundle folder, a checkpoint file, a model
+    name), without loading a network: its manifest and, for a bundle, its folder (None for a
+    checkpoint or a model name on the torch backend, whose manifest the runtime builds)."""
+    folder, manifest, is_bundle = _open(source, None, {})
+    return manifest, folder if is_bundle else None
