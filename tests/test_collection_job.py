@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -242,3 +243,25 @@ def test_without_a_bundle_the_default_model_scores_the_collection(tmp_path: Path
     mixed = CliRunner().invoke(app, ["score", "--bundle", str(tiny_bundle(tmp_path)), "--out", str(out),
                                      str(photos.listing)])
     assert mixed.exit_code == 2 and "another bundle" in mixed.output
+
+
+def test_a_stuck_scoring_thread_stops_the_job_with_a_readable_error(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_iqa.collection.engine_local as engine_local
+
+    release = threading.Event()
+    monkeypatch.setattr(engine_local, "score_paths", lambda scorer, paths: release.wait(30) and None)
+    photos = make_collection(tmp_path, good=4, broken=0)
+    out = tmp_path / "s.parquet"
+    job = CollectionJob((str(photos.listing),), out, tiny_bundle(tmp_path),
+                        EngineOptions(workers=1, threads_per_worker=1, stall_timeout_s=0.5))
+    started = time.monotonic()
+    try:
+        with pytest.raises(CollectionError, match=r"no batch was scored for 0.5 s .*rerun the same command"):
+            run_job(job)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 20 and not out.exists()
+    run = CliRunner().invoke(app, ["score", "--bundle", str(tiny_bundle(tmp_path)), "--out", str(out),
+                                   "--stall-timeout", "0", str(photos.listing)])
+    assert run.exit_code == 2 and "--stall-timeout must be a positive number" in run.output

@@ -101,12 +101,14 @@ class LocalEngine:
         threads += [threading.Thread(target=work, name=f"edge-iqa-score-{i}", daemon=True) for i in range(self.workers)]
         for thread in threads:
             thread.start()
+        stuck = False
         try:
             finished = 0
             while finished < self.workers:
                 try:
                     item = done.get(timeout=self.stall_timeout_s)
                 except queue.Empty:
+                    stuck = True
                     raise stalled(self.stall_timeout_s, f"{self.workers} scoring threads, none returned") from None
                 if item is _END:
                     finished += 1
@@ -116,9 +118,10 @@ class LocalEngine:
                     yield item
         finally:
             stop.set()
-            for thread in threads:
-                thread.join(timeout=60)
-            scorer.close()
+            if not stuck:  # a stuck thread may never return: leave it (a daemon) and the Scorer it is in
+                for thread in threads:
+                    thread.join(timeout=60)
+                scorer.close()
 
 
 def _put(target: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
