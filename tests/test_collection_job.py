@@ -269,3 +269,19 @@ def test_a_stuck_scoring_thread_stops_the_job_with_a_readable_error(tmp_path: Pa
     run = CliRunner().invoke(app, ["score", "--bundle", str(tiny_bundle(tmp_path)), "--out", str(out),
                                    "--stall-timeout", "0", str(photos.listing)])
     assert run.exit_code == 2 and "--stall-timeout must be a positive number" in run.output
+
+
+def test_ray_actors_get_a_model_name_as_is_and_a_bundle_by_absolute_path(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_iqa.collection.engine_ray import BundleRef, RayEngine
+
+    def engine(source: str | Path) -> RayEngine:
+        return RayEngine(source, 1, 1, 8, address="auto", bundle_transfer="object-store")
+
+    # A name: every worker resolves it from its own install (no files to ship), as load() does here.
+    assert engine(DEFAULT_MODEL)._bundle_ref() == BundleRef(path=DEFAULT_MODEL)
+    assert BundleRef(path=DEFAULT_MODEL).materialise() == DEFAULT_MODEL  # a str: load() reads it as a name
+    monkeypatch.chdir(tmp_path)
+    bundle = tiny_bundle(tmp_path)
+    local = RayEngine(Path(bundle.name), 1, 1, 8)._bundle_ref()  # no --address: by path, made absolute
+    assert local == BundleRef(path=str(bundle.resolve()))
