@@ -13,17 +13,14 @@ import pytest
 from edge_iqa.errors import ImageDecodeError
 from edge_iqa.runtime import load
 from edge_iqa.runtime.prefetch import read_ahead
-from tests.helpers_runtime import GRID_SPEC, TinyNet, build_bundle, clive_photos
+from tests.helpers_runtime import GRID_SPEC, TinyNet, build_bundle, clive_photos_or_skip
 
 NET = TinyNet.random(seed=11)
 
 
 @pytest.fixture(scope="module")
 def photos() -> list[Path]:
-    found = clive_photos(14)
-    if not found:
-        pytest.skip("real photos not found: ../shared/datasets/clive is absent")
-    return found
+    return clive_photos_or_skip(14)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from edge_iqa.data.imageio import load_image
 from edge_iqa.errors import ArrayInputError, ImageDecodeError, ImageTooSmallError
 from edge_iqa.runtime import DEFAULT_MAX_BATCH, Scorer, load
 from edge_iqa.runtime.manifest import Manifest
-from tests.helpers_runtime import GRID_SPEC, SPEC, TRANSFORM, TinyNet, any_photos, build_bundle, clive_photos
+from tests.helpers_runtime import GRID_SPEC, SPEC, TRANSFORM, TinyNet, any_photos, build_bundle, clive_photos_or_skip
 
 NET = TinyNet.random(seed=3)
 
@@ -35,10 +35,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def photos() -> list[Path]:
-    found = clive_photos(12)
-    if not found:
-        pytest.skip("real photos not found: ../shared/datasets/clive is absent")
-    return found
+    return clive_photos_or_skip(12)
 
 
 def reference_scores(images: list[Path], spec=SPEC) -> np.ndarray:
