@@ -89,7 +89,7 @@ def absent_reason(spec: DatasetSpec) -> str | None:
     if spec.labels is not None and spec.labels.is_file():
         return None
     where = (f"set ${spec.folder_env} to its folder (now {spec.folder})" if spec.folder_env
-             else "set [[datasets]] labels")
+             else "fix the set's labels path in the suite file")
     return f"label file {spec.labels} is absent: {where}"
 
 

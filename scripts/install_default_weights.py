@@ -182,7 +182,8 @@ def weights_readme(weights_name: str, config: dict, metadata: dict, notices: lis
         data.append(f"- {text} Used: `{entry['data']}` ({counts}; labels sha256 "
                     f"`{str(entry.get('labels_sha256'))[:16]}...`; MOS {low:g}..{high:g} maps onto the output scale).")
     cfg = metadata["config"]
-    facts = [f"recipe `{metadata['recipe']}`", f"{metadata['epochs']} epochs ({metadata['steps']} steps)",
+    epochs = f"{metadata['epochs']} epoch{'s' if metadata['epochs'] != 1 else ''}"
+    facts = [f"recipe `{metadata['recipe']}`", f"{epochs} ({metadata['steps']} steps)",
              f"final training loss {metadata['final_train_loss']:.4f}",
              f"{metadata['train_seconds'] / 3600:.2f} h wall time on `{metadata['device']}` "
              f"(torch {metadata['torch']})"]
@@ -203,7 +204,7 @@ def weights_readme(weights_name: str, config: dict, metadata: dict, notices: lis
         "## Data", "", *data, "",
         "## Recipe", "", "Exact command (replays the run's configuration through the CLI):", "", "```bash",
         metadata["command"], "```", "", "; ".join(facts) + ".", "",
-        "## Evaluation", "", evaluation, "The BIQ2021 Test split and the CLIVE figures of the shipped model: "
+        "## Evaluation", "", evaluation, "", "The BIQ2021 Test split and the CLIVE figures of the shipped model: "
         "`bench/reports/full` (`edge-iqa bench`, evaluation sets `clive` and `biq2021-test`).", "",
         "## Licences", "",
         "- The trained weights: Apache-2.0, like the rest of edge-iqa, subject to the notices of the data they "

@@ -21,15 +21,20 @@
 #     bench/reports/speed/ (issue 13), bench/reports/native/ (issue 15), bench/reports/collection/;
 #   by hand afterwards: the figures quoted in README.md, docs/benchmarks.md and docs/training.md.
 #
-# Environment: EDGE_IQA_BIQ2021 (prepared BIQ2021 folder; default ../data/biq2021), WORK (bench work
-# folders; default /tmp/edge-iqa-refresh), NICE (niceness of every step; default 10 on a shared
-# machine, 0 for the timed benchmark of record), FORCE_TEST_SCORING=1 (score the BIQ2021 Test split
-# again with the same weights: only to recover from a failed run, and say so in the docs).
+# Run it with the project's environment active (`python` and `edge-iqa` on PATH; or
+# PYTHON=.venv/bin/python PATH=$PWD/.venv/bin:$PATH). Environment: EDGE_IQA_BIQ2021 (prepared BIQ2021
+# folder; default ../data/biq2021), WORK (bench work folder, shared by both suites; default
+# /tmp/edge-iqa-refresh/<sha256 of the weights, 12 chars>), NICE (niceness of every step; default 10 on
+# a shared machine, 0 for the timed benchmark of record), FORCE_TEST_SCORING=1 (score the BIQ2021 Test
+# split again with the same weights: only to recover from a failed run, and say so in the docs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK=${WORK:-/tmp/edge-iqa-refresh}
-NICE=${NICE:-10}
 PY=${PYTHON:-python}
+# One work folder per installed weights: the quick and full suites export the same six bundles, so the
+# second suite reuses the first one's (--reuse-bundles), and bundles of other weights can never be reused.
+WEIGHTS_SHA=$("$PY" -c "from edge_iqa.bench.once import embedded_weights_sha256 as s; print(s()[:12])")
+WORK=${WORK:-/tmp/edge-iqa-refresh/$WEIGHTS_SHA}
+NICE=${NICE:-10}
 run() { echo "+ $*" >&2; nice -n "$NICE" "$@"; }
 # edge-iqa bench exits 1 when a check fails (the report and junit.xml say which; they are the result
 # to commit and discuss, not a reason to stop) and 2 for a bad suite or missing data (stop).
@@ -55,7 +60,7 @@ step_tests() {
 
 step_quick() {
   stamp "quick suite (CLIVE, 64 images): report + its own baseline"
-  bench --suite bench/suite_quick.toml --out bench/reports/quick --work-dir "$WORK/quick" \
+  bench --suite bench/suite_quick.toml --out bench/reports/quick --work-dir "$WORK" --reuse-bundles \
     --junit bench/reports/quick/junit.xml --update-baseline
 }
 
@@ -69,7 +74,7 @@ step_full() {
     echo "error: ${EDGE_IQA_BIQ2021:-../data/biq2021}/test.csv is absent: prepare BIQ2021 first" \
          "(git clone https://github.com/nisarahmedrana/BIQ2021 ../data/biq2021;" \
          "python scripts/prepare_biq2021.py ../data/biq2021) or set EDGE_IQA_BIQ2021" >&2; exit 2; }
-  bench --suite bench/suite.toml --out bench/reports/full --work-dir "$WORK/full" \
+  bench --suite bench/suite.toml --out bench/reports/full --work-dir "$WORK" --reuse-bundles \
     --junit bench/reports/full/junit.xml --update-baseline
 }
 
