@@ -216,6 +216,8 @@ def test_a_bad_image_fails_alone_and_its_batch_is_not_scored_twice(tmp_path: Pat
         batch = score_paths(scorer, paths)
         assert sorted(decoded) == sorted(paths)  # each image read once: no second pass over the batch
         reference = scorer.score(good)
+        one, errors = scorer.score_each(good[0])  # one image (a str) is one image, not its characters
+        assert list(one) == [scorer.score_one(good[0])] and errors == [None]
     scored = {p: s for p, s in zip(batch.paths, batch.scores, strict=True) if p in good}
     assert [scored[p] for p in good] == list(reference)  # bit for bit Scorer.score's scores
     for path, kind, error, score in zip(batch.paths, batch.error_types, batch.errors, batch.scores, strict=True):
