@@ -148,9 +148,11 @@ class Scorer:
         """Quality scores (float64, the model's MOS scale) of one image or a sequence of images.
 
         An image is a path, encoded bytes, a PIL image or an HxWx3 uint8 RGB array; an
-        ``(N, H, W, 3)`` uint8 array is N images. Images are decoded and preprocessed one at a
-        time and fed to the network ``max_batch`` rows at a time, so memory stays bounded for long
-        lists. Decoding errors propagate as :class:`edge_iqa.errors.ImageError` subclasses.
+        ``(N, H, W, 3)`` uint8 array is N images. The next images are decoded and preprocessed in
+        ``prefetch`` threads while the network runs (at most a batch ahead, so memory stays bounded
+        for long lists); several images run side by side on the backend's list set-up, if it has
+        one, else ``max_batch`` rows at a time. Scores are the one-by-one scores either way.
+        Decoding errors propagate as :class:`edge_iqa.errors.ImageError` subclasses.
 
         ``depth`` (two-input bundles only; it overrides the source given to :func:`load`): for one
         image, its depth map (path, encoded bytes, PIL image, (H, W) array) or a
