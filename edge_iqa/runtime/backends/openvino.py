@@ -21,6 +21,15 @@ The manifest's ``runtime_options`` (written by the exporter, e.g. ``{"INFERENCE_
                ``$EDGE_IQA_CACHE_DIR/openvino``, else ``$XDG_CACHE_HOME/edge-iqa/openvino`` (XDG default
                ``~/.cache``) when it can be created and written, else none; ``None`` or ``""`` (or
                ``EDGE_IQA_CACHE_DIR=""``) turns it off
+    list_streams  streams of the list set-up (:meth:`OpenVINOBackend.throughput`); default: the
+               compiled model's thread count; 1 turns the list set-up off
+
+Lists: a single image runs on the latency compile (one stream, all threads on every layer). A
+call with several images runs on a second compile of the same network, made on the first such
+call (from the cache when warm): ``PERFORMANCE_HINT = THROUGHPUT`` with one stream of one thread
+per thread of the budget, each image in its own stream. The network's small layers then keep
+every core busy instead of making the threads wait for each other at each layer. Outputs are
+identical (INT8 and FP32 bundles, tested): the kernels are the same, only the threads differ.
 
 The compiled-model cache is on by default: OpenVINO keys each blob by the network's bytes, the
 device and the compile properties, so one folder serves every bundle and a changed bundle or
@@ -40,32 +49,61 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import openvino as ov
 
+from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import BundleError, first_line
-from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
+from edge_iqa.runtime.backends.base import (
+    Backend,
+    check_options,
+    input_names,
+    input_record,
+    member,
+    output_name,
+)
 from edge_iqa.runtime.manifest import Manifest
 
-_OPTIONS = {"device", "config", "cache_dir"}
+_OPTIONS = {"device", "config", "cache_dir", "list_streams"}
 
 
 class OpenVINOBackend(Backend):
     name = "openvino"
 
     def __init__(self, compiled: ov.CompiledModel, input_names: tuple[str, ...], output: ov.Output, device: str,
-                 config: dict[str, Any], cache_dir: str | None = None) -> None:
+                 config: dict[str, Any], cache_dir: str | None = None, list_setup: _ListSetup | None = None,
+                 parallel_calls: int = 1) -> None:
         self.compiled = compiled
         self.input_names = input_names
         self.output = output
         self.device = device
         self.config = config
         self.cache_dir = cache_dir
+        self.parallel_calls = parallel_calls
         self._idle: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
+        self._list_setup = list_setup
+        self._list_backend: OpenVINOBackend | None = None
+        self._lock = threading.Lock()
+
+    def throughput(self) -> OpenVINOBackend | None:
+        setup = self._list_setup
+        if setup is None or setup.streams < 2:
+            return None
+        with self._lock:
+            if self._list_backend is None:
+                config = {**self.config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": setup.streams,
+                          "INFERENCE_NUM_THREADS": setup.streams}
+                compiled = _compile(setup.core, setup.model, self.device, config, setup.xml)
+                output = compiled.outputs[setup.output_index]
+                self._list_backend = OpenVINOBackend(compiled, self.input_names, output, self.device, config,
+                                                     self.cache_dir, parallel_calls=setup.streams)
+            return self._list_backend
 
     def _borrow(self) -> ov.InferRequest:
         try:
@@ -76,6 +114,12 @@ class OpenVINOBackend(Backend):
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         request = self._borrow()
         try:
+            return self._infer(request, inputs)
+        finally:
+            self._idle.put(request)
+
+    def _infer(self, request: ov.InferRequest, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        try:
             # share_inputs: the request reads the scorer's buffers in place instead of copying them
             # (a 16-row batch is 28 MB at 384x384); they stay valid and unchanged during the call.
             results = request.infer(dict(zip(self.input_names, inputs, strict=True)), share_inputs=True)
@@ -85,12 +129,48 @@ class OpenVINOBackend(Backend):
             # The scorer feeds exactly the declared shape: a failure is the network's, not the input's.
             raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {inputs[0].shape} input "
                               f"({first_line(exc)}); the bundle is inconsistent: re-export it") from exc
-        finally:
-            self._idle.put(request)
+
+    def warm_up(self, shape: tuple[int, ...]) -> None:
+        """Run the network once, on this thread, on zeros of ``shape`` (one per input), before any
+        caller can run it from several threads.
+
+        Why: OpenVINO's Python bindings build some lookup tables on their first use, inside
+        ``infer`` (``Type.to_dtype``'s table of numpy dtypes, a C++ function-local static that makes
+        numpy objects). When two threads make the first call at the same time, one builds the table
+        and waits for the GIL while the other holds the GIL and waits for the table: both wait
+        forever (OpenVINO 2026.4; two threads racing on their first ``Type.f32.to_dtype()`` hang in
+        about half of fresh processes, tests/test_runtime_openvino_first_call.py). A collection job's
+        two scoring threads, or a Ray actor's two concurrent calls, hung that way. The tables are
+        per process, so one call here makes every later ``infer`` safe; its request is dropped so
+        the pool holds only requests that callers made.
+        """
+        zeros = np.zeros(shape, dtype=np.float32)
+        self._infer(self.compiled.create_infer_request(), (zeros,) * len(self.input_names))
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "openvino": ov.__version__, "device": self.device,
-                "config": {k: str(v) for k, v in self.config.items()}, "cache_dir": self.cache_dir}
+                "config": {k: str(v) for k, v in self.config.items()}, "cache_dir": self.cache_dir,
+                "list_streams": self._list_setup.streams if self._list_setup else self.parallel_calls}
+
+
+@dataclass(frozen=True)
+class _ListSetup:
+    """What compiling the list set-up later needs: the read network and where it came from."""
+
+    core: ov.Core
+    model: ov.Model
+    xml: Path
+    output_index: int
+    streams: int
+
+
+def _compile(core: ov.Core, model: ov.Model, device: str, config: Mapping[str, Any], xml: Path) -> ov.CompiledModel:
+    try:
+        return core.compile_model(model, device, dict(config))
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot compile the network for {device} "
+                          f"({first_line(exc)}); re-export the bundle, or check the device and "
+                          "backend_options") from exc
 
 
 def default_config(manifest: Manifest, threads: int | None) -> dict[str, Any]:
@@ -151,12 +231,15 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     if index is None:
         raise BundleError(f"{xml}: the manifest's output {wanted!r} is not among the network's outputs "
                           f"{[p.get_any_name() for p in model.outputs]}; re-export the bundle")
-    try:
-        compiled = core.compile_model(model, device, config)
-    except (RuntimeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot compile the network for {device} "
-                          f"({first_line(exc)}); re-export the bundle, or check the device and "
-                          "backend_options") from exc
+    compiled = _compile(core, model, device, config, xml)
+    streams = options.get("list_streams", compiled.get_property("INFERENCE_NUM_THREADS"))
+    if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
+        raise ValueError(f"list_streams must be a positive integer, got {streams!r}")
     output = compiled.outputs[index]
-    return OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None)
+    backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
+                              list_setup=_ListSetup(core, model, xml, index, streams))
+    batch, _, height, width = input_record(manifest)["shape"]
+    size = PreprocessSpec.from_dict(manifest.preprocess).input_size  # where the network's sides are dynamic
+    backend.warm_up((batch if batch > 0 else 1, 3, height if height > 0 else size[0], width if width > 0 else size[1]))
+    return backend
 
