@@ -216,6 +216,8 @@ def test_a_bad_image_fails_alone_and_its_batch_is_not_scored_twice(tmp_path: Pat
         batch = score_paths(scorer, paths)
         assert sorted(decoded) == sorted(paths)  # each image read once: no second pass over the batch
         reference = scorer.score(good)
+        one, errors = scorer.score_each(good[0])  # one image (a str) is one image, not its characters
+        assert list(one) == [scorer.score_one(good[0])] and errors == [None]
     scored = {p: s for p, s in zip(batch.paths, batch.scores, strict=True) if p in good}
     assert [scored[p] for p in good] == list(reference)  # bit for bit Scorer.score's scores
     for path, kind, error, score in zip(batch.paths, batch.error_types, batch.errors, batch.scores, strict=True):
@@ -269,3 +271,19 @@ def test_a_stuck_scoring_thread_stops_the_job_with_a_readable_error(tmp_path: Pa
     run = CliRunner().invoke(app, ["score", "--bundle", str(tiny_bundle(tmp_path)), "--out", str(out),
                                    "--stall-timeout", "0", str(photos.listing)])
     assert run.exit_code == 2 and "--stall-timeout must be a positive number" in run.output
+
+
+def test_ray_actors_get_a_model_name_as_is_and_a_bundle_by_absolute_path(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_iqa.collection.engine_ray import BundleRef, RayEngine
+
+    def engine(source: str | Path) -> RayEngine:
+        return RayEngine(source, 1, 1, 8, address="auto", bundle_transfer="object-store")
+
+    # A name: every worker resolves it from its own install (no files to ship), as load() does here.
+    assert engine(DEFAULT_MODEL)._bundle_ref() == BundleRef(path=DEFAULT_MODEL)
+    assert BundleRef(path=DEFAULT_MODEL).materialise() == DEFAULT_MODEL  # a str: load() reads it as a name
+    monkeypatch.chdir(tmp_path)
+    bundle = tiny_bundle(tmp_path)
+    local = RayEngine(Path(bundle.name), 1, 1, 8)._bundle_ref()  # no --address: by path, made absolute
+    assert local == BundleRef(path=str(bundle.resolve()))

@@ -184,7 +184,8 @@ class Scorer:
         of ``score(good_images)``, bit for bit. Any other error (a broken bundle, a two-input bundle
         without a depth source) raises, as in :meth:`score`.
         """
-        images = list(images)
+        single = isinstance(images, _SINGLE_SOURCES) or (isinstance(images, np.ndarray) and images.ndim != 4)
+        images = [images] if single else list(images)
         entries, finite = self._depth_entries(None, single=False)
         errors: list[ImageError | None] = []
 
