@@ -252,7 +252,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     names = tuple(get_model_info(args.model).inputs)
     paths, mos = evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec)
-    work = args.work or Path(tempfile.mkdtemp(prefix="edge-iqa-variants-"))
+    work = weights_folder(args) or Path(tempfile.mkdtemp(prefix="edge-iqa-variants-"))
     reference = fp32_reference(args, work, model, spec, names, stacks)
     transform = {"scale": scale, "offset": 0.0}
     feeds_1 = {"image": stacks[0][:1]}
@@ -302,6 +302,20 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
                            f"{args.threads}", "speed": "median CPU time (time.process_time) per batch-1 image",
             "score_scale_mos_per_raw": scale, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
+
+
+def weights_folder(args: argparse.Namespace) -> Path | None:
+    """``--work/MODEL-WEIGHTS``: builds and scores cached for one set of weights only (new weights,
+    e.g. a retrained default model, start an empty folder instead of reusing stale figures)."""
+    if args.work is None:
+        return None
+    if args.golden:
+        tag = "golden"
+    else:
+        from edge_iqa.models.checkpoint import resolve_weights
+
+        tag = str(resolve_weights(args.model, None).record.get("sha256") or "unhashed")[:12]
+    return args.work / f"{args.model}-{tag}"
 
 
 def fp32_reference(args: argparse.Namespace, work: Path | None, model: Any, spec: Any, names: tuple[str, ...],
@@ -358,10 +372,14 @@ def _build_once(out: Path, backend: Any, graph: Path, profile: Any, feeds: Any, 
     lock = out.with_name(out.name + ".lock")
     while not record.is_file():
         try:  # several study processes may share --work: one builds, the others wait for it
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
+            if not _alive(lock):
+                lock.unlink(missing_ok=True)  # left by a killed study process
             time.sleep(20)
             continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
         try:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
@@ -370,6 +388,17 @@ def _build_once(out: Path, backend: Any, graph: Path, profile: Any, feeds: Any, 
         finally:
             lock.unlink()
     return json.loads(record.read_text())
+
+
+def _alive(lock: Path) -> bool:
+    """Whether the process that wrote ``lock`` (its pid) still runs."""
+    try:
+        os.kill(int(lock.read_text() or "0"), 0)
+    except (ProcessLookupError, ValueError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
@@ -386,7 +415,7 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec)
-    reference = fp32_reference(args, args.work, model, spec, ("image",), stacks)
+    reference = fp32_reference(args, weights_folder(args), model, spec, ("image",), stacks)
     rows, runners = [], {}
     with tempfile.TemporaryDirectory(prefix="edge-iqa-bundles-") as tmp:
         for i, bundle in enumerate(args.bundles):
