@@ -133,7 +133,7 @@ def export_bundle(
                             score_scale=float(transform["scale"]))
     quant = profile.quantization
     split = calibration.split(quant.calibration_samples, quant.seed,
-                              max(profile.parity.images, profile.parity.accuracy_images))
+                              max(profile.parity.images, profile.parity.accuracy_images), quant.calibration_selection)
     console.print(f"[bold]edge-iqa export[/bold] {model_name} -> target [cyan]{profile.name}[/cyan] "
                   f"({profile.runtime}, {precision}, attention {profile.attention_form}) -> {out}")
 
@@ -255,12 +255,21 @@ def _onnx_gate_scorer(graph: Any, folder: Path, model_name: str, spec: Preproces
     before any backend build)."""
     folder.mkdir()
     shutil.copyfile(graph.path, folder / "model.onnx")
-    return load_staged(folder, {
-        "edge_iqa_version": edge_iqa.__version__, "runtime": "onnxruntime", "precision": "fp32",
-        "model_file": "model.onnx", "io": graph.io_record(), "preprocess": spec.to_dict(),
-        "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
-        "model": {"name": model_name}, "target": profile.to_dict(),
-        "runtime_options": {"graph_optimization_level": "ORT_ENABLE_ALL"}})
+    built = {"model_file": "model.onnx", "runtime_options": {"graph_optimization_level": "ORT_ENABLE_ALL"}}
+    return load_staged(folder, artifact_document(graph, built, model_name, spec, transform, profile,
+                                                 runtime="onnxruntime", precision="fp32"))
+
+
+def artifact_document(graph: Any, built: dict[str, Any], model_name: str, spec: PreprocessSpec,
+                      transform: dict[str, float], profile: TargetProfile, *, runtime: str | None = None,
+                      precision: str) -> dict[str, Any]:
+    """The least manifest under which :func:`edge_iqa.runtime.load` scores a built artifact (a
+    backend's ``build`` record) the way its bundle will: the export's gates before the full
+    manifest exists, and studies that compare quantization recipes on the one scoring path."""
+    return {"edge_iqa_version": edge_iqa.__version__, "runtime": runtime or profile.runtime, "precision": precision,
+            "model_file": built["model_file"], "io": graph.io_record(), "preprocess": spec.to_dict(),
+            "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
+            "model": {"name": model_name}, "target": profile.to_dict(), "runtime_options": built["runtime_options"]}
 
 
 def _artifact_accuracy(scorer: Any, precision: str, profile: TargetProfile,
@@ -328,7 +337,8 @@ def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str
         "calibration": {"dataset": "edge_iqa.calibration_data (CLIVE development JPEGs)",
                         "method": quant.method if precision == "int8" else None,
                         "samples": len(split.calibration) if precision == "int8" else 0,
-                        "seed": quant.seed, "keep_fp_patterns": list(quant.keep_fp), **split.record()},
+                        "seed": quant.seed, "selection": quant.calibration_selection,
+                        "keep_fp_patterns": list(quant.keep_fp), **split.record()},
         "quantization": built["quantization"],
         "integer_kernels": built["integer_kernels"],
         "parity": {"onnx_fp32_vs_torch": onnx_parity},
