@@ -32,7 +32,7 @@ import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
 from edge_iqa.export import accuracy_control, calibration
-from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution
+from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import export_backend
 from edge_iqa.export.onnx_export import export_onnx
@@ -104,6 +104,7 @@ def export_bundle(
     """
     console = Console(quiet=quiet, stderr=True)
     profile = target if isinstance(target, TargetProfile) else load_target(target)
+    explicit_budget = accuracy_budget is not None  # asked for by the user, not the profile's default
     if accuracy_budget is not None:
         if not 0 <= accuracy_budget <= 1:
             raise TargetError(f"--accuracy-budget is a max |delta SROCC| in [0, 1], got {accuracy_budget}")
@@ -132,7 +133,7 @@ def export_bundle(
                             score_scale=float(transform["scale"]))
     quant = profile.quantization
     split = calibration.split(quant.calibration_samples, quant.seed,
-                              max(profile.parity.images, profile.parity.accuracy_images))
+                              max(profile.parity.images, profile.parity.accuracy_images), quant.calibration_selection)
     console.print(f"[bold]edge-iqa export[/bold] {model_name} -> target [cyan]{profile.name}[/cyan] "
                   f"({profile.runtime}, {precision}, attention {profile.attention_form}) -> {out}")
 
@@ -188,8 +189,16 @@ def export_bundle(
                 note["done"] = _drift_note(accuracy)
             control = None
             if search:
-                # Before minutes of searching: a budget finer than the validation photos resolve is refused.
-                refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
+                # Before minutes of searching: a budget the user asked for that is finer than the validation
+                # photos resolve is refused. The target profile's own budget is not: refusing it would make
+                # the plain `edge-iqa export --target T` fail for a model whose INT8 drift is noisy on these
+                # photos, so the search runs as it always did, and the manifest records the resolution.
+                if explicit_budget:
+                    refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
+                elif unresolvable(budget, accuracy):
+                    console.print(f"[yellow]![/yellow] the {profile.name} budget |delta SROCC| <= "
+                                  f"{budget.delta_srocc:g} is finer than the {n_check} validation photos resolve "
+                                  f"(bootstrap standard error {accuracy['srocc_resolution']:.4f}); searching anyway")
                 control = {"budget": profile.accuracy_budget, "metric": "|delta SROCC| vs FP32 against MOS",
                            "max_score_error": profile.max_score_error, "p99_score_error": profile.p99_score_error,
                            "score_metric": "|score - score(FP32)| on the MOS scale over the validation photos",
@@ -246,12 +255,21 @@ def _onnx_gate_scorer(graph: Any, folder: Path, model_name: str, spec: Preproces
     before any backend build)."""
     folder.mkdir()
     shutil.copyfile(graph.path, folder / "model.onnx")
-    return load_staged(folder, {
-        "edge_iqa_version": edge_iqa.__version__, "runtime": "onnxruntime", "precision": "fp32",
-        "model_file": "model.onnx", "io": graph.io_record(), "preprocess": spec.to_dict(),
-        "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
-        "model": {"name": model_name}, "target": profile.to_dict(),
-        "runtime_options": {"graph_optimization_level": "ORT_ENABLE_ALL"}})
+    built = {"model_file": "model.onnx", "runtime_options": {"graph_optimization_level": "ORT_ENABLE_ALL"}}
+    return load_staged(folder, artifact_document(graph, built, model_name, spec, transform, profile,
+                                                 runtime="onnxruntime", precision="fp32"))
+
+
+def artifact_document(graph: Any, built: dict[str, Any], model_name: str, spec: PreprocessSpec,
+                      transform: dict[str, float], profile: TargetProfile, *, runtime: str | None = None,
+                      precision: str) -> dict[str, Any]:
+    """The least manifest under which :func:`edge_iqa.runtime.load` scores a built artifact (a
+    backend's ``build`` record) the way its bundle will: the export's gates before the full
+    manifest exists, and studies that compare quantization recipes on the one scoring path."""
+    return {"edge_iqa_version": edge_iqa.__version__, "runtime": runtime or profile.runtime, "precision": precision,
+            "model_file": built["model_file"], "io": graph.io_record(), "preprocess": spec.to_dict(),
+            "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
+            "model": {"name": model_name}, "target": profile.to_dict(), "runtime_options": built["runtime_options"]}
 
 
 def _artifact_accuracy(scorer: Any, precision: str, profile: TargetProfile,
@@ -319,7 +337,8 @@ def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str
         "calibration": {"dataset": "edge_iqa.calibration_data (CLIVE development JPEGs)",
                         "method": quant.method if precision == "int8" else None,
                         "samples": len(split.calibration) if precision == "int8" else 0,
-                        "seed": quant.seed, "keep_fp_patterns": list(quant.keep_fp), **split.record()},
+                        "seed": quant.seed, "selection": quant.calibration_selection,
+                        "keep_fp_patterns": list(quant.keep_fp), **split.record()},
         "quantization": built["quantization"],
         "integer_kernels": built["integer_kernels"],
         "parity": {"onnx_fp32_vs_torch": onnx_parity},
