@@ -18,7 +18,7 @@ proxy).
 ``variants``: per-photo error of quantization settings at the same speed (issue 16): each named
 variant of a target profile (SmoothQuant alpha, bias correction, layers kept in FP, ...) quantized
 to full INT8, scored on the evaluation images: p99 / max |dscore| in MOS points, delta SROCC, and
-batch-1 latency relative to the target's default INT8 (interleaved in one process).
+one-image latency relative to the target's default INT8 (interleaved in one process).
 
     python scripts/quantization_study.py variants --targets cpu onnxruntime --eval-images 0 \
         --out study/variants.json
@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.golden: deterministic weights of the seed models
+sys.path.insert(0, str(REPO))  # scripts.seed_bundles (GOLDEN_KEYS)
 SHARED = REPO.parent / "shared"
+GOLDEN_LABEL = "golden deterministic (edge_iqa/models/golden_weights.py)"
 BACKENDS = {"cpu": ("minmax", "percentile"), "onnxruntime": ("minmax", "percentile", "entropy"),
             "jetson": ("minmax", "entropy")}
 
@@ -62,8 +63,8 @@ def load_model_with_scale(name: str, golden: bool) -> tuple[Any, Any, float]:
     from edge_iqa.models import create_model, get_model_info
 
     if golden:
+        from edge_iqa.models.golden_weights import deterministic_state_dict
         from scripts.seed_bundles import GOLDEN_KEYS
-        from tests.golden import deterministic_state_dict
 
         model = create_model(name)
         with torch.no_grad():
@@ -97,10 +98,14 @@ def evaluation_set(limit: int, seed: int = 0) -> tuple[list[Path], np.ndarray]:
     return [item.path for item in items], np.array([item.mos for item in items])
 
 
-def preprocess(paths: list[Path], spec: Any) -> list[np.ndarray]:
-    from edge_iqa.data.imageio import load_image
+def artifact_scorer(out: Path, built: dict[str, Any], graph: Any, spec: Any, profile: Any, model_name: str) -> Any:
+    """The built INT8 artifact through ``runtime.load`` (TensorRT: the export's ONNX Runtime stand-in
+    bundle), as the export's gate and mixed-precision search score it."""
+    from edge_iqa.export.staging import artifact_document, load_artifact
 
-    return [spec.apply(load_image(p)) for p in paths]
+    return load_artifact(out / built["model_file"], artifact_document(
+        profile.runtime, "int8", built["model_file"], graph.io_record(), spec, model_name=model_name,
+        target=profile.to_dict(), runtime_options=built["runtime_options"]))
 
 
 def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray, with_mos: bool,
@@ -137,7 +142,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from edge_iqa.export import calibration
-    from edge_iqa.export.parity import raw_scores, reference_scorer, score_images
+    from edge_iqa.export.parity import raw_scores, reference_scorer
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
@@ -148,9 +153,9 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     names = tuple(info.inputs)
     paths, mos = evaluation_set(args.eval_images)
     started = time.perf_counter()
-    stacks = preprocess(paths, spec)
-    reference = raw_scores(reference_scorer(model, spec, names), stacks)
-    print(f"{len(stacks)} evaluation images, PyTorch FP32 reference in {time.perf_counter() - started:.0f}s",
+    images = calibration.prepare_files(paths, spec, names)
+    reference = raw_scores(reference_scorer(model, spec, names), images)
+    print(f"{len(images)} evaluation images, PyTorch FP32 reference in {time.perf_counter() - started:.0f}s",
           flush=True)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge-iqa-qstudy-") as tmp:
@@ -166,25 +171,26 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
                     rows = calibration.split(samples, quant.seed, 1).calibration
                     out = work / f"{target}-{method}-{samples}"
                     out.mkdir()
+                    (scratch := work / f"{out.name}.work").mkdir()
                     start = time.perf_counter()
                     try:
                         built = backend.build(graph.path, out, "int8", trial,
                                               lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names),
-                                              out)
+                                              scratch)
                     except Exception as exc:  # noqa: BLE001 - one failed configuration is a row, not a crash
                         results.append({"target": target, "method": method, "samples": samples,
                                         "error": f"{type(exc).__name__}: {exc}"})
                         continue
                     build_s = time.perf_counter() - start
-                    run = backend.runner(out / built["model_file"], "int8", args.threads)
-                    scores = score_images(run, stacks, names)
+                    with artifact_scorer(out, built, graph, spec, trial, args.model) as scorer:
+                        scores = raw_scores(scorer, images)
                     row = {"target": target, "runtime": profile.runtime, "method": method, "samples": samples,
-                           "build_s": round(build_s, 1), "images": len(stacks),
+                           "build_s": round(build_s, 1), "images": len(images),
                            **drift_record(scores, reference, mos, not args.golden)}
                     results.append(row)
                     print(json.dumps(row), flush=True)
-    return {"model": args.model, "weights": "golden deterministic (tests/golden.py)" if args.golden else "trained",
-            "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
+    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
+            "evaluation": "CLIVE development images not in calibration_data", "images": len(images),
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
 
 
@@ -211,22 +217,21 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
 
     from edge_iqa.export import calibration
     from edge_iqa.export.accuracy_control import latency_ms
-    from edge_iqa.export.parity import raw_scores, reference_scorer, score_images
+    from edge_iqa.export.parity import raw_scores, reference_scorer
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     names = tuple(get_model_info(args.model).inputs)
     paths, mos = evaluation_set(args.eval_images)
-    stacks = preprocess(paths, spec)
-    reference = raw_scores(reference_scorer(model, spec, names), stacks)
-    feeds_1 = {"image": stacks[0][:1]}
+    images = calibration.prepare_files(paths, spec, names)
+    reference = raw_scores(reference_scorer(model, spec, names), images)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge-iqa-variants-") as tmp:
         work = Path(tmp)
         for target in args.targets:
             profile, backend, graph = target_graph(model, spec, names, target, work)
-            runners: dict[str, Any] = {}
+            scorers: dict[str, Any] = {}
             for name, change in VARIANTS[target].items():
                 if args.variants and name not in args.variants and name != "default":
                     continue
@@ -238,64 +243,70 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
                 rows = calibration.split(min(quant.calibration_samples, 256), quant.seed, 1).calibration
                 out = work / f"{target}-{len(results)}"
                 out.mkdir()
+                (scratch := work / f"{out.name}.work").mkdir()
                 start = time.perf_counter()
                 try:
                     built = backend.build(graph.path, out, "int8", trial,
-                                          lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names), out)
+                                          lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names),
+                                          scratch)
                 except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
                     results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
                     continue
-                run = backend.runner(out / built["model_file"], "int8", args.threads)
-                runners[name] = run
+                scorer = scorers[name] = artifact_scorer(out, built, graph, spec, trial, args.model)
                 row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
                        "keep_fp_extra": list(extra), "build_s": round(time.perf_counter() - start, 1),
-                       "images": len(stacks),
-                       **drift_record(score_images(run, stacks, names), reference, mos, not args.golden, scale)}
+                       "images": len(images),
+                       **drift_record(raw_scores(scorer, images), reference, mos, not args.golden, scale)}
                 results.append(row)
                 print(json.dumps(row), flush=True)
-            # Batch-1 latency of every variant vs the default, the runners taking turns round by round.
-            medians = latency_ms(runners, feeds_1, rounds=args.speed_rounds)
+            # One-image latency of every variant vs the default, the scorers taking turns round by round.
+            medians = latency_ms(scorers, images.take([0]), rounds=args.speed_rounds)
+            for scorer in scorers.values():
+                scorer.close()
             for row in results:
                 if row["target"] == target and row.get("variant") in medians:
                     row["latency_ms"] = medians[row["variant"]]
                     row["latency_vs_default"] = medians[row["variant"]] / medians["default"]
-    return {"model": args.model, "weights": "golden deterministic (tests/golden.py)" if args.golden else "trained",
-            "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
+    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
+            "evaluation": "CLIVE development images not in calibration_data", "images": len(images),
             "score_scale_mos_per_raw": scale, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
 
 
 def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
-    """Each bundle's artifact run by its export backend's runner (TensorRT: the ONNX Runtime CPU
-    proxy of the Q/DQ graph, as at export), raw scores vs PyTorch FP32."""
+    """Each bundle through ``runtime.load`` (TensorRT: the export's ONNX Runtime CPU stand-in bundle
+    of the Q/DQ graph), raw scores vs PyTorch FP32."""
     import torch
 
+    from edge_iqa.export import calibration
     from edge_iqa.export.accuracy_control import latency_ms
-    from edge_iqa.export.parity import raw_scores, reference_scorer, score_images
-    from edge_iqa.export.pipeline import backend_module
+    from edge_iqa.export.parity import raw_scores, reference_scorer
+    from edge_iqa.export.staging import load_staged
     from edge_iqa.runtime.bundle import read_manifest
 
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
-    stacks = preprocess(paths, spec)
-    reference = raw_scores(reference_scorer(model, spec, ("image",)), stacks)
-    rows, runners = [], {}
-    for bundle in args.bundles:
+    images = calibration.prepare_files(paths, spec, ("image",))
+    reference = raw_scores(reference_scorer(model, spec, ("image",)), images)
+    rows, scorers = [], {}
+    proxies = Path(tempfile.mkdtemp(prefix="edge-iqa-proxies-"))
+    for i, bundle in enumerate(args.bundles):
         manifest = read_manifest(bundle)
-        run = backend_module(manifest.runtime).runner(bundle / manifest.model_file, manifest.precision,
-                                                         args.threads)
-        scores = score_images(run, stacks, ("image",))
+        scorer = load_staged(bundle, proxy_dir=proxies / str(i), threads=args.threads)
+        scores = raw_scores(scorer, images)
         control = manifest.get("accuracy_control") or {}
         row = {"bundle": str(bundle), "target": manifest["target"]["name"], "precision": manifest.precision,
                "images": len(paths), **drift_record(scores, reference, mos, not args.golden, scale),
                "kept_blocks": control.get("kept_blocks"), "export_budget": control.get("budget"),
                "export_validation_delta": (control.get("final") or {}).get("delta_srocc")}
         rows.append(row)
-        runners[str(bundle)] = run
+        scorers[str(bundle)] = scorer
         print(json.dumps(row), flush=True)
-    # Batch-1 latency of each bundle vs the first one, the runners taking turns round by round.
-    medians = latency_ms(runners, {"image": stacks[0][:1]}, rounds=args.speed_rounds)
+    # One-image latency of each bundle vs the first one, the scorers taking turns round by round.
+    medians = latency_ms(scorers, images.take([0]), rounds=args.speed_rounds)
+    for scorer in scorers.values():
+        scorer.close()
     for row in rows:
         row["latency_ms"] = medians[row["bundle"]]
         row["latency_vs_first"] = medians[row["bundle"]] / medians[rows[0]["bundle"]]
