@@ -49,7 +49,9 @@ class LocalEngine:
     def run(self, paths: Iterable[str]) -> Iterator[ScoredBatch]:
         from edge_iqa.runtime import load
 
-        scorer = load(self.bundle, threads=self.workers * self.threads_per_worker)
+        budget = self.workers * self.threads_per_worker
+        # The worker threads already decode while another runs the network; read-ahead gets the rest.
+        scorer = load(self.bundle, threads=budget, prefetch=max(0, budget - self.workers))
         todo: queue.Queue[Any] = queue.Queue(maxsize=2 * self.workers)
         done: queue.Queue[Any] = queue.Queue(maxsize=2 * self.workers)
         stop = threading.Event()

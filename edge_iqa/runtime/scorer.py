@@ -3,6 +3,13 @@
     image -> load_image -> PreprocessSpec.apply (num_crops rows) -> backend, max_batch rows at a
     time -> mean over each image's crops (float64) -> raw * scale + offset
 
+Over a list, the next images are decoded and preprocessed in ``prefetch`` worker threads while
+the network runs (:mod:`edge_iqa.runtime.prefetch`); that changes when an image's rows are made,
+never what they are or which batch they go in, so a list scores exactly as its images one by one
+(the backends' outputs do not depend on the batch a row travels in: tested on real bundles).
+The input buffers (``max_batch`` rows per network input) are kept between calls in a pool, one set
+per concurrent call, instead of being allocated and zeroed on every call.
+
 The decoder and the spec are the ones training and :class:`edge_iqa.predict.TorchScorer` use, so
 a bundle and its PyTorch model see the same input tensors.
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import queue
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,7 @@ from edge_iqa.runtime.bundle import read_manifest, verify_files
 from edge_iqa.runtime.depth import OnnxDepthEstimator
 from edge_iqa.runtime.embedded import embedded_bundle
 from edge_iqa.runtime.manifest import MANIFEST_NAME, Manifest
+from edge_iqa.runtime.prefetch import read_ahead
 
 #: Rows per backend call when the bundle does not say (``io.max_batch``) and the network's batch
 #: dimension is dynamic. Small on purpose: a camera has little memory and few cores.
@@ -61,18 +70,25 @@ class Scorer:
     """Scores images with a verified bundle. Create it with :func:`edge_iqa.runtime.load`.
 
     Thread-safe: several threads may call :meth:`score` / :meth:`score_tensor` on one Scorer at
-    the same time and get exactly what one thread would get for the same call. Each call keeps its
-    own buffers; the backend (and a depth source given to :func:`load`) is shared (see
-    :mod:`edge_iqa.runtime.backends.base`).
+    the same time and get exactly what one thread would get for the same call. Each call borrows
+    its own input buffers from a pool; the backend (and a depth source given to :func:`load`) is
+    shared (see :mod:`edge_iqa.runtime.backends.base`).
+
+    ``prefetch``: worker threads that decode and preprocess the next images of a list while the
+    network runs (0: in the calling thread, one image after the other). Two-input (depth) bundles
+    always prepare in the calling thread: their depth source is itself a network using the threads.
     """
 
     def __init__(self, backend: Backend, manifest: Manifest, bundle_dir: Path | None = None,
-                 depth: DepthSource | DepthMapSource | None = None) -> None:
+                 depth: DepthSource | DepthMapSource | None = None, prefetch: int = 0) -> None:
         self._backend = backend
         self._manifest = manifest
         self.bundle_dir = bundle_dir
         self._spec, self.fixed_batch, self.max_batch, self.scale, self.offset = _plan(self._manifest, backend)
         self._inputs = input_names(self._manifest)
+        self.prefetch = _checked_count("prefetch", prefetch, 0)
+        # Idle input buffer sets (one array per network input), reused by the next call.
+        self._idle_buffers: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
         if depth is not None and not self.needs_depth:
             raise BundleError(_no_depth_input(self._inputs, "load(..., depth=...) / --depth-model"))
         #: The depth source used for every image a :meth:`score` call gives no depth for (two-input bundles).
@@ -109,7 +125,8 @@ class Scorer:
                 "runtime": self._manifest.runtime, "precision": self._manifest.precision,
                 "input_size": list(self._spec.input_size), "num_crops": self._spec.num_crops,
                 "inputs": list(self._inputs), "depth_source": repr(self.depth) if self.depth is not None else None,
-                "max_batch": self.max_batch, "fixed_batch": self.fixed_batch, **self._backend.describe()}
+                "max_batch": self.max_batch, "fixed_batch": self.fixed_batch, "prefetch": self.prefetch,
+                **self._backend.describe()}
 
     def __repr__(self) -> str:
         info = self.info
@@ -153,7 +170,21 @@ class Scorer:
         if finite and not single and isinstance(images, Sized) and len(depth) != len(images):  # before any work
             raise ArrayInputError(f"got {len(depth)} depth maps for {len(images)} images; pass exactly one depth "
                                   "map per image, in the same order")
-        return self._score_rows(self._prepare(image, source) for image, source in _with_depth(images, entries, finite))
+        images = iter(images)
+        head = list(itertools.islice(images, 2))
+        pairs = _with_depth(itertools.chain(head, images), entries, finite)
+        workers = 0 if self.needs_depth else self.prefetch
+        # Enough images ahead to fill the next batch while the network runs on this one.
+        lookahead = -(-self.max_batch // self._spec.num_crops) + workers
+        prepared = read_ahead(self._prepare_pair, pairs, workers=workers, lookahead=lookahead)
+        streams = self._backend.throughput() if len(head) > 1 else None
+        if streams is None:
+            return self._score_rows(prepared)
+        # One image per call, parallel_calls calls at once, each on its own stream (same outputs).
+        calls = streams.parallel_calls
+        per_image = read_ahead(lambda stacks: self._network_outputs([stacks], streams), prepared, workers=calls,
+                               lookahead=calls)
+        return self._transformed(np.concatenate(list(per_image)))
 
     def score_one(self, image: ImageSource, depth: DepthSource | DepthMapSource | None = None) -> float:
         """The score of a single image (and its depth, for a two-input bundle), as a Python float."""
@@ -222,6 +253,9 @@ class Scorer:
                                   f"image, or one DepthSource for all; got {type(depth).__name__}")
         return iter(depth), True
 
+    def _prepare_pair(self, pair: tuple[ImageSource, DepthSource | None]) -> tuple[np.ndarray, ...]:
+        return self._prepare(*pair)
+
     def _prepare(self, image: ImageSource, source: DepthSource | None) -> tuple[np.ndarray, ...]:
         """One image -> its row stacks, one per network input in manifest order."""
         return network_inputs(load_image(image), self._spec, self._inputs, source)
@@ -229,38 +263,54 @@ class Scorer:
     # --- batching --------------------------------------------------------------------------------------
     def _score_rows(self, per_image: Iterable[tuple[np.ndarray, ...]], raw: bool = False) -> np.ndarray:
         """The one path from preprocessed rows to scores (every backend, torch included)."""
-        outputs = np.concatenate(list(self._run_chunks(per_image)) or [np.empty(0)])
+        return self._transformed(self._network_outputs(per_image, self._backend), raw)
+
+    def _transformed(self, outputs: np.ndarray, raw: bool = False) -> np.ndarray:
+        """Per-crop network outputs, in order -> per-image scores (crop mean, output transform)."""
         per_image_raw = outputs.reshape(-1, self._spec.num_crops).mean(axis=1)
         return per_image_raw if raw else per_image_raw * self.scale + self.offset
 
-    def _run_chunks(self, per_image: Iterable[tuple[np.ndarray, ...]]) -> Iterator[np.ndarray]:
+    def _network_outputs(self, per_image: Iterable[tuple[np.ndarray, ...]], backend: Backend) -> np.ndarray:
+        return np.concatenate(list(self._run_chunks(per_image, backend)) or [np.empty(0)])
+
+    def _run_chunks(self, per_image: Iterable[tuple[np.ndarray, ...]], backend: Backend) -> Iterator[np.ndarray]:
         """Pack the images' rows into ``max_batch``-row chunks (crops may straddle two chunks); the
         inputs of a two-input network move in lockstep, so row i of each buffer is the same crop."""
-        h, w = self._spec.input_size
-        # Per call: thread-safe. One buffer per network input.
-        buffers = [np.zeros((self.max_batch, 3, h, w), dtype=np.float32) for _ in self._inputs]
-        fill = 0
-        for stacks in per_image:
-            count, start = len(stacks[0]), 0
-            while start < count:
-                take = min(count - start, self.max_batch - fill)
-                for buffer, rows in zip(buffers, stacks, strict=True):
-                    buffer[fill : fill + take] = rows[start : start + take]
-                fill, start = fill + take, start + take
-                if fill == self.max_batch:
-                    yield self._run(buffers, fill)
-                    fill = 0
-        if fill:
-            yield self._run(buffers, fill)
+        buffers = self._borrow_buffers()  # this call's alone until it is given back: thread-safe
+        try:
+            fill = 0
+            for stacks in per_image:
+                count, start = len(stacks[0]), 0
+                while start < count:
+                    take = min(count - start, self.max_batch - fill)
+                    for buffer, rows in zip(buffers, stacks, strict=True):
+                        buffer[fill : fill + take] = rows[start : start + take]
+                    fill, start = fill + take, start + take
+                    if fill == self.max_batch:
+                        yield self._run(backend, buffers, fill)
+                        fill = 0
+            if fill:
+                yield self._run(backend, buffers, fill)
+        finally:
+            self._idle_buffers.put(buffers)
 
-    def _run(self, buffers: list[np.ndarray], rows: int) -> np.ndarray:
+    def _borrow_buffers(self) -> list[np.ndarray]:
+        """An idle set of input buffers, or a new one when every set is in use. Not zeroed: only the
+        rows a call fills reach the network (a static batch's padding rows are zeroed in _run)."""
+        try:
+            return self._idle_buffers.get_nowait()
+        except queue.Empty:
+            h, w = self._spec.input_size
+            return [np.empty((self.max_batch, 3, h, w), dtype=np.float32) for _ in self._inputs]
+
+    def _run(self, backend: Backend, buffers: list[np.ndarray], rows: int) -> np.ndarray:
         if self.fixed_batch is not None:
             for buffer in buffers:
                 buffer[rows:] = 0.0  # a static-batch network always gets fixed_batch rows; padding is dropped
             batches = buffers
         else:
             batches = [buffer[:rows] for buffer in buffers]
-        out = np.asarray(self._backend.run(*batches), dtype=np.float64)
+        out = np.asarray(backend.run(*batches), dtype=np.float64)
         if out.size != len(batches[0]):
             raise BundleError(f"the network returned shape {out.shape} for a batch of {len(batches[0])}; a bundle's "
                               "output must be one score per row (batch,), re-export it")
@@ -382,7 +432,8 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
          backend_options: Mapping[str, Any] | None = None,
          depth: DepthSource | DepthMapSource | None = None,
          depth_model: str | os.PathLike | None = None,
-         model: str | None = None) -> Scorer:
+         model: str | None = None,
+         prefetch: int | None = None) -> Scorer:
     """Open a bundle, a checkpoint or a registered model for scoring: the same :class:`Scorer`.
 
     A bundle: before anything runs, the manifest is parsed and checked (schema version, required
@@ -407,6 +458,10 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
             ``providers`` for an ONNX Runtime bundle, the CPU for a TensorRT one), with ``threads``.
             edge-iqa ships no depth weights: export your own (e.g. Depth Anything) to ONNX.
         model: the registered model a foreign checkpoint (``.pth``, bare ``.safetensors``) holds.
+        prefetch: worker threads that decode and preprocess the next images of a list while the
+            network runs. None: ``threads - 1`` (of the resolved thread count, or of the CPUs this
+            process may use when that is the library's default), so one thread needs none; 0 turns
+            read-ahead off. Scores do not depend on it.
 
     Raises:
         BundleError: missing/modified/extra-path files, newer schema, unknown runtime, bad manifest;
@@ -415,9 +470,10 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
             not installed.
         CheckpointError: a checkpoint that cannot be read or does not fit its model.
     """
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
-                                or not 1 <= threads <= MAX_THREADS):
-        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS} or None, got {threads!r}")
+    if threads is not None:
+        _checked_count("threads", threads, 1)
+    if prefetch is not None:
+        _checked_count("prefetch", prefetch, 0)
     if depth is not None and depth_model is not None:
         raise ValueError("pass depth= (a depth source or map) or depth_model= (an ONNX depth network), not both")
     folder, manifest, is_bundle = _open(source, model, backend_options or {})
@@ -437,8 +493,24 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
         depth = _depth_estimator(depth_model, manifest.runtime, threads, backend_options or {})
     elif depth is not None:
         depth = as_depth_source(depth)  # a bad map fails here, before the network is loaded
+    if prefetch is None:
+        prefetch = max(0, (threads or available_cpus()) - 1)
     backend = load_backend(manifest.runtime, folder, manifest, threads=threads, options=backend_options or {})
-    return Scorer(backend, manifest, folder if is_bundle else None, depth=depth)
+    return Scorer(backend, manifest, folder if is_bundle else None, depth=depth, prefetch=prefetch)
+
+
+def _checked_count(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_THREADS:
+        raise ValueError(f"{name} must be an integer in {minimum}..{MAX_THREADS} or None, got {value!r}")
+    return value
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _open(source: str | os.PathLike, model: str | None, backend_options: Mapping[str, Any]

@@ -58,6 +58,20 @@ class Backend(abc.ABC):
         """Raw network output for one batch (one array per network input, manifest order); see the
         module docstring for the contract."""
 
+    #: How many ``run`` calls from different threads execute at the same time (1: they queue).
+    parallel_calls: int = 1
+
+    def throughput(self) -> Backend | None:
+        """The same network set up for lists, or None (the default) when the backend has no such variant.
+
+        The variant runs ``parallel_calls`` concurrent ``run`` calls at once (e.g. OpenVINO: one
+        stream of one thread per core, instead of one stream whose threads split every layer, which
+        wait for each other at every layer of a small network), with exactly ``run``'s outputs. The
+        scorer sends it one image per call from ``parallel_calls`` threads when a call scores more
+        than one image; a single image keeps the latency set-up. Made on first use, then kept.
+        """
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Human-readable facts for logs and ``Scorer.info`` (device, providers, threads...)."""
         return {"backend": self.name}
