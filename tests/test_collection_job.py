@@ -4,10 +4,12 @@ errors recorded), exit status, resume after an interrupt or a SIGKILL, refusals.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,13 +17,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from edge_iqa.checksums import sha256_hex
 from edge_iqa.cli import app
 from edge_iqa.collection import CollectionJob, EngineOptions, run_job
+from edge_iqa.collection.batching import score_paths
 from edge_iqa.collection.shards import ShardStore
 from edge_iqa.errors import CollectionError
 from edge_iqa.runtime import load
+from edge_iqa.scoring_cli import DEFAULT_MODEL
 from tests.helpers_collection import make_collection, read_rows, tiny_bundle
-from tests.helpers_runtime import TinyNet, build_bundle
+from tests.helpers_runtime import TinyNet, build_bundle, bundle_pair
 
 pytest.importorskip("pyarrow")
 
@@ -152,7 +157,7 @@ def test_a_rerun_scores_only_what_was_added(tmp_path: Path) -> None:
     assert set(_by_path(job.out)) == {str(p) for p in [*photos.good, extra]}
 
 
-def test_refusals_another_bundle_a_busy_table_no_bundle(tmp_path: Path) -> None:
+def test_refusals_another_bundle_a_busy_table_no_input(tmp_path: Path) -> None:
     photos = make_collection(tmp_path, good=4, broken=0)
     out = tmp_path / "s.parquet"
     run_job(CollectionJob((str(photos.listing),), out, tiny_bundle(tmp_path)))
@@ -162,8 +167,6 @@ def test_refusals_another_bundle_a_busy_table_no_bundle(tmp_path: Path) -> None:
     store = ShardStore(tmp_path / "busy.parquet")
     with store.locked(), pytest.raises(CollectionError, match="another edge-iqa job is writing"):
         run_job(CollectionJob((str(photos.listing),), store.out, other))
-    run = CliRunner().invoke(app, ["score", "--out", str(tmp_path / "x.parquet"), str(photos.listing)])
-    assert run.exit_code == 2 and "add --bundle" in run.output
     run = CliRunner().invoke(app, ["score", "--bundle", str(other), "--out", str(tmp_path / "x.parquet"),
                                    str(tmp_path / "nothing-here")])
     assert run.exit_code == 2 and "no such file, folder or glob" in run.output
@@ -194,3 +197,93 @@ def test_a_crash_between_compaction_and_cleanup_leaves_no_duplicate(tmp_path: Pa
     again = run_job(job)
     assert again.new_rows == 0 and again.summary.rows == 33
     assert _by_path(job.out) == before and not store.parts.exists()
+
+
+def _listed(photos) -> list[str]:
+    return photos.listing.read_text().split()
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_bad_image_fails_alone_and_its_batch_is_not_scored_twice(tmp_path: Path, runtime: str) -> None:
+    photos = make_collection(tmp_path, good=6, broken=3)
+    paths = _listed(photos)
+    good = [p for p in paths if Path(p) not in photos.broken]
+    bundle = bundle_pair(tmp_path / "b", TinyNet.random(0))[runtime]
+    with load(bundle, threads=2) as scorer:  # a list on OpenVINO runs on its streams compile
+        decoded = []
+        prepare = scorer._prepare
+        scorer._prepare = lambda image, source: decoded.append(image) or prepare(image, source)
+        batch = score_paths(scorer, paths)
+        assert sorted(decoded) == sorted(paths)  # each image read once: no second pass over the batch
+        reference = scorer.score(good)
+        one, errors = scorer.score_each(good[0])  # one image (a str) is one image, not its characters
+        assert list(one) == [scorer.score_one(good[0])] and errors == [None]
+    scored = {p: s for p, s in zip(batch.paths, batch.scores, strict=True) if p in good}
+    assert [scored[p] for p in good] == list(reference)  # bit for bit Scorer.score's scores
+    for path, kind, error, score in zip(batch.paths, batch.error_types, batch.errors, batch.scores, strict=True):
+        expected = photos.broken.get(Path(path))
+        assert kind == expected and (error is None) == (expected is None) and np.isnan(score) == (expected is not None)
+        if expected is not None:
+            assert path in error
+
+
+def test_without_a_bundle_the_default_model_scores_the_collection(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the default model by name runs on the torch backend here")
+    photos = make_collection(tmp_path, good=2, broken=1, distinct=2)
+    out = tmp_path / "s.parquet"
+    run = CliRunner().invoke(app, ["score", "--out", str(out), "--workers", "1", str(photos.listing)])
+    assert run.exit_code == 1 and "3 images: 2 scored, 1 failed" in run.output, run.output
+    rows = _by_path(out)
+    good = [p for p in _listed(photos) if Path(p) not in photos.broken]
+    with load(DEFAULT_MODEL) as scorer:  # what `edge-iqa score photo.jpg` scores with
+        reference = scorer.score(good)
+        manifest = scorer.manifest
+    assert [rows[p]["score"] for p in good] == list(reference)
+    assert all(rows[str(p)]["error_type"] == kind for p, kind in photos.broken.items())
+    # The identity of a model scored by name: its runtime manifest, which pins the weights' sha256.
+    weights_sha = manifest.files[manifest.model_file]["sha256"]
+    assert len(weights_sha) == 64
+    assert {(r["model"], r["precision"], r["runtime"], r["bundle_sha256"]) for r in rows.values()} == \
+        {(DEFAULT_MODEL, "fp32", "torch", sha256_hex(json.dumps(manifest.to_dict(), sort_keys=True,
+                                                                 separators=(",", ":"))))}
+    mixed = CliRunner().invoke(app, ["score", "--bundle", str(tiny_bundle(tmp_path)), "--out", str(out),
+                                     str(photos.listing)])
+    assert mixed.exit_code == 2 and "another bundle" in mixed.output
+
+
+def test_a_stuck_scoring_thread_stops_the_job_with_a_readable_error(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_iqa.collection.engine_local as engine_local
+
+    release = threading.Event()
+    monkeypatch.setattr(engine_local, "score_paths", lambda scorer, paths: release.wait(30) and None)
+    photos = make_collection(tmp_path, good=4, broken=0)
+    out = tmp_path / "s.parquet"
+    job = CollectionJob((str(photos.listing),), out, tiny_bundle(tmp_path),
+                        EngineOptions(workers=1, threads_per_worker=1, stall_timeout_s=0.5))
+    started = time.monotonic()
+    try:
+        with pytest.raises(CollectionError, match=r"no batch was scored for 0.5 s .*rerun the same command"):
+            run_job(job)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 20 and not out.exists()
+    run = CliRunner().invoke(app, ["score", "--bundle", str(tiny_bundle(tmp_path)), "--out", str(out),
+                                   "--stall-timeout", "0", str(photos.listing)])
+    assert run.exit_code == 2 and "--stall-timeout must be a positive number" in run.output
+
+
+def test_ray_actors_get_a_model_name_as_is_and_a_bundle_by_absolute_path(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_iqa.collection.engine_ray import BundleRef, RayEngine
+
+    def engine(source: str | Path) -> RayEngine:
+        return RayEngine(source, 1, 1, 8, address="auto", bundle_transfer="object-store")
+
+    # A name: every worker resolves it from its own install (no files to ship), as load() does here.
+    assert engine(DEFAULT_MODEL)._bundle_ref() == BundleRef(path=DEFAULT_MODEL)
+    assert BundleRef(path=DEFAULT_MODEL).materialise() == DEFAULT_MODEL  # a str: load() reads it as a name
+    monkeypatch.chdir(tmp_path)
+    bundle = tiny_bundle(tmp_path)
+    local = RayEngine(Path(bundle.name), 1, 1, 8)._bundle_ref()  # no --address: by path, made absolute
+    assert local == BundleRef(path=str(bundle.resolve()))

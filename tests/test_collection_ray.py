@@ -1,5 +1,12 @@
 """The Ray Data engine on a local Ray instance (num_cpus=2): the same table as the local engine,
-bit for bit; a worker process killed with SIGKILL mid-job costs nothing."""
+bit for bit; a worker process killed with SIGKILL mid-job costs nothing; a pool that cannot make
+progress stops the job with a readable error instead of a hang.
+
+These were out of CI for a while: the first test hung for over 12 minutes in a full `pytest -n 2`
+run. The cause was OpenVINO's first ``infer`` called from two threads at once (a deadlock in its
+Python bindings; each actor serves two calls at a time), fixed in the OpenVINO backend (see
+tests/test_runtime_openvino_first_call.py); the engines' stall watchdog turns any other hang into
+an error."""
 
 from __future__ import annotations
 
@@ -10,16 +17,16 @@ from pathlib import Path
 import pytest
 
 from edge_iqa.collection import CollectionJob, EngineOptions, run_job
+from edge_iqa.errors import CollectionError
 from tests.helpers_collection import make_collection, read_rows
 from tests.helpers_runtime import TinyNet, bundle_pair, clive_photos
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data]: pip install 'edge-iqa[scale]'")
 pytest.importorskip("ray.data", reason="Ray Data needs pandas: pip install 'edge-iqa[scale]'")
 psutil = pytest.importorskip("psutil")
-# Slow, out of CI for now: in the lead's final full run (pytest -n 2 on an idle 2-core machine) the
-# first test hung for over 12 minutes inside Ray Data's streaming executor (OpState.get_output_blocking,
-# engine_ray.py:133) with both CPUs idle; it passed in the scale helper's runs. Until the cause is
-# found (issue 14), a hang must not take CI down: run with `pytest -m slow tests/test_collection_ray.py`.
+# Still slow (out of CI) for one landing: the hang's cause is fixed (see the module docstring) but
+# these tests could not be rerun after the fix yet (a local Ray instance cannot start on this
+# machine at the moment: its raylet misses Ray's 30 s start deadline at load average 25).
 pytestmark = pytest.mark.slow
 
 
@@ -104,3 +111,23 @@ def test_a_ray_worker_killed_mid_job_the_job_completes_every_input_once(tmp_path
                                       EngineOptions("local", workers=1, threads_per_worker=1), batch_size=2))
     assert reference.new_rows == 400 and _table(tmp_path / "ref.parquet") == table
 
+
+
+def test_a_ray_pool_that_cannot_start_stops_the_job_with_a_readable_error(tmp_path: Path, local_ray: None) -> None:
+    @ray.remote(num_cpus=2)
+    class CpuHog:  # holds every CPU of the instance, as another job on a busy cluster would
+        def ready(self) -> bool:
+            return True
+
+    hog = CpuHog.remote()
+    ray.get(hog.ready.remote())
+    photos = make_collection(tmp_path, good=8, broken=0)
+    out = tmp_path / "s.parquet"
+    job = CollectionJob((str(photos.listing),), out, bundle_pair(tmp_path / "b", TinyNet.random(0))["onnxruntime"],
+                        EngineOptions("ray", workers=1, threads_per_worker=1, stall_timeout_s=4), batch_size=4)
+    try:
+        with pytest.raises(CollectionError, match=r"no batch was scored for 4 s \(Ray Data: .*cluster has 2 CPUs"):
+            run_job(job)
+    finally:
+        ray.kill(hog)
+    assert not out.exists()

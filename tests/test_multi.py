@@ -186,3 +186,20 @@ def test_folds_refuse_several_datasets(two_datasets: tuple[Path, Path], tmp_path
                          backbone_weights=str(MOBILENET), progress=False)
     with pytest.raises(DatasetError, match="--folds works with one --data"):
         run(config)
+
+
+@needs_clive
+def test_a_dataset_can_train_whole_while_another_is_validated(two_datasets: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
+    """The CLIVE split protocol: BIQ2021 Train all in training (--val-fraction 0), CLIVE split 80/20."""
+    from edge_iqa.train import loop
+
+    config = loop.TrainConfig(
+        data=[str(two_datasets[1]), str(two_datasets[0])], image_root=None, out=str(tmp_path / "run"), epochs=1,
+        batch_size=6, crop=128, lr=1e-3, warmup_epochs=0.5, val_fraction=[0.0, 0.25], threads=1,
+        cache_dir=str(tmp_path / "cache"), cache_views=1, exact_eval=True, backbone_weights=str(MOBILENET),
+        progress=False)
+    result = loop.run(config)
+    assert result["split"]["train"] == 24 + 18 and result["split"]["val"] == 6
+    assert set(result["last_exact_datasets"]) == {"clive/labels"} == set(result["history"][-1]["val_datasets"])
+    assert result["last_exact_datasets"]["clive/labels"]["n"] == 6

@@ -16,19 +16,19 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def score_collection(inputs: Sequence[str], out: Path, bundle: Path | None, *, engine: str = "local",
+def score_collection(inputs: Sequence[str], out: Path, source: Path | str, *, engine: str = "local",
                      address: str | None = None, workers: int | None = None, threads_per_worker: int | None = None,
-                     batch_size: int = 8, shard_size: int = 1000, bundle_transfer: str = "auto") -> int:
-    """Run the job, print the summary; returns the exit status."""
+                     batch_size: int = 8, shard_size: int = 1000, bundle_transfer: str = "auto",
+                     stall_timeout: float | None = None) -> int:
+    """Run the job, print the summary; returns the exit status. ``source``: a bundle folder (Path) or
+    a model name (str), what :func:`edge_iqa.runtime.load` opens."""
     from edge_iqa.collection.job import CollectionJob, EngineOptions, run_job
     from edge_iqa.collection.progress import default_progress
 
-    if bundle is None:
-        return _error("--out scores with an exported bundle: add --bundle BUNDLE (make one with `edge-iqa export "
-                      "--target cpu --out bundles/cpu`)")
     try:
-        job = CollectionJob(tuple(str(item) for item in inputs), Path(out), Path(bundle),
-                            EngineOptions(engine, workers, threads_per_worker, address, bundle_transfer),
+        job = CollectionJob(tuple(str(item) for item in inputs), Path(out), source,
+                            EngineOptions(engine, workers, threads_per_worker, address, bundle_transfer,
+                                          **({"stall_timeout_s": stall_timeout} if stall_timeout is not None else {})),
                             batch_size=batch_size, shard_size=shard_size)
         result = run_job(job, default_progress())
     except EdgeIQAError as exc:

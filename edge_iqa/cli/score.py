@@ -37,6 +37,8 @@ def score_command(
     shard_size: int = typer.Option(1000, help="With --out: rows per shard (a killed job loses at most one)."),
     bundle_transfer: str = typer.Option("auto", help="With --engine ray: path, object-store or auto (path "
                                         "without --address, else object-store)."),
+    stall_timeout: float = typer.Option(None, help="With --out: stop with an error when no batch was scored for "
+                                        "this many seconds (default 600; the rows so far are kept: rerun to resume)."),
 ) -> None:
     """Print one quality score per image (MOS scale of the training set; higher is better), or score a
     collection into a resumable Parquet table with --out."""
@@ -46,10 +48,11 @@ def score_command(
                   "--checkpoint")
         from edge_iqa.cli.collection import score_collection
 
-        raise typer.Exit(score_collection([str(i) for i in images], out, bundle, engine=engine, address=address,
+        raise typer.Exit(score_collection([str(i) for i in images], out, _source(bundle, model), engine=engine,
+                                          address=address,
                                           workers=workers, threads_per_worker=threads_per_worker,
                                           batch_size=batch_size, shard_size=shard_size,
-                                          bundle_transfer=bundle_transfer))
+                                          bundle_transfer=bundle_transfer, stall_timeout=stall_timeout))
     if engine != "local" or address is not None or workers is not None or threads_per_worker is not None:
         _fail("--engine, --address, --workers and --threads-per-worker score a collection into a table: add "
               "--out scores.parquet")
@@ -69,7 +72,7 @@ def score_command(
         else:  # the torch backend: the checkpoint (its JSON names the model) or the model's embedded weights
             from edge_iqa.runtime import load
 
-            scorer = load(checkpoint, model=model) if checkpoint is not None else load(model or DEFAULT_MODEL)
+            scorer = load(checkpoint, model=model) if checkpoint is not None else load(_source(None, model))
     except EdgeIQAError as exc:
         _fail(str(exc), exc)
     failures = 0
@@ -85,6 +88,13 @@ def score_command(
         print(json.dumps({"image": str(path), "score": round(value, 4)}) if as_json else f"{path}\t{value:.2f}")
     if failures:
         raise typer.Exit(1)
+
+
+def _source(bundle: Path | None, model: str | None) -> Path | str:
+    """What ``runtime.load`` scores with when no checkpoint is given, for single images and for
+    collections alike: the bundle, else the model by name (default edge_hybrid_n), which ``load``
+    resolves (its embedded weights on the torch backend)."""
+    return bundle if bundle is not None else (model or DEFAULT_MODEL)
 
 
 def _check_depth_options(images: list[Path], bundle: Path | None, depth: list[Path],

@@ -1,19 +1,20 @@
-"""One batch of paths -> a :class:`ScoredBatch`, through the runtime's public ``Scorer.score``.
+"""One batch of paths -> a :class:`ScoredBatch`, through the runtime's public ``Scorer.score_each``.
 
 Both engines call :func:`score_paths` on batches of the same size, so they score the same way.
 
-``Scorer.score`` raises at the first image it cannot read, so a batch holding a bad image is
-scored again one image at a time to tell the bad ones from the good (the runtime's scores do not
-depend on which images share a batch: tested). That costs one extra pass over such batches only:
-about 8 % more work when 1 % of a collection is broken and batches hold 8 images.
+``Scorer.score_each`` decodes each image on its own before the network sees its rows, so a bad
+file fails alone and costs no second pass over its batch; the good images go through the network
+exactly as ``Scorer.score(good_paths)`` sends them (read-ahead, OpenVINO streams), so their scores
+are bit for bit those (tested).
 
 What is recorded, what stops the job:
 - an :class:`~edge_iqa.errors.ImageError` (missing, empty, corrupt, too large or too small) is the
   image's: recorded in its row;
-- any other :class:`~edge_iqa.errors.EdgeIQAError` (a broken bundle, a missing backend) would fail
-  every image: it stops the job, whose shards so far stay and resume;
-- an unexpected exception from one image (a decoder bug) is recorded under its class name, so one
-  strange file cannot stop a job over a million.
+- any other :class:`~edge_iqa.errors.EdgeIQAError` (a broken bundle, a missing backend, a depth
+  bundle without depth) would fail every image: it stops the job, whose shards so far stay and resume;
+- an unexpected exception (a decoder bug on one strange file) sends the batch through the network
+  again one image at a time, so that exception is recorded in that image's row under its class
+  name: one strange file cannot stop a job over a million.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ MAX_ERROR_CHARS = 500
 def score_paths(scorer: Scorer, paths: Sequence[str]) -> ScoredBatch:
     paths = list(paths)
     try:
-        return ScoredBatch(paths, scorer.score(paths))
-    except ImageError:
-        pass
+        scores, failures = scorer.score_each(paths)
     except EdgeIQAError:
         raise
-    except Exception:  # noqa: BLE001, S110 - found and recorded per image below
-        pass
+    except Exception:  # noqa: BLE001 - found and recorded per image below
+        return _one_by_one(scorer, paths)
+    return ScoredBatch(paths, scores, [None if f is None else first_line(f, MAX_ERROR_CHARS) for f in failures],
+                       [None if f is None else type(f).__name__ for f in failures])
+
+
+def _one_by_one(scorer: Scorer, paths: list[str]) -> ScoredBatch:
     scores: list[float] = []
     errors: list[str | None] = []
     kinds: list[str | None] = []

@@ -7,6 +7,10 @@ Nothing beyond the runtime: the Scorer is thread-safe and each calling thread ha
 (and its own OpenVINO infer request), so while one thread runs the network another decodes and
 resizes (Pillow releases the GIL). The backend gets ``workers x threads_per_worker`` intra-op
 threads. Memory is bounded by the queues, whatever the length of the list.
+
+A watchdog: when no batch comes back for ``stall_timeout_s`` seconds (a scoring thread stuck in a
+native library), the job stops with a :class:`~edge_iqa.errors.CollectionError` that says so,
+instead of waiting forever; the rows written so far are kept for a rerun.
 """
 
 from __future__ import annotations
@@ -21,14 +25,25 @@ from typing import Any
 
 from edge_iqa.collection.batching import score_paths
 from edge_iqa.collection.table import ScoredBatch
+from edge_iqa.errors import CollectionError
 
 _END = object()
 _POLL_S = 0.1
+#: Seconds without a finished batch after which a job is declared stuck (both engines' default):
+#: far above a batch's time (a second or two) and a Ray actor's start (its process, the bundle's load).
+DEFAULT_STALL_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
 class _Failure:
     error: BaseException
+
+
+def stalled(seconds: float, where: str) -> CollectionError:
+    """The error of a job whose engine returned nothing for ``seconds``."""
+    return CollectionError(f"no batch was scored for {seconds:g} s ({where}); the rows scored so far are kept: "
+                           "rerun the same command to resume, or raise --stall-timeout if scoring is legitimately "
+                           "this slow (e.g. Ray waiting for cluster nodes)")
 
 
 def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -39,10 +54,11 @@ def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 @dataclass(frozen=True)
 class LocalEngine:
-    bundle: Path
+    bundle: str | Path  # what load() opens: a bundle folder or a model name
     workers: int
     threads_per_worker: int
     batch_size: int
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
 
     name = "local"
 
@@ -87,10 +103,15 @@ class LocalEngine:
         threads += [threading.Thread(target=work, name=f"edge-iqa-score-{i}", daemon=True) for i in range(self.workers)]
         for thread in threads:
             thread.start()
+        stuck = False
         try:
             finished = 0
             while finished < self.workers:
-                item = done.get()
+                try:
+                    item = done.get(timeout=self.stall_timeout_s)
+                except queue.Empty:
+                    stuck = True
+                    raise stalled(self.stall_timeout_s, f"{self.workers} scoring threads, none returned") from None
                 if item is _END:
                     finished += 1
                 elif isinstance(item, _Failure):
@@ -99,9 +120,10 @@ class LocalEngine:
                     yield item
         finally:
             stop.set()
-            for thread in threads:
-                thread.join(timeout=60)
-            scorer.close()
+            if not stuck:  # a stuck thread may never return: leave it (a daemon) and the Scorer it is in
+                for thread in threads:
+                    thread.join(timeout=60)
+                scorer.close()
 
 
 def _put(target: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_iqa.collection.engine_local import chunked
+from edge_iqa.collection.engine_local import DEFAULT_STALL_TIMEOUT_S, chunked, stalled
 from edge_iqa.collection.table import ScoredBatch
-from edge_iqa.errors import CollectionError
+from edge_iqa.errors import CollectionError, first_line
 
 INSTALL_HINT = 'pip install "edge-iqa[scale]"'
 #: Batches one actor scores at the same time (threads sharing its thread-safe Scorer): while one
@@ -62,7 +62,9 @@ def import_ray() -> Any:
 
 @dataclass(frozen=True)
 class BundleRef:
-    """How an actor finds the bundle: a path it can read, or the bundle's files in the object store."""
+    """How an actor finds the model: what it gives :func:`~edge_iqa.runtime.load` (a bundle path it
+    can read, or a model name each worker resolves from its own edge-iqa install), or a bundle's
+    files in the object store."""
 
     path: str | None = None
     files: Any = None  # ray.ObjectRef of {relative name: bytes}
@@ -75,9 +77,9 @@ class BundleRef:
         names = [MANIFEST_NAME, *read_manifest(bundle).files]
         return cls(files=ray.put({name: safe_member(bundle, name).read_bytes() for name in names}))
 
-    def materialise(self) -> Path:
+    def materialise(self) -> str | Path:
         if self.path is not None:
-            return Path(self.path)
+            return self.path  # a str: load() reads a bare name as a model name
         import ray
 
         folder = Path(tempfile.mkdtemp(prefix="edge-iqa-bundle-"))
@@ -104,18 +106,21 @@ class ScoreActor:
 
 @dataclass(frozen=True)
 class RayEngine:
-    bundle: Path
+    bundle: str | Path  # what load() opens: a bundle folder or a model name
     workers: int | None
     threads_per_worker: int
     batch_size: int
     address: str | None = None
     bundle_transfer: str = "auto"
     wave_size: int | None = None
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
 
     name = "ray"
 
     def run(self, paths: Iterable[str]) -> Iterator[ScoredBatch]:
         ray = import_ray()
+        from ray.data.exceptions import ExecutionTimeoutError
+
         started = self._connect(ray)
         try:
             pool, actors = self._pool(ray)
@@ -130,8 +135,15 @@ class RayEngine:
                     ScoreActor, batch_size=self.batch_size, batch_format="numpy", compute=pool,
                     num_cpus=self.threads_per_worker,
                     fn_constructor_kwargs={"bundle": ref, "threads": self.threads_per_worker})
-                for columns in scored.iter_batches(batch_size=None, batch_format="numpy"):
-                    yield ScoredBatch.from_columns(columns)
+                # Ray Data's own watchdog: no block moved for this long -> ExecutionTimeoutError.
+                scored.context.execution_no_progress_timeout_s = self.stall_timeout_s
+                try:
+                    for columns in scored.iter_batches(batch_size=None, batch_format="numpy"):
+                        yield ScoredBatch.from_columns(columns)
+                except ExecutionTimeoutError as exc:
+                    raise stalled(self.stall_timeout_s, f"Ray Data: {first_line(exc)}; a pool of {actors} actors "
+                                  f"of {self.threads_per_worker} CPUs each was asked for, the cluster has "
+                                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs") from exc
         finally:
             if started:
                 ray.shutdown()
@@ -176,6 +188,8 @@ class RayEngine:
         return ray.data.ActorPoolStrategy(size=self.workers, **calls), self.workers
 
     def _bundle_ref(self) -> BundleRef:
+        if not Path(self.bundle).is_dir():  # a model name: every worker has the package and its weights
+            return BundleRef(path=str(self.bundle))
         transfer = self.bundle_transfer
         if transfer == "auto":
             transfer = "path" if self.address is None else "object-store"

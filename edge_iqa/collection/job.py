@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_iqa.collection.engine_local import LocalEngine
+from edge_iqa.collection.engine_local import DEFAULT_STALL_TIMEOUT_S, LocalEngine
 from edge_iqa.collection.engine_ray import TRANSFERS, RayEngine
 from edge_iqa.collection.inputs import check_inputs, expand_inputs
 from edge_iqa.collection.progress import Progress, SilentProgress
@@ -32,6 +32,8 @@ class EngineOptions:
     threads_per_worker: int | None = None
     address: str | None = None
     bundle_transfer: str = "auto"
+    #: Seconds without a finished batch before the job stops with an error instead of waiting forever.
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -40,6 +42,8 @@ class EngineOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise CollectionError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if not self.stall_timeout_s > 0:
+            raise CollectionError(f"--stall-timeout must be a positive number of seconds, got {self.stall_timeout_s}")
         if self.kind == "local" and self.address is not None:
             raise CollectionError("--address is for --engine ray; add --engine ray or drop --address")
         if self.bundle_transfer not in TRANSFERS:
@@ -50,7 +54,9 @@ class EngineOptions:
 class CollectionJob:
     inputs: tuple[str, ...]
     out: Path
-    bundle: Path
+    #: What scores: a bundle folder (a Path), or a model name (a str, e.g. ``"edge_hybrid_n"``) that
+    #: :func:`edge_iqa.runtime.load` resolves, as ``edge-iqa score photo.jpg`` does.
+    bundle: Path | str
     engine: EngineOptions = field(default_factory=EngineOptions)
     #: Paths per Scorer.score call (both engines).
     batch_size: int = 8
@@ -89,10 +95,10 @@ def make_engine(job: CollectionJob) -> LocalEngine | RayEngine:
     options = job.engine
     if options.kind == "ray":
         return RayEngine(job.bundle, options.workers, options.threads_per_worker or 1, job.batch_size,
-                         options.address, options.bundle_transfer, job.wave_size)
+                         options.address, options.bundle_transfer, job.wave_size, options.stall_timeout_s)
     workers = options.workers or 2
     threads = options.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-    return LocalEngine(job.bundle, workers, threads, job.batch_size)
+    return LocalEngine(job.bundle, workers, threads, job.batch_size, options.stall_timeout_s)
 
 
 def run_job(job: CollectionJob, progress: Progress | None = None) -> JobResult:

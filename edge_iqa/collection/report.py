@@ -67,7 +67,7 @@ def write_report(table_path: Path, out: Path, count: int = 24) -> Path:
 
 def _read(path: Path) -> Any:
     if not path.is_file():
-        raise CollectionError(f"{path}: no such scores table; write one with `edge-iqa score --bundle B --out "
+        raise CollectionError(f"{path}: no such scores table; write one with `edge-iqa score --out "
                               f"{path} INPUT...`")
     try:
         table = arrow().parquet.read_table(str(path))

@@ -8,12 +8,14 @@ Columns (one row per input image, every input exactly once):
     error_type     string   the error's class (ImageDecodeError, ImageTooSmallError, ...); null when scored
     model          string   the bundle's model name
     precision      string   fp32 / fp16 / int8
-    runtime        string   openvino / onnxruntime / tensorrt
-    bundle_sha256  string   sha256 of the bundle's manifest.json (which holds every file's sha256)
+    runtime        string   openvino / onnxruntime / tensorrt (torch: a model scored by name, no bundle)
+    bundle_sha256  string   sha256 of the bundle's manifest.json (which holds every file's sha256); for a
+                            model scored by name, of its runtime manifest (see BundleIdentity)
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,16 @@ def schema() -> Any:
 
 @dataclass(frozen=True)
 class BundleIdentity:
-    """Which bundle scored a row; a table holds the rows of one bundle only."""
+    """Which model scored a row; a table holds the rows of one model only.
+
+    For a bundle: its manifest's model name, precision, runtime and the sha256 of its
+    ``manifest.json`` (which lists every file's sha256). For a model scored by name without a
+    bundle (``edge-iqa score --out T`` with no ``--bundle``: the default model, on whatever
+    :func:`edge_iqa.runtime.load` resolves the name to) the same fields of the manifest the runtime
+    builds for it: ``runtime`` is ``torch``, ``precision`` fp32, and the sha256 is that of the
+    manifest as canonical JSON, which records the weights file's sha256, the preprocessing and the
+    output transform, so other weights or another preprocessing give another identity.
+    """
 
     model: str
     precision: str
@@ -53,13 +64,17 @@ class BundleIdentity:
     sha256: str
 
     @classmethod
-    def of(cls, bundle_dir: Path) -> BundleIdentity:
-        # Torch-free and cheap: only the manifest; load() verifies every file's checksum later.
-        from edge_iqa.runtime.bundle import MANIFEST_NAME, read_manifest, sha256_file
+    def of(cls, source: str | Path) -> BundleIdentity:
+        # Cheap: only the manifest (and for a bundle its file); load() verifies every file's checksum later.
+        from edge_iqa.checksums import sha256_file, sha256_hex
+        from edge_iqa.runtime.manifest import MANIFEST_NAME
+        from edge_iqa.runtime.scorer import describe_source
 
-        manifest = read_manifest(bundle_dir)
+        manifest, folder = describe_source(source)
+        digest = sha256_file(folder / MANIFEST_NAME) if folder is not None else \
+            sha256_hex(json.dumps(manifest.to_dict(), sort_keys=True, separators=(",", ":")))
         return cls(model=manifest.model_name or "unknown", precision=str(manifest.precision),
-                   runtime=str(manifest.runtime), sha256=sha256_file(Path(bundle_dir) / MANIFEST_NAME))
+                   runtime=str(manifest.runtime), sha256=digest)
 
 
 @dataclass

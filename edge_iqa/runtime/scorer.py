@@ -26,7 +26,7 @@ import itertools
 import math
 import os
 import queue
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from PIL import Image
 from edge_iqa.data.depth import DepthMapSource, DepthSource, as_depth_source, dgiqa_inputs
 from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
-from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError
+from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError, ImageError
 from edge_iqa.runtime.backends import Backend, check_runtime, import_backend, load_backend
 from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, input_names, input_record
 from edge_iqa.runtime.bundle import read_manifest, verify_files
@@ -173,18 +173,58 @@ class Scorer:
         images = iter(images)
         head = list(itertools.islice(images, 2))
         pairs = _with_depth(itertools.chain(head, images), entries, finite)
+        return self._score_pairs(pairs, len(head) > 1, self._prepare_pair)
+
+    def score_each(self, images: Iterable[ImageSource]) -> tuple[np.ndarray, list[ImageError | None]]:
+        """Scores of a list of images, where an image that cannot be read does not stop the call:
+        ``(scores, errors)``, ``errors[i]`` the :class:`~edge_iqa.errors.ImageError` of image ``i``
+        (its score NaN) or None.
+
+        Each image is decoded and preprocessed on its own before the network sees its rows, so a
+        bad file costs nothing beyond its own decode, and the good images take exactly the path
+        :meth:`score` gives them (the same rows, batches and network calls): their scores are those
+        of ``score(good_images)``, bit for bit. Any other error (a broken bundle, a two-input bundle
+        without a depth source) raises, as in :meth:`score`.
+        """
+        single = isinstance(images, _SINGLE_SOURCES) or (isinstance(images, np.ndarray) and images.ndim != 4)
+        images = [images] if single else list(images)
+        entries, finite = self._depth_entries(None, single=False)
+        errors: list[ImageError | None] = []
+
+        def prepare(pair: tuple[ImageSource, DepthSource | None]) -> tuple[np.ndarray, ...] | ImageError:
+            try:
+                return self._prepare(*pair)
+            except ImageError as exc:
+                return exc
+
+        def readable(prepared: Iterable[tuple[np.ndarray, ...] | ImageError]) -> Iterator[tuple[np.ndarray, ...]]:
+            for item in prepared:  # in the images' order, on the calling thread
+                errors.append(item if isinstance(item, ImageError) else None)
+                if not isinstance(item, ImageError):
+                    yield item
+
+        good = self._score_pairs(_with_depth(images, entries, finite), len(images) > 1, prepare, readable)
+        scores = np.full(len(images), np.nan)
+        scores[[index for index, error in enumerate(errors) if error is None]] = good
+        return scores, errors
+
+    def _score_pairs(self, pairs: Iterable[tuple[ImageSource, DepthSource | None]], many: bool,
+                     prepare: Callable[[Any], Any], keep: Callable[[Iterator[Any]], Iterator[Any]] = iter
+                     ) -> np.ndarray:
+        """(image, depth source) pairs -> scores: ``prepare`` each (read ahead in worker threads),
+        ``keep`` the rows that go to the network, then the network (OpenVINO streams for a list)."""
         workers = 0 if self.needs_depth else self.prefetch
         # Enough images ahead to fill the next batch while the network runs on this one.
         lookahead = -(-self.max_batch // self._spec.num_crops) + workers
-        prepared = read_ahead(self._prepare_pair, pairs, workers=workers, lookahead=lookahead)
-        streams = self._backend.throughput() if len(head) > 1 else None
+        prepared = keep(read_ahead(prepare, pairs, workers=workers, lookahead=lookahead))
+        streams = self._backend.throughput() if many else None
         if streams is None:
             return self._score_rows(prepared)
         # One image per call, parallel_calls calls at once, each on its own stream (same outputs).
         calls = streams.parallel_calls
         per_image = read_ahead(lambda stacks: self._network_outputs([stacks], streams), prepared, workers=calls,
                                lookahead=calls)
-        return self._transformed(np.concatenate(list(per_image)))
+        return self._transformed(np.concatenate(list(per_image) or [np.empty(0)]))
 
     def score_one(self, image: ImageSource, depth: DepthSource | DepthMapSource | None = None) -> float:
         """The score of a single image (and its depth, for a two-input bundle), as a Python float."""
@@ -556,3 +596,11 @@ def _depth_estimator(path: str | os.PathLike, runtime: str, threads: int | None,
         return OnnxDepthEstimator(path, threads=threads, runtime="openvino")
     providers = backend_options.get("providers") if runtime == "onnxruntime" else None
     return OnnxDepthEstimator(path, threads=threads, providers=providers)
+
+
+def describe_source(source: str | os.PathLike) -> tuple[Manifest, Path | None]:
+    """What :func:`load` would open for ``source`` (a bundle folder, a checkpoint file, a model
+    name), without loading a network: its manifest and, for a bundle, its folder (None for a
+    checkpoint or a model name on the torch backend, whose manifest the runtime builds)."""
+    folder, manifest, is_bundle = _open(source, None, {})
+    return manifest, folder if is_bundle else None

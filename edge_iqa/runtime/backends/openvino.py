@@ -58,8 +58,16 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import BundleError, first_line
-from edge_iqa.runtime.backends.base import Backend, check_options, input_names, member, output_name
+from edge_iqa.runtime.backends.base import (
+    Backend,
+    check_options,
+    input_names,
+    input_record,
+    member,
+    output_name,
+)
 from edge_iqa.runtime.manifest import Manifest
 
 _OPTIONS = {"device", "config", "cache_dir", "list_streams"}
@@ -106,6 +114,12 @@ class OpenVINOBackend(Backend):
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         request = self._borrow()
         try:
+            return self._infer(request, inputs)
+        finally:
+            self._idle.put(request)
+
+    def _infer(self, request: ov.InferRequest, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        try:
             # share_inputs: the request reads the scorer's buffers in place instead of copying them
             # (a 16-row batch is 28 MB at 384x384); they stay valid and unchanged during the call.
             results = request.infer(dict(zip(self.input_names, inputs, strict=True)), share_inputs=True)
@@ -115,8 +129,23 @@ class OpenVINOBackend(Backend):
             # The scorer feeds exactly the declared shape: a failure is the network's, not the input's.
             raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {inputs[0].shape} input "
                               f"({first_line(exc)}); the bundle is inconsistent: re-export it") from exc
-        finally:
-            self._idle.put(request)
+
+    def warm_up(self, shape: tuple[int, ...]) -> None:
+        """Run the network once, on this thread, on zeros of ``shape`` (one per input), before any
+        caller can run it from several threads.
+
+        Why: OpenVINO's Python bindings build some lookup tables on their first use, inside
+        ``infer`` (``Type.to_dtype``'s table of numpy dtypes, a C++ function-local static that makes
+        numpy objects). When two threads make the first call at the same time, one builds the table
+        and waits for the GIL while the other holds the GIL and waits for the table: both wait
+        forever (OpenVINO 2026.4; two threads racing on their first ``Type.f32.to_dtype()`` hang in
+        about half of fresh processes, tests/test_runtime_openvino_first_call.py). A collection job's
+        two scoring threads, or a Ray actor's two concurrent calls, hung that way. The tables are
+        per process, so one call here makes every later ``infer`` safe; its request is dropped so
+        the pool holds only requests that callers made.
+        """
+        zeros = np.zeros(shape, dtype=np.float32)
+        self._infer(self.compiled.create_infer_request(), (zeros,) * len(self.input_names))
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "openvino": ov.__version__, "device": self.device,
@@ -210,6 +239,10 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
         raise ValueError(f"list_streams must be a positive integer, got {streams!r}")
     output = compiled.outputs[index]
-    return OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
-                           list_setup=_ListSetup(core, model, xml, index, streams))
+    backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
+                              list_setup=_ListSetup(core, model, xml, index, streams))
+    batch, _, height, width = input_record(manifest)["shape"]
+    size = PreprocessSpec.from_dict(manifest.preprocess).input_size  # where the network's sides are dynamic
+    backend.warm_up((batch if batch > 0 else 1, 3, height if height > 0 else size[0], width if width > 0 else size[1]))
+    return backend
 
