@@ -14,7 +14,7 @@ The decoder and the spec are the ones training and :class:`edge_iqa.predict.Torc
 a bundle and its PyTorch model see the same input tensors.
 
 A two-input bundle (``image`` + ``depth``, DGIQA) also needs each image's depth: a
-:class:`~edge_iqa.runtime.depth.DepthSource` given to :func:`load` (used for every image) or depth
+:class:`~edge_iqa.data.depth.DepthSource` given to :func:`load` (used for every image) or depth
 maps given to :meth:`Scorer.score`. :func:`~edge_iqa.data.depth.dgiqa_inputs` turns the image and
 its depth into two row stacks, depth crop i exactly under image crop i, which travel through the
 same batching and crop averaging side by side.
@@ -156,7 +156,7 @@ class Scorer:
 
         ``depth`` (two-input bundles only; it overrides the source given to :func:`load`): for one
         image, its depth map (path, encoded bytes, PIL image, (H, W) array) or a
-        :class:`~edge_iqa.runtime.depth.DepthSource`; for a sequence, a list or tuple with one such
+        :class:`~edge_iqa.data.depth.DepthSource`; for a sequence, a list or tuple with one such
         entry per image, in order, or one DepthSource for all. A map of another size is resized to
         its image (same aspect ratio required). Wrong counts raise :class:`ArrayInputError`.
         """
@@ -491,7 +491,7 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
         backend_options: backend-specific settings (see the backend modules' docstrings).
         depth: for an ``image`` + ``depth`` bundle (DGIQA), the depth of every image that a
             :meth:`Scorer.score` call gives no depth for: a
-            :class:`~edge_iqa.runtime.depth.DepthSource` (e.g. ``OnnxDepthEstimator(path)``), or one
+            :class:`~edge_iqa.data.depth.DepthSource` (e.g. ``OnnxDepthEstimator(path)``), or one
             depth map (path, PIL image, array) for a fixed camera whose scene does not move.
         depth_model: shorthand for ``depth=OnnxDepthEstimator(depth_model)`` run on the bundle's
             runtime: OpenVINO for an OpenVINO bundle, else ONNX Runtime (with the bundle's
