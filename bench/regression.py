@@ -13,6 +13,14 @@ Checks, one per row x check (budgets from the suite's ``[budgets]``):
 ``sensitivity``           no distortion type's tau moved toward 0 by more than the budget
 ========================  =====================================================================
 
+With several evaluation sets, the accuracy checks (``delta_srocc``, ``score_error``, ``srocc``) run
+on every set: unsuffixed on the primary (first) set, ``delta_srocc@NAME`` ... on the others.
+
+A baseline belongs to one suite: it records the suite's name and :meth:`Suite.fingerprint`
+(evaluation sets, samples, threads, speed protocol), and a report of another suite, or of the same
+suite changed, is refused (:class:`BaselineMismatch`) rather than compared. Each suite keeps its
+own baseline, ``bench/baselines/NAME.json`` (:meth:`Suite.default_baseline_path`).
+
 Speed is compared only when the machine fingerprint (hardware only, see
 :mod:`edge_iqa.bench.machine`) equals the baseline's; otherwise those checks are *skipped* with
 the reason. Speed figures are medians over the suite's repeats, so one noisy repeat does not fail
@@ -32,8 +40,13 @@ from typing import Any
 from edge_iqa.bench.suite import PYTORCH_EAGER, Budgets
 
 BASELINE_SCHEMA = "edge-iqa-bench-baseline"
-BASELINE_SCHEMA_VERSION = 1
+BASELINE_SCHEMA_VERSION = 2  # 2: suite_fingerprint and per-set figures
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+ACCURACY_CHECKS = ("delta_srocc", "score_error", "srocc")
+
+
+class BaselineMismatch(ValueError):
+    """The baseline was written by another suite (or by this suite before it changed)."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +72,23 @@ def dig(record: Any, *keys: str) -> Any:
     return record
 
 
+def accuracy_summary(record: dict[str, Any] | None) -> dict[str, Any]:
+    """SROCC, delta SROCC and |dscore| of one evaluation set (``{"accuracy", "drift"}``)."""
+    return {
+        "srocc": dig(record, "accuracy", "srocc"),
+        "delta_srocc": dig(record, "drift", "delta_srocc"),
+        "max_abs_dscore": dig(record, "drift", "max_abs_diff"),
+        "p99_abs_dscore": dig(record, "drift", "p99_abs_diff"),
+    }
+
+
 def row_summary(row: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of a report row the baseline keeps."""
+    """The numbers of a report row the baseline keeps (the primary set's at the top level)."""
     return {
         "status": row["status"],
         "error": row.get("error"),
-        "srocc": dig(row, "accuracy", "srocc"),
-        "delta_srocc": dig(row, "drift", "delta_srocc"),
-        "max_abs_dscore": dig(row, "drift", "max_abs_diff"),
-        "p99_abs_dscore": dig(row, "drift", "p99_abs_diff"),
+        **accuracy_summary(row),
+        "datasets": {name: accuracy_summary(record) for name, record in (row.get("datasets") or {}).items()},
         "images_per_s_bs1": dig(row, "speed", "throughput", "1", "images_per_s"),
         "images_per_s_bs1_repeats": dig(row, "speed", "throughput", "1", "images_per_s_repeats"),
         "latency_p50_ms": dig(row, "speed", "latency_bs1", "p50_ms"),
@@ -82,7 +103,9 @@ def baseline_from_report(report: dict[str, Any]) -> dict[str, Any]:
         "schema_version": BASELINE_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": report["suite"]["name"],
+        "suite_fingerprint": report.get("suite_fingerprint"),
         "dataset": copy.deepcopy(report["dataset"]),
+        "datasets": copy.deepcopy(report.get("datasets") or {}),
         "machine": {k: machine.get(k) for k in ("fingerprint", "cpu", "logical_cores", "ram_gib", "gpus", "libraries")},
         "rows": {row["id"]: row_summary(row) for row in report["rows"]},
     }
@@ -94,6 +117,24 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not an edge-iqa bench baseline (schema {BASELINE_SCHEMA} <= v"
                          f"{BASELINE_SCHEMA_VERSION}); refresh it with `edge-iqa bench --update-baseline`")
     return data
+
+
+def ensure_same_suite(report: dict[str, Any], baseline: dict[str, Any], path: str | Path) -> None:
+    """Refuse a baseline written by another suite, or by this suite with other sets, samples,
+    threads or speed protocol: its figures would not be comparable."""
+    name, fingerprint = report["suite"]["name"], report.get("suite_fingerprint")
+    then_name, then_fingerprint = baseline.get("suite"), baseline.get("suite_fingerprint")
+    if then_name == name and then_fingerprint == fingerprint:
+        return
+    source = report["suite"].get("source") or "SUITE.toml"
+    written_by = (f"suite {then_name!r} (fingerprint {then_fingerprint})" if then_fingerprint else
+                  f"suite {then_name!r} before baselines recorded their suite's fingerprint")
+    raise BaselineMismatch(
+        f"baseline {path} was written by {written_by}, this run is suite "
+        f"{name!r} (fingerprint {fingerprint}): a suite is compared only with a baseline written by the same suite "
+        "with the same sets, samples, threads and speed protocol (command-line overrides such as --limit, "
+        "--threads or --repeats change it). Use that suite's own baseline, or write one for this suite: "
+        f"edge-iqa bench --suite {source} --update-baseline")
 
 
 def write_baseline(report: dict[str, Any], path: str | Path) -> Path:
@@ -110,22 +151,39 @@ def check_report(report: dict[str, Any], baseline: dict[str, Any] | None, budget
     machine_note = ("no baseline" if baseline is None else
                     f"machine {report['machine']['fingerprint']} differs from the baseline's "
                     f"{dig(baseline, 'machine', 'fingerprint')}: speed not compared")
-    same_images, images_note = _same_images(report, baseline)
+    primary = report.get("dataset", {}).get("name")
+    extra_sets = [name for name, record in (report.get("datasets") or {}).items()
+                  if name != primary and not record.get("skipped")]
     results: list[CheckResult] = []
     for row in report["rows"]:
         base = baseline_rows.get(row["id"])
         checks = _check_row(row, base, budgets, same_machine, machine_note)
-        if not same_images:  # SROCC on other images is not comparable
-            checks = [CheckResult(c.row, c.check, SKIP, images_note) if c.check == "srocc" and c.status != SKIP else c
-                      for c in checks]
-        results.extend(checks)
+        results.extend(_only_same_images(checks, *_same_images(report.get("dataset", {}),
+                                                               (baseline or {}).get("dataset"))))
+        for name in extra_sets:
+            suffix = f"@{name}"
+            if row["status"] != "ok":
+                results.extend(CheckResult(row["id"], c + suffix, SKIP, "row failed") for c in ACCURACY_CHECKS)
+                continue
+            now = row_summary(row)["datasets"].get(name, {})
+            then = dig(base, "datasets", name)
+            checks = _accuracy_checks(row["id"], now, then, budgets, suffix)
+            same = _same_images(report["datasets"][name], dig(baseline, "datasets", name)) if baseline else (True, "")
+            results.extend(_only_same_images(checks, *same))
     return results
 
 
-def _same_images(report: dict[str, Any], baseline: dict[str, Any] | None) -> tuple[bool, str]:
-    if baseline is None:
+def _only_same_images(checks: list[CheckResult], same: bool, note: str) -> list[CheckResult]:
+    """SROCC on other images is not comparable: the baseline SROCC checks become skips."""
+    if same:
+        return checks
+    return [CheckResult(c.row, c.check, SKIP, note) if c.check.split("@")[0] == "srocc" and c.status != SKIP else c
+            for c in checks]
+
+
+def _same_images(now: dict[str, Any], then: dict[str, Any] | None) -> tuple[bool, str]:
+    if then is None:
         return True, ""
-    now, then = report.get("dataset", {}), baseline.get("dataset", {})
     if now.get("image_list_sha256") and then.get("image_list_sha256"):
         same = now["image_list_sha256"] == then["image_list_sha256"]
     else:
@@ -148,29 +206,7 @@ def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budget
         return [status, *skipped]
     out = [CheckResult(rid, "status", PASS, "ran")]
     now = row_summary(row)
-
-    delta = now["delta_srocc"]
-    if rid == PYTORCH_EAGER:
-        out.append(CheckResult(rid, "delta_srocc", SKIP, "the reference itself"))
-    elif delta is None:
-        out.append(CheckResult(rid, "delta_srocc", SKIP, "no PyTorch FP32 reference scores"))
-    else:
-        ok = abs(delta) <= budgets.delta_srocc
-        out.append(CheckResult(rid, "delta_srocc", PASS if ok else FAIL,
-                               f"|delta SROCC| {abs(delta):.4f} {'<=' if ok else '>'} {budgets.delta_srocc}",
-                               abs(delta), budgets.delta_srocc))
-
-    out.append(_score_error_check(rid, now, budgets))
-
-    base_srocc = (base or {}).get("srocc")
-    if now["srocc"] is None or base_srocc is None:
-        out.append(CheckResult(rid, "srocc", SKIP, "no baseline SROCC" if now["srocc"] is not None else "no SROCC"))
-    else:
-        floor = base_srocc - budgets.srocc_drop
-        ok = now["srocc"] >= floor
-        out.append(CheckResult(rid, "srocc", PASS if ok else FAIL,
-                               f"SROCC {now['srocc']:.4f} vs baseline {base_srocc:.4f} (floor {floor:.4f})",
-                               now["srocc"], floor))
+    out += _accuracy_checks(rid, now, base, budgets)
 
     out.append(_speed_check(rid, "throughput", now["images_per_s_bs1"], (base or {}).get("images_per_s_bs1"),
                             budgets.throughput_drop, higher_is_better=True, same_machine=same_machine,
@@ -193,16 +229,46 @@ def _check_row(row: dict[str, Any], base: dict[str, Any] | None, budgets: Budget
     return out
 
 
-def _score_error_check(rid: str, now: dict[str, Any], budgets: Budgets) -> CheckResult:
-    """Single photos: p99 and max |dscore| on the MOS scale (the bench scores are MOS)."""
-    p99, worst = now["p99_abs_dscore"], now["max_abs_dscore"]
+def _accuracy_checks(rid: str, now: dict[str, Any], base: dict[str, Any] | None, budgets: Budgets,
+                     suffix: str = "") -> list[CheckResult]:
+    """delta SROCC vs PyTorch FP32, single-photo |dscore|, SROCC vs the baseline: on one evaluation set."""
+    out = []
+    delta = now.get("delta_srocc")
     if rid == PYTORCH_EAGER:
-        return CheckResult(rid, "score_error", SKIP, "the reference itself")
+        out.append(CheckResult(rid, "delta_srocc" + suffix, SKIP, "the reference itself"))
+    elif delta is None:
+        out.append(CheckResult(rid, "delta_srocc" + suffix, SKIP, "no PyTorch FP32 reference scores"))
+    else:
+        ok = abs(delta) <= budgets.delta_srocc
+        out.append(CheckResult(rid, "delta_srocc" + suffix, PASS if ok else FAIL,
+                               f"|delta SROCC| {abs(delta):.4f} {'<=' if ok else '>'} {budgets.delta_srocc}",
+                               abs(delta), budgets.delta_srocc))
+
+    out.append(_score_error_check(rid, now, budgets, suffix))
+
+    base_srocc = (base or {}).get("srocc")
+    if now.get("srocc") is None or base_srocc is None:
+        out.append(CheckResult(rid, "srocc" + suffix, SKIP,
+                               "no baseline SROCC" if now.get("srocc") is not None else "no SROCC"))
+    else:
+        floor = base_srocc - budgets.srocc_drop
+        ok = now["srocc"] >= floor
+        out.append(CheckResult(rid, "srocc" + suffix, PASS if ok else FAIL,
+                               f"SROCC {now['srocc']:.4f} vs baseline {base_srocc:.4f} (floor {floor:.4f})",
+                               now["srocc"], floor))
+    return out
+
+
+def _score_error_check(rid: str, now: dict[str, Any], budgets: Budgets, suffix: str = "") -> CheckResult:
+    """Single photos: p99 and max |dscore| on the model's output scale (MOS points of the model)."""
+    p99, worst = now.get("p99_abs_dscore"), now.get("max_abs_dscore")
+    if rid == PYTORCH_EAGER:
+        return CheckResult(rid, "score_error" + suffix, SKIP, "the reference itself")
     if worst is None or p99 is None:
-        return CheckResult(rid, "score_error", SKIP, "no PyTorch FP32 reference scores")
+        return CheckResult(rid, "score_error" + suffix, SKIP, "no PyTorch FP32 reference scores")
     ok = p99 <= budgets.p99_score_error and worst <= budgets.max_score_error
     ratio = max(p99 / budgets.p99_score_error, worst / budgets.max_score_error)
-    return CheckResult(rid, "score_error", PASS if ok else FAIL,
+    return CheckResult(rid, "score_error" + suffix, PASS if ok else FAIL,
                        f"|dscore| p99 {p99:.2f} (budget {budgets.p99_score_error:g}), max {worst:.2f} (budget "
                        f"{budgets.max_score_error:g}) MOS points", ratio, 1.0)
 

@@ -81,6 +81,11 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"goal": "|SROCC(INT8) - SROCC(PyTorch FP32)|", "row": rid,
                     "value": None if delta is None else abs(delta), "target": f"<= {GOAL_INT8_DELTA}",
                     "met": None if delta is None else abs(delta) <= GOAL_INT8_DELTA})
+    for name in extra_sets(report):  # issue 19: the INT8 bundle's drift on every evaluation set
+        delta = dig(by_id.get("cpu/int8"), "datasets", name, "drift", "delta_srocc")
+        out.append({"goal": f"|SROCC(INT8) - SROCC(PyTorch FP32)| on {name}", "row": "cpu/int8",
+                    "value": None if delta is None else abs(delta), "target": f"<= {GOAL_INT8_DELTA}",
+                    "met": None if delta is None else abs(delta) <= GOAL_INT8_DELTA})
     for rid in ("cpu/fp16", "onnxruntime/fp16"):
         delta = dig(by_id.get(rid), "drift", "delta_srocc")
         out.append({"goal": "FP16 drift |SROCC(FP16) - SROCC(PyTorch FP32)|", "row": rid,
@@ -88,6 +93,28 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": None if delta is None else abs(delta) <= GOAL_FP16_DELTA,
                     "mean_abs_score_diff": dig(by_id.get(rid), "drift", "mean_abs_diff")})
     return out
+
+
+def extra_sets(report: dict[str, Any]) -> list[str]:
+    """The evaluation sets after the primary one that ran (skipped sets have no figures)."""
+    primary = report.get("dataset", {}).get("name")
+    return [name for name, record in (report.get("datasets") or {}).items()
+            if name != primary and not record.get("skipped")]
+
+
+def sets_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Every evaluation set: images, label file, what it is for, or why it was skipped."""
+    body = []
+    for index, (name, record) in enumerate((report.get("datasets") or {}).items()):
+        if record.get("skipped"):
+            body.append([name, "skipped", "–", f"{record.get('role', '')} **Skipped**: {record['skipped']}".strip()])
+            continue
+        images = f"{record['images']} of {record['label_rows']}"
+        if record.get("excluded_calibration_images"):
+            images += f" ({record['excluded_calibration_images']} calibration images excluded)"
+        body.append([name + (" (primary)" if index == 0 else ""), images, f"`{Path(str(record['labels'])).name}`",
+                     record.get("role") or ""])
+    return ["set", "images", "labels", "what it measures"], body
 
 
 # --- Markdown -----------------------------------------------------------------------------------------
@@ -109,15 +136,32 @@ def _ci(row: dict[str, Any], name: str) -> str:
     return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"
 
 
+def accuracy_table(rows: list[dict[str, Any]], name: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """SROCC/PLCC/KRCC/RMSE with CIs, rank agreement and |dscore| of each row on one set (None: primary)."""
+    def view(row: dict[str, Any]) -> dict[str, Any]:
+        return row if name is None else (dig(row, "datasets", name) or {})
+
+    header = ["row", "SROCC [95% CI]", "PLCC [95% CI]", "PLCC (logistic)", "KRCC [95% CI]", "RMSE [95% CI]",
+              "rank agreement", "max |Δscore|", "p99 |Δscore|", "mean |Δscore|"]
+    if name is not None:
+        header.insert(2, "Δ SROCC")
+    body = []
+    for r in rows:
+        v = view(r)
+        cells = [r["id"], _ci(v, "srocc"), _ci(v, "plcc"), _fmt(dig(v, "accuracy", "plcc_logistic")), _ci(v, "krcc"),
+                 _ci(v, "rmse"), _fmt(dig(v, "drift", "rank_agreement"), 5),
+                 _fmt(dig(v, "drift", "max_abs_diff"), 4), _fmt(dig(v, "drift", "p99_abs_diff"), 4),
+                 _fmt(dig(v, "drift", "mean_abs_diff"), 4)]
+        if name is not None:
+            cells.insert(2, _fmt(dig(v, "drift", "delta_srocc"), signed=True) if r["id"] != PYTORCH_EAGER else "(ref)")
+        body.append(cells)
+    return header, body
+
+
 def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
     ok_rows = [r for r in report["rows"] if r["status"] == "ok"]
-    accuracy = (["row", "SROCC [95% CI]", "PLCC [95% CI]", "PLCC (logistic)", "KRCC [95% CI]", "RMSE [95% CI]",
-                 "rank agreement", "max |Δscore|", "p99 |Δscore|", "mean |Δscore|"],
-                [[r["id"], _ci(r, "srocc"), _ci(r, "plcc"), _fmt(dig(r, "accuracy", "plcc_logistic")), _ci(r, "krcc"),
-                  _ci(r, "rmse"), _fmt(dig(r, "drift", "rank_agreement"), 5),
-                  _fmt(dig(r, "drift", "max_abs_diff"), 4), _fmt(dig(r, "drift", "p99_abs_diff"), 4),
-                  _fmt(dig(r, "drift", "mean_abs_diff"), 4)]
-                 for r in ok_rows])
+    accuracy = accuracy_table(ok_rows)
+    per_set = {f"accuracy@{name}": accuracy_table(ok_rows, name) for name in extra_sets(report)}
     sizes = sorted({int(s) for r in ok_rows for s in (dig(r, "speed", "throughput") or {})})
     conc = sorted({int(s) for r in ok_rows for s in (dig(r, "speed", "concurrency") or {})})
     speed = (["row", "p50 / p90 / p99 (ms)", *[f"img/s bs{s}" for s in sizes],
@@ -130,7 +174,7 @@ def detail_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[lis
                _fmt(dig(r, "speed", "end_to_end_ms_per_image"), 1),
                _fmt(dig(r, "load", "time_to_first_score_s"), 2), _fmt(dig(r, "memory", "peak_rss_mb_speed"), 0),
                _threads(r), _backend(r)] for r in ok_rows])
-    tables = {"accuracy": accuracy, "speed": speed}
+    tables = {"accuracy": accuracy, **per_set, "speed": speed}
     if mixed := mixed_precision_table(report):
         tables["mixed_precision"] = mixed
     types = report["sensitivity"]["types"]
@@ -192,24 +236,32 @@ def to_markdown(report: dict[str, Any], images: dict[str, str] | None = None) ->
     machine = report["machine"]
     data = report["dataset"]
     suite = report["suite"]
+    primary = f" on `{data['name']}`" if data.get("name") else ""
     lines = [f"# edge-iqa benchmark: {suite['model']} ({suite['name']} suite)", "",
              f"{report['created']} · {data['images']} images from `{Path(data['labels']).name}` "
              f"({data['excluded_calibration_images']} calibration images excluded) · weights: "
              f"{report['weights']['checkpoint']} · threads per row: {suite['threads']}", "",
              _md_table(TABLE_COLUMNS, table_rows(report)), "",
-             "Speed-up: batch-1 images/s relative to the PyTorch FP32 eager row of this run. Δ SROCC: against "
-             "the PyTorch FP32 scores on the same images.", ""]
+             f"SROCC, Δ SROCC, PLCC{primary} (the primary set). Speed-up: batch-1 images/s relative to the PyTorch "
+             "FP32 eager row of this run. Δ SROCC: against the PyTorch FP32 scores on the same images.", ""]
+    if report.get("datasets"):
+        lines += ["## Evaluation sets", "", _md_table(*sets_table(report)), ""]
     lines += ["## CPU export goals", "",
               _md_table(["goal", "row", "measured", "goal value", "met"],
                         [[g["goal"], g["row"], _fmt(g["value"], 4) if g["value"] is not None else "–", g["target"],
                           {True: "yes", False: "**no**", None: "–"}[g["met"]]] for g in goals(report)]), ""]
-    titles = {"accuracy": "Accuracy vs MOS (bootstrap 95% CI) and drift vs PyTorch FP32",
+    titles = {"accuracy": f"Accuracy vs MOS{primary} (bootstrap 95% CI) and drift vs PyTorch FP32",
+              **{f"accuracy@{name}": f"Accuracy vs MOS on `{name}` (bootstrap 95% CI) and drift vs PyTorch FP32"
+                 for name in extra_sets(report)},
               "speed": "Speed", "sensitivity": "Distortion sensitivity: Kendall tau(level, score), "
                                                "(difference from PyTorch FP32), ⚠ = flagged",
               "mixed_precision": "Mixed precision at export: accuracy budget on the export's held-out "
                                  "validation images (sensitivity = rank-agreement gain), latency from the manifest"}
     for key, (header, body) in detail_tables(report).items():
         lines += [f"## {titles[key]}", "", _md_table(header, body), ""]
+    notes = sorted({note for r in report["rows"] for name in (report.get("datasets") or {})
+                    if (note := dig(r, "datasets", name, "accuracy", "rmse_note"))})
+    lines += [f"RMSE: {note}" for note in notes] + ([""] if notes else [])
     if report["sensitivity"].get("skipped"):
         lines += [f"Sensitivity skipped: {report['sensitivity']['skipped']}", ""]
     for name, path in (images or {}).items():
@@ -220,8 +272,9 @@ def to_markdown(report: dict[str, Any], images: dict[str, str] | None = None) ->
     regression = report.get("regression")
     if regression:
         verdict = "passed" if regression["passed"] else f"**{regression['failures']} regression(s)**"
-        against = f"Against `{regression['baseline']}`" if regression.get("baseline") else \
-            "No baseline (absolute checks only)"
+        against = (f"Against `{regression['baseline']}`" if regression.get("baseline") else
+                   f"This run wrote the suite's baseline `{regression['wrote_baseline']}` (absolute checks only)"
+                   if regression.get("wrote_baseline") else "No baseline (absolute checks only)")
         lines += ["## Regression check", "", f"{against}: {verdict}, {regression['skipped']} skipped.", ""]
         lines += [f"- FAIL `{c['row']}::{c['check']}`: {c['message']}" for c in regression["checks"]
                   if c["status"] == "fail"]
@@ -334,6 +387,7 @@ def to_html(report: dict[str, Any], pngs: dict[str, Path]) -> str:
              f"{data['excluded_calibration_images']} calibration images excluded · machine "
              f"{html.escape(report['machine']['cpu'])} ({report['machine']['logical_cores']} cores)</p>",
              _html_table(TABLE_COLUMNS, table_rows(report), error_col=2),
+             *([f"<h2>Evaluation sets</h2>{_html_table(*sets_table(report))}"] if report.get("datasets") else []),
              "<h2>CPU export goals</h2>",
              _html_table(["goal", "row", "measured", "goal value", "met"],
                          [[g["goal"], g["row"], _fmt(g["value"], 4), g["target"],

@@ -21,8 +21,9 @@ from rich.console import Console
 
 from edge_iqa.bench import sensitivity as sens
 from edge_iqa.bench.accuracy import accuracy_record, drift_record
-from edge_iqa.bench.dataset import EvalSet, load_eval_set
+from edge_iqa.bench.dataset import EvalSet, load_eval_sets
 from edge_iqa.bench.machine import describe_machine
+from edge_iqa.bench.mos_scale import ScoreToMOS, checkpoint_mappings
 from edge_iqa.bench.suite import PYTORCH_COMPILE, PYTORCH_EAGER, RowSpec, Suite
 
 REPORT_SCHEMA = "edge-iqa-bench-report"
@@ -124,13 +125,15 @@ def run_worker(job: dict[str, Any], work_dir: Path, timeout_s: int) -> dict[str,
     return {"status": "error", "error": f"worker exited with {proc.returncode} without a result: {' | '.join(tail)}"}
 
 
-def make_job(suite: Suite, plan: Plan, bundle: Path | None, checkpoint: Path | None, evalset: EvalSet,
+def make_job(suite: Suite, plan: Plan, bundle: Path | None, checkpoint: Path | None, evalsets: list[EvalSet],
              sensitivity_items: list[sens.SensitivityItem]) -> dict[str, Any]:
+    """The worker's job: every set's images in one list (in set order; the parent splits the scores),
+    timing probes from the primary set."""
     return {
         "row_id": plan.row_id, "kind": plan.kind, "bundle": str(bundle) if bundle else None, "model": suite.model,
         "checkpoint": str(checkpoint) if checkpoint else None, "compile": plan.compile, "threads": suite.threads,
-        "images": [str(p) for p in evalset.paths],
-        "probe_images": [str(p) for p in evalset.paths[:PROBE_IMAGES]],
+        "images": [str(p) for evalset in evalsets for p in evalset.paths],
+        "probe_images": [str(p) for p in evalsets[0].paths[:PROBE_IMAGES]],
         "sensitivity_images": [str(item.path) for item in sensitivity_items],
         "speed": {"warmup": suite.speed.warmup, "iterations": suite.speed.iterations,
                   "repeats": suite.speed.repeats, "batch_sizes": list(suite.speed.batch_sizes),
@@ -147,9 +150,12 @@ def run_suite(suite: Suite, *, work_dir: Path | None = None, reuse_bundles: bool
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     machine = describe_machine()
-    evalset = load_eval_set(suite.dataset)
-    console.print(f"[bold]edge-iqa bench[/bold] suite {suite.name!r}: {suite.model}, {len(evalset.paths)} images "
-                  f"({evalset.excluded_calibration} calibration images excluded), work dir {work_dir}")
+    evalsets, skipped_sets = load_eval_sets(suite.datasets)
+    sets_text = ", ".join(f"{e.name} {len(e.paths)} images ({e.excluded_calibration} calibration images excluded)"
+                          for e in evalsets)
+    console.print(f"[bold]edge-iqa bench[/bold] suite {suite.name!r}: {suite.model}, {sets_text}, work dir {work_dir}")
+    for skipped in skipped_sets:
+        console.print(f"[yellow]evaluation set {skipped.name} skipped[/yellow]: {skipped.reason}")
     skip = sens.skip_reason(suite.sensitivity)
     items = [] if skip else sens.prepare_images(suite.sensitivity, work_dir / "sensitivity")
     if skip:
@@ -170,7 +176,7 @@ def run_suite(suite: Suite, *, work_dir: Path | None = None, reuse_bundles: bool
         if row["status"] == "ok":
             with console.status(f"measuring {plan.row_id} ..."):
                 timeout = suite.compile_timeout_s if plan.compile and suite.compile_timeout_s else suite.row_timeout_s
-                result = run_worker(make_job(suite, plan, bundle, checkpoint, evalset, items), work_dir, timeout)
+                result = run_worker(make_job(suite, plan, bundle, checkpoint, evalsets, items), work_dir, timeout)
             if result.get("status") != "ok":
                 row.update(status="error", stage="run", error=result.get("error", "unknown error"))
             else:
@@ -180,16 +186,19 @@ def run_suite(suite: Suite, *, work_dir: Path | None = None, reuse_bundles: bool
         console.print(f"  {plan.row_id}: {mark}")
         results[plan.row_id] = row
 
-    rows = finish_rows(list(results.values()), evalset, items, suite)
+    mappings = checkpoint_mappings(suite.model, checkpoint)
+    rows = finish_rows(list(results.values()), evalsets, items, suite, mappings)
     return {
         "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": suite.to_dict(),
+        "suite_fingerprint": suite.fingerprint(),
         "machine": machine,
-        "dataset": evalset.record(),
+        "dataset": evalsets[0].record(),
+        "datasets": {**{e.name: e.record() for e in evalsets}, **{s.name: s.record() for s in skipped_sets}},
         "weights": {"checkpoint": str(checkpoint) if checkpoint else "embedded",
-                    "random_weights": suite.random_weights},
+                    "random_weights": suite.random_weights, "sha256": weights_sha256(suite.model, checkpoint)},
         "sensitivity": {"skipped": skip, "types": sorted({i.type_name for i in items}),
                         "references": sorted({i.reference for i in items}), "levels": [1, 2, 3, 4, 5]},
         "rows": rows,
@@ -197,22 +206,25 @@ def run_suite(suite: Suite, *, work_dir: Path | None = None, reuse_bundles: bool
     }
 
 
-def finish_rows(rows: list[dict[str, Any]], evalset: EvalSet, items: list[sens.SensitivityItem],
-                suite: Suite) -> list[dict[str, Any]]:
-    """Metrics of every measured row: vs MOS, vs the PyTorch FP32 scores, speed-up vs PyTorch."""
-    import numpy as np
-
+def finish_rows(rows: list[dict[str, Any]], evalsets: list[EvalSet], items: list[sens.SensitivityItem],
+                suite: Suite, mappings: dict[str, ScoreToMOS] | None = None) -> list[dict[str, Any]]:
+    """Metrics of every measured row: vs MOS and vs the PyTorch FP32 scores per evaluation set (the
+    primary set's also as ``accuracy`` / ``drift``), speed-up vs PyTorch."""
     reference = next((r for r in rows if r["id"] == PYTORCH_EAGER and r["status"] == "ok"), None)
-    ref_scores = np.asarray(reference["_scores"]) if reference else None
+    ref_parts = split_scores(reference["_scores"], evalsets) if reference else None
     ref_taus = sens.tau_by_type(items, reference["_sensitivity_scores"]) if reference and items else None
     ref_rate = throughput_bs1(reference) if reference else None
     for row in rows:
         if row["status"] != "ok":
             continue
-        scores = np.asarray(row.pop("_scores"))
+        parts = split_scores(row.pop("_scores"), evalsets)
         sens_scores = row.pop("_sensitivity_scores")
-        row["accuracy"] = accuracy_record(scores, evalset.mos, n_resamples=suite.bootstrap_resamples)
-        row["drift"] = drift_record(scores, ref_scores, evalset.mos) if ref_scores is not None else None
+        row["datasets"] = {}
+        for index, evalset in enumerate(evalsets):
+            row["datasets"][evalset.name] = set_metrics(parts[index], None if ref_parts is None else ref_parts[index],
+                                                        evalset, suite, mappings or {})
+        row["accuracy"] = row["datasets"][evalsets[0].name]["accuracy"]
+        row["drift"] = row["datasets"][evalsets[0].name]["drift"]
         if items:
             taus = sens.tau_by_type(items, sens_scores)
             row["sensitivity"] = (sens.compare(ref_taus, taus, suite.budgets.sensitivity_tau) if ref_taus
@@ -224,6 +236,47 @@ def finish_rows(rows: list[dict[str, Any]], evalset: EvalSet, items: list[sens.S
         row.pop("_scores", None)
         row.pop("_sensitivity_scores", None)
     return rows
+
+
+def split_scores(scores: list[float], evalsets: list[EvalSet]) -> list[Any]:
+    """A worker's one score list cut back into its evaluation sets (the job listed them in order)."""
+    import numpy as np
+
+    sizes = [len(e.paths) for e in evalsets]
+    if len(scores) != sum(sizes):
+        raise ValueError(f"{len(scores)} scores for {sum(sizes)} evaluation images")
+    return np.split(np.asarray(scores, dtype=np.float64), np.cumsum(sizes)[:-1])
+
+
+def set_metrics(scores: Any, reference: Any, evalset: EvalSet, suite: Suite,
+                mappings: dict[str, ScoreToMOS]) -> dict[str, Any]:
+    """One set's accuracy (scores on its MOS scale where the checkpoint says how; else RMSE is
+    dropped when the set names a mapping the checkpoint lacks) and drift (raw scores)."""
+    mapping = mappings.get(evalset.mos_mapping) if evalset.mos_mapping else None
+    on_mos_scale = mapping.apply(scores) if mapping else scores
+    accuracy = accuracy_record(on_mos_scale, evalset.mos, n_resamples=suite.bootstrap_resamples)
+    if evalset.mos_mapping and mapping is None:
+        accuracy["rmse"] = None
+        accuracy.get("ci", {}).pop("rmse", None)
+        accuracy["rmse_note"] = (f"the checkpoint has no {evalset.mos_mapping!r} mapping: scores are not on this "
+                                 "set's MOS scale, RMSE not reported")
+    accuracy["mos_mapping"] = mapping.record() if mapping else None
+    drift = drift_record(scores, reference, evalset.mos) if reference is not None else None
+    return {"accuracy": accuracy, "drift": drift}
+
+
+def weights_sha256(model: str, checkpoint: Path | None) -> str | None:
+    """sha256 of the weights every row used (the embedded file for ``None``): which model a report measured."""
+    from edge_iqa.checksums import sha256_file
+    from edge_iqa.models import get_model_info
+    from edge_iqa.models.checkpoint import packaged_weights_path
+
+    try:
+        default = get_model_info(model).default_weights
+        path = checkpoint or (packaged_weights_path(default) if default else None)
+        return sha256_file(path) if path else None
+    except Exception:  # noqa: BLE001 - a report without the hash is still a report
+        return None
 
 
 def throughput_bs1(row: dict[str, Any]) -> float | None:

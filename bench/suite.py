@@ -3,11 +3,18 @@
 Relative paths in a suite file are read relative to the file's own folder, so the same suite works
 from any working directory. ``edge-iqa bench`` options (``--limit``, ``--checkpoint``, ...) override
 the file through :func:`Suite.with_overrides`.
+
+A suite scores one or more evaluation sets (``[[datasets]]``; a single ``[dataset]`` table is one
+set). The first set is the primary one: the main table, the Pareto plot and the unsuffixed
+regression checks use it; every set gets its own accuracy, drift and |dscore| figures.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -42,12 +49,22 @@ class RowSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One evaluation set. ``labels`` (and ``image_root``) are relative to ``folder`` when one is given,
+    else to the suite file; ``folder_env`` names an environment variable that replaces ``folder``."""
+
+    name: str = ""
     labels: Path | None = None
     image_root: Path | None = None
+    folder: Path | None = None
+    folder_env: str = ""
+    optional: bool = False  # labels absent: the set is skipped with the reason (else the run stops)
     exclude_calibration: bool = True
     limit: int = 0  # 0: every image; N: a seeded sample of N
     seed: int = 0
-
+    # The checkpoint's training-dataset mapping (edge_iqa.train.multi.DatasetMapping name, e.g.
+    # "biq2021/train") that puts model scores on this set's MOS scale, for RMSE; "": scores as they are.
+    mos_mapping: str = ""
+    role: str = ""  # what the set measures and what it must not be used for (printed in the report)
 
 @dataclass(frozen=True)
 class SpeedSpec:
@@ -87,7 +104,7 @@ class Suite:
     name: str
     model: str
     rows: tuple[RowSpec, ...]
-    dataset: DatasetSpec
+    datasets: tuple[DatasetSpec, ...]
     checkpoint: Path | None = None
     random_weights: bool = False
     threads: int = 2
@@ -102,8 +119,14 @@ class Suite:
     budgets: Budgets = field(default_factory=Budgets)
     source: str = ""
 
+    @property
+    def dataset(self) -> DatasetSpec:
+        """The primary evaluation set (the first)."""
+        return self.datasets[0]
+
     def with_overrides(self, **changes: Any) -> Suite:
-        """A copy with top-level fields, or ``dataset.limit`` / ``speed.repeats`` style dotted keys, changed."""
+        """A copy with top-level fields, or ``speed.repeats`` style dotted keys, changed;
+        ``dataset.limit`` style keys change every evaluation set."""
         top: dict[str, Any] = {}
         nested: dict[str, dict[str, Any]] = {}
         for key, value in changes.items():
@@ -115,8 +138,43 @@ class Suite:
             else:
                 top[key] = value
         for part, values in nested.items():
-            top[part] = dataclasses.replace(getattr(self, part), **values)
+            if part == "dataset":
+                top["datasets"] = tuple(dataclasses.replace(d, **values) for d in top.get("datasets", self.datasets))
+            else:
+                top[part] = dataclasses.replace(getattr(self, part), **values)
         return dataclasses.replace(self, **top)
+
+    def with_datasets(self, names: list[str] | None = None, limits: dict[str, int] | None = None) -> Suite:
+        """Only the evaluation sets ``names`` (in the suite's order), and per-set ``limits``."""
+        known = [d.name for d in self.datasets]
+        unknown = sorted(set(names or []) - set(known)) + sorted(set(limits or {}) - set(known))
+        if unknown:
+            raise SuiteError(f"no evaluation set {', '.join(unknown)} in suite {self.name!r}; its sets are "
+                             f"{', '.join(known)}")
+        chosen = [d for d in self.datasets if names is None or d.name in names]
+        if not chosen:
+            raise SuiteError("no evaluation set selected; name at least one")
+        limits = limits or {}
+        return dataclasses.replace(self, datasets=tuple(
+            dataclasses.replace(d, limit=limits[d.name]) if d.name in limits else d for d in chosen))
+
+    def fingerprint(self) -> str:
+        """Hash of what makes two runs' figures comparable: model, threads, evaluation sets (name,
+        label file name, calibration exclusion, sample), speed protocol and sensitivity photos.
+        Rows are not in it (a check compares the rows both runs have), nor the weights (the check's
+        subject), budgets or paths (machine-specific)."""
+        sets = [[d.name, d.labels.name if d.labels else None, d.exclude_calibration, d.limit, d.seed]
+                for d in self.datasets]
+        sens = self.sensitivity
+        key = {"name": self.name, "model": self.model, "threads": self.threads, "datasets": sets,
+               "speed": dataclasses.asdict(self.speed),
+               "sensitivity": [sens.count, list(sens.types), sens.seed]}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+    def default_baseline_path(self) -> Path:
+        """``baselines/NAME.json`` beside the suite file: each suite has its own baseline."""
+        folder = Path(self.source).parent if self.source else Path("bench")
+        return folder / "baselines" / f"{self.name}.json"
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -148,23 +206,56 @@ def load_suite(path: str | Path | None = None) -> Suite:
 
 
 _TOP = {"name", "model", "checkpoint", "random_weights", "threads", "pytorch_eager", "pytorch_compile",
-        "accuracy_gate", "row_timeout_s", "compile_timeout_s", "bootstrap_resamples", "rows", "dataset", "speed",
-        "sensitivity", "budgets"}
+        "accuracy_gate", "row_timeout_s", "compile_timeout_s", "bootstrap_resamples", "rows", "dataset", "datasets",
+        "speed", "sensitivity", "budgets"}
 
 
-def _table(raw: dict[str, Any], key: str, cls: type, source: str, convert: dict[str, Any] | None = None) -> Any:
-    values = raw.get(key, {})
+def _fields(values: Any, cls: type, where: str, source: str, convert: dict[str, Any] | None = None) -> Any:
     if not isinstance(values, dict):
-        raise SuiteError(f"{source}: [{key}] must be a table")
+        raise SuiteError(f"{source}: {where} must be a table")
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise SuiteError(f"{source}: unknown [{key}] keys {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise SuiteError(f"{source}: unknown {where} keys {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     values = dict(values)
     for name, fn in (convert or {}).items():
         if name in values:
             values[name] = fn(values[name])
     return cls(**values)
+
+
+def _table(raw: dict[str, Any], key: str, cls: type, source: str, convert: dict[str, Any] | None = None) -> Any:
+    return _fields(raw.get(key, {}), cls, f"[{key}]", source, convert)
+
+
+def _datasets(raw: dict[str, Any], rel: Any, source: str) -> tuple[DatasetSpec, ...]:
+    """``[[datasets]]`` (several sets) or ``[dataset]`` (one); paths resolved, names unique."""
+    if "dataset" in raw and "datasets" in raw:
+        raise SuiteError(f"{source}: give either [dataset] (one set) or [[datasets]] (several), not both")
+    entries = raw["datasets"] if "datasets" in raw else [raw.get("dataset", {})]
+    if not isinstance(entries, list) or not entries:
+        raise SuiteError(f"{source}: [[datasets]] must hold at least one evaluation set")
+    specs = []
+    for index, entry in enumerate(entries):
+        where = f"[[datasets]] #{index + 1}" if "datasets" in raw else "[dataset]"
+        spec = _fields(entry, DatasetSpec, where, source)
+        env_folder = os.environ.get(spec.folder_env) if spec.folder_env else None
+        folder = Path(env_folder).expanduser() if env_folder else rel(spec.folder)
+
+        def inside(value: Any, folder: Path | None = folder) -> Path | None:
+            if value in (None, ""):
+                return None
+            path = Path(str(value)).expanduser()
+            return path if path.is_absolute() or folder is None else folder / path
+
+        labels = inside(spec.labels) if folder is not None else rel(spec.labels)
+        root = inside(spec.image_root) if folder is not None else rel(spec.image_root)
+        name = spec.name or (labels.parent.name if labels is not None else f"set{index + 1}")
+        specs.append(dataclasses.replace(spec, name=name, labels=labels, image_root=root, folder=folder))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{source}: evaluation set names must be unique, got {names}")
+    return tuple(specs)
 
 
 def parse_suite(raw: dict[str, Any], base_dir: Path, source: str = "<suite>") -> Suite:
@@ -197,7 +288,7 @@ def parse_suite(raw: dict[str, Any], base_dir: Path, source: str = "<suite>") ->
     if len(set(ids)) != len(ids):
         raise SuiteError(f"{source}: duplicate rows {sorted({i for i in ids if ids.count(i) > 1})}")
 
-    dataset = _table(raw, "dataset", DatasetSpec, source, {"labels": rel, "image_root": rel})
+    datasets = _datasets(raw, rel, source)
     speed = _table(raw, "speed", SpeedSpec, source, {"batch_sizes": tuple, "concurrency": tuple})
     if speed.repeats < 1 or speed.iterations < 3 or 1 not in speed.batch_sizes:
         raise SuiteError(f"{source}: [speed] needs repeats >= 1, iterations >= 3 and batch size 1 in batch_sizes")
@@ -205,7 +296,7 @@ def parse_suite(raw: dict[str, Any], base_dir: Path, source: str = "<suite>") ->
     budgets = _table(raw, "budgets", Budgets, source)
     return Suite(
         name=str(raw.get("name", Path(source).stem)), model=str(raw.get("model", "edge_hybrid_n")),
-        rows=tuple(rows), dataset=dataset, checkpoint=rel(raw.get("checkpoint")),
+        rows=tuple(rows), datasets=datasets, checkpoint=rel(raw.get("checkpoint")),
         random_weights=bool(raw.get("random_weights", False)), threads=int(raw.get("threads", 2)),
         pytorch_eager=bool(raw.get("pytorch_eager", True)), pytorch_compile=bool(raw.get("pytorch_compile", True)),
         accuracy_gate=bool(raw.get("accuracy_gate", False)), row_timeout_s=int(raw.get("row_timeout_s", 1800)),

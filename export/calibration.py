@@ -62,16 +62,30 @@ class CalibrationSplit:
                 "validation_overlaps_calibration": False}
 
 
-def split(calibration_samples: int, seed: int, evaluation_images: int) -> CalibrationSplit:
+def split(calibration_samples: int, seed: int, evaluation_images: int, selection: str = "random") -> CalibrationSplit:
     """Seeded calibration / held-out split of the shipped images: ``evaluation_images`` held-out
-    images, topped up from the calibration images when too few are held out."""
+    images, topped up from the calibration images when too few are held out.
+
+    ``selection`` "random": the first ``calibration_samples`` of the seeded permutation calibrate.
+    "mos_spread": the images sorted by MOS, ``calibration_samples`` of them at evenly spaced ranks
+    calibrate (every quality level, from the worst photo to the best, is in the activation ranges);
+    the held-out images keep the seeded permutation's order."""
     rows = read_manifest()
     if calibration_samples > len(rows):
         raise ExportError(f"the profile asks for {calibration_samples} calibration images, but only {len(rows)} "
                           "ship with edge-iqa; lower [quantization] calibration_samples")
     order = list(rows)
     random.Random(seed).shuffle(order)
-    calibration, rest = order[:calibration_samples], order[calibration_samples:]
+    if selection == "mos_spread":
+        by_mos = sorted(order, key=lambda row: (row.mos, row.file))
+        ranks = np.unique(np.round(np.linspace(0, len(by_mos) - 1, calibration_samples)).astype(int))
+        chosen = {by_mos[i].file for i in ranks}
+        calibration = [row for row in order if row.file in chosen]
+        rest = [row for row in order if row.file not in chosen]
+    elif selection == "random":
+        calibration, rest = order[:calibration_samples], order[calibration_samples:]
+    else:
+        raise ExportError(f"unknown calibration selection {selection!r}; choose random or mos_spread")
     overlaps = len(rest) < evaluation_images
     evaluation = (rest + order)[:evaluation_images]
     return CalibrationSplit(calibration, evaluation, overlaps)

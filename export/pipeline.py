@@ -133,7 +133,7 @@ def export_bundle(
                             score_scale=float(transform["scale"]))
     quant = profile.quantization
     split = calibration.split(quant.calibration_samples, quant.seed,
-                              max(profile.parity.images, profile.parity.accuracy_images))
+                              max(profile.parity.images, profile.parity.accuracy_images), quant.calibration_selection)
     console.print(f"[bold]edge-iqa export[/bold] {model_name} -> target [cyan]{profile.name}[/cyan] "
                   f"({profile.runtime}, {precision}, attention {profile.attention_form}) -> {out}")
 
@@ -317,7 +317,8 @@ def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str
         "calibration": {"dataset": "edge_iqa.calibration_data (CLIVE development JPEGs)",
                         "method": quant.method if precision == "int8" else None,
                         "samples": len(split.calibration) if precision == "int8" else 0,
-                        "seed": quant.seed, "keep_fp_patterns": list(quant.keep_fp), **split.record()},
+                        "seed": quant.seed, "selection": quant.calibration_selection,
+                        "keep_fp_patterns": list(quant.keep_fp), **split.record()},
         "quantization": built["quantization"],
         "integer_kernels": built["integer_kernels"],
         "parity": {"onnx_fp32_vs_torch": onnx_parity},

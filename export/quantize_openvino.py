@@ -88,27 +88,35 @@ def _nncf_arguments(onnx_fp32: Path, target: TargetProfile, exclude_nodes: list[
     """Keyword arguments of ``nncf.quantize`` and the manifest record they produce."""
     import nncf
     from nncf.openvino.quantization.backend_parameters import BackendParameters
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        OverflowFix,
+    )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     spec = target.quantization
     by_pattern = nodes_matching(onnx.load(str(onnx_fp32)), spec.keep_fp)
     kept = list(dict.fromkeys([*by_pattern, *exclude_nodes]))
     patterns = [op_pattern(name) for name in kept]
-    has_attention = _has_attention(onnx_fp32)
+    transformer = spec.model_type == "transformer" or (spec.model_type == "auto" and _has_attention(onnx_fp32))
     advanced = AdvancedQuantizationParameters(
         activations_range_estimator_params=getattr(RangeEstimatorParametersSet, NNCF_RANGE[spec.method]),
+        overflow_fix=OverflowFix[spec.overflow_fix.upper()],  # first_layer | enable | disable
+        disable_channel_alignment=not spec.channel_alignment,
         backend_params={BackendParameters.COMPRESS_WEIGHTS: compress_weights})
     if spec.smooth_quant_alpha is not None:
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=spec.smooth_quant_alpha)
     kwargs = {"preset": nncf.QuantizationPreset.MIXED, "target_device": nncf.TargetDevice.CPU,
               "subset_size": spec.calibration_samples,
-              "model_type": nncf.ModelType.TRANSFORMER if has_attention else None,
+              "model_type": nncf.ModelType.TRANSFORMER if transformer else None,
               "fast_bias_correction": spec.bias_correction == "fast",
               "ignored_scope": nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None,
               "advanced_parameters": advanced}
     record = {"tool": "nncf.quantize", "nncf_preset": "mixed", "target_device": "CPU",
-              "model_type": "transformer" if has_attention else None, "method": spec.method,
+              "model_type": "transformer" if transformer else None, "overflow_fix": spec.overflow_fix,
+              "channel_alignment": spec.channel_alignment,
+              "method": spec.method,
               "range_estimator": NNCF_RANGE[spec.method], "subset_size": spec.calibration_samples,
               "smooth_quant_alpha": spec.smooth_quant_alpha, "bias_correction": spec.bias_correction,
               "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp),

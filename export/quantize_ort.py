@@ -114,7 +114,9 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
     prepared_names = {n.name for n in onnx.load(str(prepared)).graph.node}
     by_pattern = nodes_matching(onnx.load(str(src)), spec.keep_fp)
     kept = [name for name in dict.fromkeys([*by_pattern, *exclude_nodes]) if name in prepared_names]
-    cache = work_dir / f"ort_calibration_{key}_{spec.method}_{spec.calibration_samples}.json"
+    # Named after everything that decides the ranges: the graph and which photos calibrate how.
+    cache = work_dir / (f"ort_calibration_{key}_{spec.method}_{spec.calibration_samples}_"
+                        f"{spec.calibration_selection}_{spec.seed}.json")
     reader = type("CalibrationReader", (_Reader, CalibrationDataReader), {})(feeds)
     root_logger = logging.getLogger()
     level = root_logger.level

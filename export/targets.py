@@ -38,8 +38,16 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
              "batch", "max_batch", "input_size", "accuracy_budget", "max_score_error", "p99_score_error",
              "quantization", "parity", "inherits", "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
-               "smooth_quant_alpha", "bias_correction"}
+               "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
+               "channel_alignment"}
 BIAS_CORRECTIONS = ("fast", "full")
+# Which shipped images calibrate: a seeded random draw, or spread evenly over the MOS range.
+CALIBRATION_SELECTIONS = ("random", "mos_spread")
+# NNCF model type: "auto" = transformer when the graph has attention (Attention/Softmax ops).
+MODEL_TYPES = ("auto", "transformer", "default")
+# NNCF overflow fix (weights of the affected convolutions use 7 of 8 bits, for CPUs without VNNI).
+OVERFLOW_FIXES = ("first_layer", "enable", "disable")
+_NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
@@ -63,6 +71,16 @@ class QuantizationSpec:
     # default, a negative value turns SmoothQuant off) and fast or full bias correction.
     smooth_quant_alpha: float | None = None
     bias_correction: str = "fast"
+    # NNCF only: model type ("auto": transformer for graphs with attention) and overflow fix
+    # (NNCF's default "first_layer" gives the first quantized convolutions 7-bit weights).
+    model_type: str = "auto"
+    overflow_fix: str = "first_layer"
+    # NNCF only: channel alignment (cross-layer equalization of consecutive convolutions' channel
+    # ranges, so one per-tensor activation scale fits every channel; off in NNCF by default).
+    channel_alignment: bool = False
+    # "random": the first calibration_samples of the seeded permutation; "mos_spread": evenly spaced
+    # over the images sorted by MOS (every quality level calibrates), the rest held out as before.
+    calibration_selection: str = "random"
 
 
 @dataclass(frozen=True)
@@ -297,12 +315,22 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
         if alpha > 1:
             raise TargetError(f"{source}: 'quantization.smooth_quant_alpha' must be <= 1 (negative: off), got {alpha}")
     bias = _choice(source, "quantization.bias_correction", raw.get("bias_correction", "fast"), BIAS_CORRECTIONS)
-    if runtime != "openvino" and (alpha is not None or "bias_correction" in raw):
-        raise TargetError(f"{source}: smooth_quant_alpha and bias_correction are NNCF (OpenVINO) settings")
+    nncf_only = [key for key in _NNCF_ONLY if key in raw]
+    if runtime != "openvino" and nncf_only:
+        raise TargetError(f"{source}: {', '.join(nncf_only)} are NNCF (OpenVINO) settings, not {runtime} ones")
     return QuantizationSpec(method=method, calibration_samples=samples,
                             seed=_check_type(source, "quantization.seed", raw.get("seed", 0), int), keep_fp=tuple(keep),
                             sensitivity_images=sensitivity, max_kept_blocks=max_kept, smooth_quant_alpha=alpha,
-                            bias_correction=bias)
+                            bias_correction=bias,
+                            model_type=_choice(source, "quantization.model_type", raw.get("model_type", "auto"),
+                                               MODEL_TYPES),
+                            channel_alignment=_check_type(source, "quantization.channel_alignment",
+                                                          raw.get("channel_alignment", False), bool),
+                            overflow_fix=_choice(source, "quantization.overflow_fix",
+                                                 raw.get("overflow_fix", "first_layer"), OVERFLOW_FIXES),
+                            calibration_selection=_choice(source, "quantization.calibration_selection",
+                                                          raw.get("calibration_selection", "random"),
+                                                          CALIBRATION_SELECTIONS))
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

@@ -16,7 +16,7 @@ LAYERS=${LAYERS:-8}       # weighted layers ternarized, walked back from the out
                           # reachable; the trained model kept SROCC within the budget with only 1-4)
 python -m edge_iqa.bench.degrade "$BUNDLE" "$OUT/bundle" --layers "$LAYERS"
 edge-iqa bench --rows "$ROWS" --bundle "onnxruntime/int8=$OUT/bundle" \
-  --suite bench/suite_quick.toml --work-dir "$WORK" --baseline bench/baseline.json \
+  --suite bench/suite_quick.toml --work-dir "$WORK" --baseline bench/baselines/quick.json \
   --junit "$OUT/junit.xml" --out "$OUT/report" "$@"
 code=$?
 echo "edge-iqa bench exit code: $code (1 = regression detected, as intended)"

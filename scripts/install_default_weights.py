@@ -6,7 +6,11 @@ output transform, training metadata: each training dataset with its label file's
 counts, the `edge-iqa train` command that reproduces the run, and the split evaluation when split
 runs are given) and puts each dataset's licence notice beside them: CLIVE's LIVE_COPYRIGHT.txt
 (copied from the dataset folder) and, when BIQ2021 is among the datasets, BIQ2021_NOTICE.txt.
+README.md beside them is written from the same metadata (datasets and their notices, the command,
+recipe, training time, split evaluation): it always describes the weights that are installed.
+A notice left from earlier weights whose dataset is no longer among the training data is removed.
 A dataset we do not know is recorded as such and reported: check its licence before shipping.
+After installing: scripts/refresh_after_weights.sh regenerates everything derived from the weights.
 """
 
 from __future__ import annotations
@@ -44,6 +48,23 @@ from Unsplash.com, whose licence allows use of the images for scientific and com
 The weights beside this notice were trained on (part of) the BIQ2021 Train split only; the Test
 split was used solely to report the final model's accuracy.
 """
+
+
+NOTICE_FILES = ("LIVE_COPYRIGHT.txt", "BIQ2021_NOTICE.txt")  # every notice this script may write
+
+CITATIONS = {
+    "clive": ("**LIVE In the Wild Image Quality Challenge Database (CLIVE)**, development images with their "
+              "mean opinion scores (0-100). D. Ghadiyaram and A.C. Bovik, \"Massive Online Crowdsourced Study "
+              "of Subjective and Objective Picture Quality,\" IEEE TIP 25(1), 2016; LIVE, The University of "
+              "Texas at Austin, http://live.ece.utexas.edu/research/ChallengeDB/index.html. Its notice "
+              "(`LIVE_COPYRIGHT.txt`, kept here in full) permits use, copying, modification and distribution "
+              "provided the notice accompanies all copies and the source is acknowledged."),
+    "biq2021": ("**BIQ2021**, Train split (MOS 0-1 from 30 observers). N. Ahmed and S. Asif, \"BIQ2021: a "
+                "large-scale blind image quality assessment database,\" J. Electronic Imaging 31(5) 053010, "
+                "2022; https://github.com/nisarahmedrana/BIQ2021 (commit 62c7b40). Published as free for use "
+                "and benchmarking; subset 3 comes from Unsplash (`BIQ2021_NOTICE.txt`). The Test split was not "
+                "used for training, validation or any choice: it is scored once, for the report."),
+}
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,7 @@ def install(run: Path, split_runs: list[Path], target: Path = TARGET) -> dict:
                     + (", ".join(notices) or "none known") + (f"; UNKNOWN licence: {unknown}" if unknown else ""),
     }
     spec = PreprocessSpec.from_dict(config["preprocess"])
+    metadata["init"] = metrics.get("init")
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, target, model_name=config["model"], preprocess=spec, model_kwargs=config["model_kwargs"],
                     output_transform=config["output_transform"], metadata=metadata, dtype=torch.float16)
@@ -127,12 +149,68 @@ def install(run: Path, split_runs: list[Path], target: Path = TARGET) -> dict:
             shutil.copyfile(Path(entry["data"]).parent / "LIVE_COPYRIGHT.txt", target.parent / "LIVE_COPYRIGHT.txt")
         elif entry["kind"] == "biq2021":
             (target.parent / "BIQ2021_NOTICE.txt").write_text(BIQ2021_NOTICE)
+    for stale in set(NOTICE_FILES) - set(notices):  # a notice of data these weights were not trained on
+        (target.parent / stale).unlink(missing_ok=True)
+    (target.parent / "README.md").write_text(weights_readme(target.name, config, metadata, notices))
     for path in unknown:
         print(f"warning: {path} is not a dataset we know; check its licence before shipping these weights",
               file=sys.stderr)
     print(f"wrote {target} ({target.stat().st_size / 1e6:.2f} MB), {target.with_suffix('.json')} and "
           f"{', '.join(notices) or 'no notice'}")
     return metadata
+
+
+def weights_readme(weights_name: str, config: dict, metadata: dict, notices: list[str]) -> str:
+    """The README beside the weights, from what was installed (nothing in it is typed by hand)."""
+    pre = config["preprocess"]
+    size = " x ".join(str(v) for v in pre["input_size"])
+    files = [
+        f"| `{weights_name}` | trained weights of `{config['model']}` (fp16; loaded into fp32), used by "
+        f"`create_model(\"{config['model']}\", pretrained=True)` and `edge-iqa score` |",
+        f"| `{Path(weights_name).with_suffix('.json')}` | its config: model, preprocessing ({size} {pre['crop']} crop "
+        f"after `{pre['resize']}` resize, ImageNet mean/std), output transform (raw output x scale + offset: "
+        f"{metadata['output_scale']}), training metadata (`metadata`: datasets, command, recipe, split "
+        "evaluation) |",
+        *[f"| `{name}` | licence notice of a training dataset; must accompany these weights |" for name in notices],
+    ]
+    data = []
+    for entry in metadata["trained_on"]:
+        counts = (f"{entry['train_images']} training images" + (f", {entry['val_images']} held out for validation"
+                                                                 if entry.get("val_images") else ""))
+        text = CITATIONS.get(entry["kind"], f"**{entry['dataset']}**: licence UNKNOWN, check it before shipping.")
+        low, high = entry["mos_range"]
+        data.append(f"- {text} Used: `{entry['data']}` ({counts}; labels sha256 "
+                    f"`{str(entry.get('labels_sha256'))[:16]}...`; MOS {low:g}..{high:g} maps onto the output scale).")
+    cfg = metadata["config"]
+    epochs = f"{metadata['epochs']} epoch{'s' if metadata['epochs'] != 1 else ''}"
+    facts = [f"recipe `{metadata['recipe']}`", f"{epochs} ({metadata['steps']} steps)",
+             f"final training loss {metadata['final_train_loss']:.4f}",
+             f"{metadata['train_seconds'] / 3600:.2f} h wall time on `{metadata['device']}` "
+             f"(torch {metadata['torch']})"]
+    if cfg.get("freeze_through") is not None:
+        facts.append(f"backbone blocks 0..{cfg['freeze_through']} frozen at their ImageNet initialisation")
+    facts.append("no synthetic pre-training (`--init` not used)" if not cfg.get("init")
+                 else f"initialised from `{cfg['init']}` (`--init`)")
+    median = metadata["split_evaluation"]["median"]
+    evaluation = (f"Median over {len(metadata['split_evaluation']['runs'])} seeded splits (same recipe, last-epoch "
+                  "model, deployment path): " + ", ".join(f"{k.upper()} {v:.4f}" for k, v in median.items()) + "."
+                  if median else "No split evaluation was given to the install script; `docs/training.md` has the "
+                  "measured figures and their commands.")
+    return "\n".join([
+        "# Embedded weights", "",
+        "Written by `scripts/install_default_weights.py` from the training run's `metrics.json` and checkpoint "
+        "config; re-run the script instead of editing this file.", "",
+        "| file | what |", "|---|---|", *files, "",
+        "## Data", "", *data, "",
+        "## Recipe", "", "Exact command (replays the run's configuration through the CLI):", "", "```bash",
+        metadata["command"], "```", "", "; ".join(facts) + ".", "",
+        "## Evaluation", "", evaluation, "", "The BIQ2021 Test split and the CLIVE figures of the shipped model: "
+        "`bench/reports/full` (`edge-iqa bench`, evaluation sets `clive` and `biq2021-test`).", "",
+        "## Licences", "",
+        "- The trained weights: Apache-2.0, like the rest of edge-iqa, subject to the notices of the data they "
+        f"were trained on ({', '.join(f'`{n}`' for n in notices) or 'none known'}).",
+        f"- Initialisation: {metadata['backbone_init']}.", "",
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ proxy).
 ``variants``: per-photo error of quantization settings at the same speed (issue 16): each named
 variant of a target profile (SmoothQuant alpha, bias correction, layers kept in FP, ...) quantized
 to full INT8, scored on the evaluation images: p99 / max |dscore| in MOS points, delta SROCC, and
-one-image latency relative to the target's default INT8 (interleaved in one process).
+batch-1 latency relative to the target's default INT8 (interleaved in one process).
 
     python scripts/quantization_study.py variants --targets cpu onnxruntime --eval-images 0 \
         --out study/variants.json
@@ -34,6 +34,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -106,6 +108,13 @@ def artifact_scorer(out: Path, built: dict[str, Any], graph: Any, spec: Any, pro
     return load_artifact(out / built["model_file"], artifact_document(
         profile.runtime, "int8", built["model_file"], graph.io_record(), spec, model_name=model_name,
         target=profile.to_dict(), runtime_options=built["runtime_options"]))
+
+
+def preprocess(paths: list[Path], spec: Any, names: tuple[str, ...] = ("image",)) -> Any:
+    """The photos as the runtime feeds them (``calibration.PreparedImages``)."""
+    from edge_iqa.export import calibration
+
+    return calibration.prepare_files(paths, spec, names)
 
 
 def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray, with_mos: bool,
@@ -200,117 +209,246 @@ def _srocc(scores: np.ndarray, mos: np.ndarray) -> float:
     return float(srocc(scores, mos))
 
 
-# Named variants of a target profile: keys of QuantizationSpec (and keep_fp additions).
+# Named variants of a target profile: keys of QuantizationSpec, plus "keep_fp_extra" (module-path
+# patterns added to keep_fp). "A + B" on the command line merges two variants' changes into one row.
 ATTENTION_BLOCKS = ("tokens_*", "semantic", "top_down_*")
-VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu": {"default": {}, "smoothquant off": {"smooth_quant_alpha": -1.0},
-            "smoothquant 0.5": {"smooth_quant_alpha": 0.5}, "full bias correction": {"bias_correction": "full"},
-            "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
-            "256 calibration photos": {"calibration_samples": 256}},
-    "onnxruntime": {"default": {}, "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
-                    "32 calibration photos": {"calibration_samples": 32}},
+COMMON_VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {}, "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
+    "128 photos spread over MOS": {"calibration_selection": "mos_spread"},
+    "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
 }
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {**COMMON_VARIANTS, "smoothquant off": {"smooth_quant_alpha": -1.0},
+            "smoothquant 0.5": {"smooth_quant_alpha": 0.5}, "smoothquant 0.8": {"smooth_quant_alpha": 0.8},
+            "full bias correction": {"bias_correction": "full"},
+            "NNCF model type default (not transformer)": {"model_type": "default"},
+            "overflow fix off (8-bit first convs)": {"overflow_fix": "disable"},
+            "channel alignment (CLE)": {"channel_alignment": True}},
+    "onnxruntime": dict(COMMON_VARIANTS),
+}
+STUDY_VALIDATION_IMAGES = 8  # the variants are judged on the evaluation photos, not the export's validation
+
+
+def variant_change(target: str, name: str) -> dict[str, Any]:
+    """The merged changes of ``name`` ("A + B": both A's and B's)."""
+    change: dict[str, Any] = {}
+    for part in (p.strip() for p in name.split(" + ")):
+        if part not in VARIANTS[target]:
+            raise SystemExit(f"unknown {target} variant {part!r}; known: {', '.join(VARIANTS[target])}")
+        for key, value in VARIANTS[target][part].items():
+            change[key] = (*change.get(key, ()), *value) if key == "keep_fp_extra" else value
+    return change
+
+
+def variant_profile(profile: Any, change: dict[str, Any], threads: int) -> Any:
+    change = dict(change)
+    extra = change.pop("keep_fp_extra", ())
+    quant = dataclasses.replace(profile.quantization, keep_fp=(*profile.quantization.keep_fp, *extra), **change)
+    return dataclasses.replace(profile, quantization=quant, threads=threads)
 
 
 def variants_study(args: argparse.Namespace) -> dict[str, Any]:
+    """Every variant built by the export backend (full INT8, no search), scored through
+    ``edge_iqa.runtime.load`` (the one scoring path) on the evaluation photos; CPU time per image of
+    every variant vs the target's default, the variants taking turns in one process."""
     import torch
 
     from edge_iqa.export import calibration
     from edge_iqa.export.accuracy_control import latency_ms
-    from edge_iqa.export.parity import raw_scores, reference_scorer
+    from edge_iqa.export.parity import raw_scores
+    from edge_iqa.export.staging import artifact_document, load_staged
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     names = tuple(get_model_info(args.model).inputs)
     paths, mos = evaluation_set(args.eval_images)
-    images = calibration.prepare_files(paths, spec, names)
-    reference = raw_scores(reference_scorer(model, spec, names), images)
+    stacks = preprocess(paths, spec, names)
+    work = weights_folder(args) or Path(tempfile.mkdtemp(prefix="edge-iqa-variants-"))
+    reference = fp32_reference(args, work, model, spec, names, stacks)
+    transform = {"scale": scale, "offset": 0.0}
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="edge-iqa-variants-") as tmp:
-        work = Path(tmp)
-        for target in args.targets:
-            profile, backend, graph = target_graph(model, spec, names, target, work)
-            scorers: dict[str, Any] = {}
-            for name, change in VARIANTS[target].items():
-                if args.variants and name not in args.variants and name != "default":
-                    continue
-                change = dict(change)
-                extra = change.pop("keep_fp_extra", ())
-                quant = dataclasses.replace(profile.quantization, keep_fp=(*profile.quantization.keep_fp, *extra),
-                                            **change)
-                trial = dataclasses.replace(profile, quantization=quant, threads=args.threads)
-                rows = calibration.split(min(quant.calibration_samples, 256), quant.seed, 1).calibration
-                out = work / f"{target}-{len(results)}"
-                out.mkdir()
-                (scratch := work / f"{out.name}.work").mkdir()
-                start = time.perf_counter()
-                try:
-                    built = backend.build(graph.path, out, "int8", trial,
-                                          lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names),
-                                          scratch)
-                except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
-                    results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
-                    continue
-                scorer = scorers[name] = artifact_scorer(out, built, graph, spec, trial, args.model)
-                row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
-                       "keep_fp_extra": list(extra), "build_s": round(time.perf_counter() - start, 1),
-                       "images": len(images),
-                       **drift_record(raw_scores(scorer, images), reference, mos, not args.golden, scale)}
-                results.append(row)
-                print(json.dumps(row), flush=True)
-            # One-image latency of every variant vs the default, the scorers taking turns round by round.
-            medians = latency_ms(scorers, images.take([0]), rounds=args.speed_rounds)
-            for scorer in scorers.values():
-                scorer.close()
-            for row in results:
-                if row["target"] == target and row.get("variant") in medians:
-                    row["latency_ms"] = medians[row["variant"]]
-                    row["latency_vs_default"] = medians[row["variant"]] / medians["default"]
+    for target in args.targets:
+        graph_dir = work / f"graph-{os.getpid()}"  # study processes sharing --work each export their own
+        graph_dir.mkdir(parents=True, exist_ok=True)
+        profile, backend, graph = target_graph(model, spec, names, target, graph_dir)
+        scorers: dict[str, Any] = {}
+        wanted = args.variants or list(VARIANTS[target])
+        for name in ["default", *[v for v in wanted if v != "default"]]:
+            if " + " not in name and name not in VARIANTS[target]:
+                continue  # a variant of the other target
+            change = variant_change(target, name)
+            trial = variant_profile(profile, change, args.threads)
+            quant = trial.quantization
+            rows = calibration.split(quant.calibration_samples, quant.seed, STUDY_VALIDATION_IMAGES,
+                                     quant.calibration_selection).calibration
+            out = work / f"{target}-{_slug(name)}"
+            start = time.perf_counter()
+            try:
+                built = _build_once(out, backend, graph.path, trial,
+                                    lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names), work)
+            except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
+                results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            scorer = load_staged(out, artifact_document(
+                trial.runtime, "int8", built["model_file"], graph.io_record(), spec, model_name=args.model,
+                output_transform=transform, target=trial.to_dict(), runtime_options=built["runtime_options"]))
+            scorers[name] = scorer
+            row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
+                   "calibration_photos": len(rows), "build_s": round(time.perf_counter() - start, 1),
+                   "images": len(stacks), **drift_record(
+                       _cached_scores(out / f"scores-{len(paths)}.npy", lambda s=scorer: raw_scores(s, stacks)),
+                       reference, mos, not args.golden, scale)}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+        # CPU time per batch-1 image of every variant vs the default, the variants taking turns.
+        medians = latency_ms(scorers, stacks.take([0]), rounds=args.speed_rounds, clock=time.process_time)
+        for row in results:
+            if row["target"] == target and row.get("variant") in medians:
+                row["cpu_ms_per_image"] = medians[row["variant"]]
+                row["cpu_time_vs_default"] = medians[row["variant"]] / medians["default"]
     return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
-            "evaluation": "CLIVE development images not in calibration_data", "images": len(images),
+            "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
+            "scored_with": "edge_iqa.runtime.load of each artifact (Scorer.score_tensor), threads="
+                           f"{args.threads}", "speed": "median CPU time (time.process_time) per batch-1 image",
             "score_scale_mos_per_raw": scale, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
 
 
+def weights_folder(args: argparse.Namespace) -> Path | None:
+    """``--work/MODEL-WEIGHTS``: builds and scores cached for one set of weights only (new weights,
+    e.g. a retrained default model, start an empty folder instead of reusing stale figures)."""
+    if args.work is None:
+        return None
+    if args.golden:
+        tag = "golden"
+    else:
+        from edge_iqa.models.checkpoint import resolve_weights
+
+        tag = str(resolve_weights(args.model, None).record.get("sha256") or "unhashed")[:12]
+    return args.work / f"{args.model}-{tag}"
+
+
+def fp32_reference(args: argparse.Namespace, work: Path | None, model: Any, spec: Any, names: tuple[str, ...],
+                   stacks: Any) -> np.ndarray:
+    """PyTorch FP32 raw scores of the photos (cached in ``work`` when given)."""
+    from edge_iqa.export.parity import raw_scores, reference_scorer
+
+    def compute() -> np.ndarray:
+        return raw_scores(reference_scorer(model, spec, names), stacks)
+
+    if work is None:
+        return compute()
+    tags = ("-golden" if args.golden else "") + ("-validation" if getattr(args, "photos", "") == "validation" else "")
+    return _cached_scores(work / f"fp32-{args.model}{tags}-{len(stacks)}.npy", compute)
+
+
+def _cached_scores(path: Path, compute: Any) -> np.ndarray:
+    """Scores of the evaluation photos (PyTorch FP32, a variant), kept in the --work folder: a later
+    run (more variants, one timing of them all) does not score them again."""
+    if path.is_file():
+        return np.load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scores = compute()
+    np.save(path.with_suffix(".tmp.npy"), scores)
+    os.replace(path.with_suffix(".tmp.npy"), path)  # another study process never reads half a file
+    return scores
+
+
+def markdown_rows(rows: list[dict[str, Any]], label: str, speed: str) -> str:
+    """The docs table of a variants/bundles run (docs/quantization.md)."""
+    bar = "\\|"
+    lines = [f"| {label} | Δ SROCC vs FP32 | mean {bar}Δscore{bar} | p99 {bar}Δscore{bar} | max {bar}Δscore{bar} | "
+             "CPU time per image |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row.get('variant', row.get('bundle'))} | failed: {row['error'][:80]} | | | | |")
+            continue
+        delta = "n/a" if row.get("delta_srocc") is None else f"{row['delta_srocc']:+.4f}"
+        ratio = row.get(speed)
+        lines.append(f"| {row.get('variant', row.get('bundle'))} | {delta} | {row['mean_abs_dscore']:.2f} | "
+                     f"{row['p99_abs_dscore']:.2f} | {row['max_abs_dscore']:.2f} | "
+                     f"{'n/a' if ratio is None else f'{ratio:.2f}x'} |")
+    return "\n".join(lines)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def _build_once(out: Path, backend: Any, graph: Path, profile: Any, feeds: Any, work: Path) -> dict[str, Any]:
+    """The backend's INT8 build record; a folder built by an earlier run (same --work) is reused,
+    so a later run can add rows and still time every variant in one process."""
+    record = out / "build.json"
+    lock = out.with_name(out.name + ".lock")
+    while not record.is_file():
+        try:  # several study processes may share --work: one builds, the others wait for it
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _alive(lock):
+                lock.unlink(missing_ok=True)  # left by a killed study process
+            time.sleep(20)
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        try:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            built = backend.build(graph, out, "int8", profile, feeds, work)
+            record.write_text(json.dumps(built, default=str))
+        finally:
+            lock.unlink()
+    return json.loads(record.read_text())
+
+
+def _alive(lock: Path) -> bool:
+    """Whether the process that wrote ``lock`` (its pid) still runs."""
+    try:
+        os.kill(int(lock.read_text() or "0"), 0)
+    except (ProcessLookupError, ValueError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
-    """Each bundle through ``runtime.load`` (TensorRT: the export's ONNX Runtime CPU stand-in bundle
-    of the Q/DQ graph), raw scores vs PyTorch FP32."""
+    """Each bundle scored through ``edge_iqa.runtime.load`` (TensorRT bundles through the export's
+    ONNX Runtime proxy), raw scores vs PyTorch FP32; CPU time per image vs the first bundle."""
     import torch
 
-    from edge_iqa.export import calibration
     from edge_iqa.export.accuracy_control import latency_ms
-    from edge_iqa.export.parity import raw_scores, reference_scorer
+    from edge_iqa.export.parity import raw_scores
     from edge_iqa.export.staging import load_staged
     from edge_iqa.runtime.bundle import read_manifest
 
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
-    images = calibration.prepare_files(paths, spec, ("image",))
-    reference = raw_scores(reference_scorer(model, spec, ("image",)), images)
+    stacks = preprocess(paths, spec)
+    reference = fp32_reference(args, weights_folder(args), model, spec, ("image",), stacks)
     rows, scorers = [], {}
-    proxies = Path(tempfile.mkdtemp(prefix="edge-iqa-proxies-"))
-    for i, bundle in enumerate(args.bundles):
-        manifest = read_manifest(bundle)
-        scorer = load_staged(bundle, proxy_dir=proxies / str(i), threads=args.threads)
-        scores = raw_scores(scorer, images)
-        control = manifest.get("accuracy_control") or {}
-        row = {"bundle": str(bundle), "target": manifest["target"]["name"], "precision": manifest.precision,
-               "images": len(paths), **drift_record(scores, reference, mos, not args.golden, scale),
-               "kept_blocks": control.get("kept_blocks"), "export_budget": control.get("budget"),
-               "export_validation_delta": (control.get("final") or {}).get("delta_srocc")}
-        rows.append(row)
-        scorers[str(bundle)] = scorer
-        print(json.dumps(row), flush=True)
-    # One-image latency of each bundle vs the first one, the scorers taking turns round by round.
-    medians = latency_ms(scorers, images.take([0]), rounds=args.speed_rounds)
-    for scorer in scorers.values():
-        scorer.close()
+    with tempfile.TemporaryDirectory(prefix="edge-iqa-bundles-") as tmp:
+        for i, bundle in enumerate(args.bundles):
+            manifest = read_manifest(bundle)
+            scorer = load_staged(bundle, None, Path(tmp) / f"proxy{i}", threads=args.threads)
+            scores = raw_scores(scorer, stacks)
+            control = manifest.get("accuracy_control") or {}
+            row = {"bundle": str(bundle), "target": manifest["target"]["name"], "precision": manifest.precision,
+                   "images": len(paths), **drift_record(scores, reference, mos, not args.golden, scale),
+                   "kept_blocks": control.get("kept_blocks"), "export_budget": control.get("budget"),
+                   "export_validation": control.get("final")}
+            rows.append(row)
+            scorers[str(bundle)] = scorer
+            print(json.dumps(row), flush=True)
+        # CPU time per batch-1 image of each bundle vs the first one, the bundles taking turns.
+        medians = latency_ms(scorers, stacks.take([0]), rounds=args.speed_rounds, clock=time.process_time)
     for row in rows:
-        row["latency_ms"] = medians[row["bundle"]]
-        row["latency_vs_first"] = medians[row["bundle"]] / medians[rows[0]["bundle"]]
+        row["cpu_ms_per_image"] = medians[row["bundle"]]
+        row["cpu_time_vs_first"] = medians[row["bundle"]] / medians[rows[0]["bundle"]]
     return {"model": args.model, "photos": args.photos, "images": len(paths), "srocc_fp32": _srocc(reference, mos),
+            "scored_with": f"edge_iqa.runtime.load, threads={args.threads}",
+            "speed": "median CPU time (time.process_time) per batch-1 image",
             "loadavg": Path("/proc/loadavg").read_text().split()[:3], "rows": rows}
 
 
@@ -330,15 +468,25 @@ def main() -> None:
     cal.add_argument("--samples", nargs="+", type=int, default=[32, 128, 256])
     var = sub.choices["variants"]
     var.add_argument("--targets", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    var.add_argument("--variants", nargs="*", default=[], help="names from VARIANTS (default: all)")
+    var.add_argument("--variants", nargs="*", default=[],
+                     help='names from VARIANTS, "A + B" for both changes at once (default: all)')
+    var.add_argument("--work", type=Path, default=None,
+                     help="keep the built variants here; a later run with the same folder reuses them")
     var.add_argument("--speed-rounds", type=int, default=5)
     sub.choices["bundles"].add_argument("bundles", nargs="+", type=Path, help="the first one is the speed reference")
     sub.choices["bundles"].add_argument("--speed-rounds", type=int, default=5)
+    sub.choices["bundles"].add_argument("--work", type=Path, default=None,
+                                        help="cache the PyTorch FP32 scores here (shared with `variants --work`)")
     sub.choices["bundles"].add_argument("--photos", choices=["evaluation", "validation"], default="evaluation",
                                         help="CLIVE evaluation photos, or the export's 128 validation photos")
     args = parser.parse_args()
     studies = {"calibration": calibration_study, "variants": variants_study, "bundles": bundles_study}
     result = studies[args.command](args)
+    if args.command != "calibration":
+        label, speed = ("variant", "cpu_time_vs_default") if args.command == "variants" else \
+            ("bundle", "cpu_time_vs_first")
+        result["markdown"] = markdown_rows(result["rows"], label, speed)
+        print(result["markdown"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": " ".join(sys.argv), **result}, indent=2) + "\n")
 

@@ -52,3 +52,12 @@ def artifact_scorer(model_path: Path, folder: Path, runtime: str = "onnxruntime"
     io = {"inputs": [{"name": "image", "shape": [-1, 3, *INPUT_SIZE], "dtype": "float32"}], "output": "score"}
     return load_artifact(folder / model_path.name,
                          artifact_document(runtime, precision, model_path.name, io, dev_spec(), model_name=MODEL))
+
+
+def first_blocks_only(monkeypatch, count: int) -> None:
+    """The real mixed-precision search over the first ``count`` blocks only: seconds, not minutes."""
+    from edge_iqa.export import accuracy_control
+
+    every_block = accuracy_control.block_nodes
+    monkeypatch.setattr(accuracy_control, "block_nodes",
+                        lambda model, kept=frozenset(): dict(list(every_block(model, kept).items())[:count]))

@@ -74,11 +74,12 @@ def _synthetic_report(seed: int = 0, n: int = 60, int8_noise: float = 0.02, int8
     if error_row:
         raw.append({"id": "cpu/int8", "kind": "bundle", "target": "cpu", "precision": "int8", "status": "error",
                     "stage": "export", "error": "ExportError: synthetic failure"})
-    evalset = EvalSet([Path(f"{i}.jpg") for i in range(n)], mos, "labels.csv", n, 0)
-    rows = finish_rows(copy.deepcopy(raw), evalset, items, suite)
+    evalset = EvalSet([Path(f"{i}.jpg") for i in range(n)], mos, "labels.csv", n, 0, "clive")
+    rows = finish_rows(copy.deepcopy(raw), [evalset], items, suite)
     machine = describe_machine()
     return {"schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION, "created": "2026-01-01T00:00:00+00:00",
-            "suite": suite.to_dict(), "machine": machine, "dataset": evalset.record(),
+            "suite": suite.to_dict(), "suite_fingerprint": suite.fingerprint(), "machine": machine,
+            "dataset": evalset.record(), "datasets": {"clive": evalset.record()},
             "weights": {"checkpoint": "embedded", "random_weights": False},
             "sensitivity": {"skipped": None, "types": ["gaussian_blur", "jpeg"], "references": ["a", "b"],
                             "levels": [1, 2, 3, 4, 5]},

@@ -20,7 +20,7 @@ from edge_iqa.export.calibration import PreparedImages
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.parity import raw_scores
 from edge_iqa.export.targets import load_target
-from tests.export_helpers import INPUT_SIZE, MODEL, SHARED, artifact_scorer, dev_model, exported
+from tests.export_helpers import INPUT_SIZE, MODEL, SHARED, artifact_scorer, dev_model, exported, first_blocks_only
 
 FORM = "onnx_attention"
 
@@ -255,15 +255,8 @@ def test_unresolvable_budget_is_refused_before_the_search(tmp_path, cached_graph
     assert not out.exists()
 
 
-def _first_blocks(monkeypatch, count: int) -> None:
-    """The real search over the first ``count`` blocks only: seconds, not minutes."""
-    every_block = accuracy_control.block_nodes
-    monkeypatch.setattr(accuracy_control, "block_nodes",
-                        lambda model, kept=frozenset(): dict(list(every_block(model, kept).items())[:count]))
-
-
 def test_over_budget_bundle_records_the_search(tmp_path, cached_graph, monkeypatch) -> None:
-    _first_blocks(monkeypatch, 4)
+    first_blocks_only(monkeypatch, 4)
     profile = tiny_profile(tmp_path, "onnxruntime", 1.0, max_score_error=1e-6, max_kept_blocks=2)
     out = pipeline.export_bundle(MODEL, profile, model=dev_model(), out=tmp_path / "bundle", quiet=True,
                                  allow_over_budget=True, accuracy_budget=0.9, p99_score_error=2e-6)
@@ -303,7 +296,7 @@ def test_openvino_search_bypasses_fake_quantize_and_keeps_blocks(tmp_path, cache
 
     from edge_iqa.export import quantize_openvino
 
-    _first_blocks(monkeypatch, 3)
+    first_blocks_only(monkeypatch, 3)
     profile = tiny_profile(tmp_path, "cpu", 1.0, max_score_error=1e-6, max_kept_blocks=1)
     out = pipeline.export_bundle(MODEL, profile, model=dev_model(), out=tmp_path / "b", quiet=True,
                                  allow_over_budget=True)
@@ -376,16 +369,27 @@ def test_bench_report_shows_the_kept_blocks() -> None:
 # --- the real model (slow: minutes) ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_openvino_give_back_completes_on_the_default_model(tmp_path) -> None:
-    """The issue's case on the embedded trained model: full INT8 misses a per-photo budget, the
-    block search runs on OpenVINO, gives blocks back and lowers the worst photo's error."""
+    """The issue's case on the embedded trained model, as a user runs it: ``edge-iqa export --target
+    cpu`` with per-photo budgets full INT8 misses; the block search runs on OpenVINO, gives blocks
+    back, lowers the worst photo's error, and the manifest records both budgets and the figures."""
     pytest.importorskip("nncf")
-    out = pipeline.export_bundle(MODEL, "cpu", out=tmp_path / "b", quiet=True, max_score_error=1.0,
-                                 p99_score_error=0.5, allow_over_budget=True)
+    from typer.testing import CliRunner
+
+    from edge_iqa.cli import app
+
+    out = tmp_path / "b"
+    result = CliRunner().invoke(app, ["export", "--target", "cpu", "--max-score-error", "1", "--p99-score-error",
+                                      "0.5", "--allow-over-budget", "--out", str(out)])
+    assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     control = manifest["accuracy_control"]
     assert control["needed"] and control["kept_blocks"] and control["tool"] == "edge_iqa.export.accuracy_control"
+    assert control["max_score_error"] == 1.0 and control["p99_score_error"] == 0.5
+    assert manifest["target"]["max_score_error"] == 1.0 and manifest["target"]["p99_score_error"] == 0.5
+    assert control["budget"] == manifest["target"]["accuracy_budget"] == load_target("cpu").accuracy_budget
     assert control["final"]["max_abs_dscore"] < control["full_int8"]["max_abs_dscore"]
     assert manifest["accuracy"]["max_abs_dscore"] == control["final"]["max_abs_dscore"]
+    assert manifest["accuracy"]["p99_abs_dscore"] == control["final"]["p99_abs_dscore"]
     assert control["speed_cost"]["final_ms"] > 0 and manifest["integer_kernels"]["integer_kernel_count"] > 0
 
 

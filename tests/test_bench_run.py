@@ -38,8 +38,16 @@ bundle = "{tmp_path / 'no-such-bundle'}"
 [[rows]]
 target = "no_such_target"
 precision = "fp32"
-[dataset]
+[[datasets]]
+name = "tiny"
 labels = "{labels}"
+[[datasets]]
+name = "half"
+labels = "{labels.parent / 'half.csv'}"
+[[datasets]]
+name = "absent"
+labels = "{tmp_path / 'no-such-folder' / 'test.csv'}"
+optional = true
 [speed]
 warmup = 1
 iterations = 3
@@ -52,6 +60,9 @@ concurrent_images = 2
 references = "{REFERENCES}"
 count = 1
 types = ["jpeg"]
+[budgets]
+throughput_drop = 0.99    # a tiny net's sub-millisecond timings on a shared machine are noise:
+latency_rise = 100.0      # these tests are about accuracy and the baseline, not speed
 """
     path = tmp_path / "suite.toml"
     path.write_text(text)
@@ -66,6 +77,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # MOS that the good bundle reproduces exactly (SROCC 1): any damage to it can only show.
     mos = load(good, threads=1).score(images)
     labels = write_labels(tmp / "images" / "labels.csv", images, mos)
+    write_labels(tmp / "images" / "half.csv", images[::2], -mos[::2])  # a second set: MOS reversed (SROCC -1)
     return {"tmp": tmp, "good": good, "labels": labels, "suite": _suite(tmp, labels, good)}
 
 
@@ -80,6 +92,12 @@ def test_failing_rows_become_error_rows_and_the_report_is_written(setup: dict[st
     assert rows["onnxruntime/int8"]["status"] == "ok"
     assert rows["onnxruntime/int8"]["accuracy"]["srocc"] == pytest.approx(1.0)
     assert rows["onnxruntime/int8"]["accuracy"]["n"] == len(list((tmp / "images").glob("*.png")))
+    # Each set scored from the one score list: the second set's MOS are reversed, the third is absent.
+    half = rows["onnxruntime/int8"]["datasets"]["half"]["accuracy"]
+    assert half["srocc"] == pytest.approx(-1.0)
+    assert half["n"] == (rows["onnxruntime/int8"]["accuracy"]["n"] + 1) // 2
+    assert report["datasets"]["absent"]["skipped"].startswith("label file")
+    assert "absent | skipped" in (tmp / "report" / "report.md").read_text()
     assert rows["onnxruntime/int8"]["memory"]["peak_rss_mb_speed"] > 10
     assert rows["onnxruntime/int8"]["speed"]["latency_bs1"]["p50_ms"] > 0
     assert set(rows["onnxruntime/int8"]["speed"]["concurrency"]) == {"1", "2"}
@@ -111,3 +129,20 @@ def test_degraded_bundle_fails_the_regression_check(setup: dict[str, Path]) -> N
     assert ("edge_iqa.bench.onnxruntime/int8", "srocc") in failed
     scores_bad = load(bad, threads=1).score(sorted((tmp / "images").glob("*.png")))
     assert not np.allclose(scores_bad, load(setup["good"], threads=1).score(sorted((tmp / "images").glob("*.png"))))
+
+
+def test_the_suite_keeps_its_own_baseline_and_refuses_another_suites(setup: dict[str, Path]) -> None:
+    tmp = setup["tmp"]
+    own = setup["suite"].parent / "baselines" / "tiny.json"  # the suite's default baseline
+    base = ["bench", "--suite", str(setup["suite"]), "--work-dir", str(tmp / "work"), "--rows", "onnxruntime/int8",
+            "--no-sensitivity"]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp / "report-own"), "--update-baseline"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(own.read_text())["suite"] == "tiny"
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp / "report-check")])
+    assert result.exit_code == 0, result.output  # checked against its own baseline without --baseline
+    assert json.loads((tmp / "report-check" / "report.json").read_text())["regression"]["baseline"] == str(own)
+    # The same suite with another sample is another suite: refused before anything runs.
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp / "report-other"), "--set-limit", "tiny=5"])
+    assert result.exit_code == 2 and "fingerprint" in result.output
+    assert not (tmp / "report-other").exists()

@@ -3,6 +3,7 @@ that carry code (proved with a payload that would create a file if it ran)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -123,9 +124,27 @@ def test_truncated_and_missing_files(tmp_path: Path, model: torch.nn.Module) -> 
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIVE = SHARED / "datasets" / "clive"
+BIQ2021 = Path(os.environ.get("EDGE_IQA_BIQ2021") or SHARED.parent / "data" / "biq2021")
+# What install_default_weights puts beside weights trained on each dataset, and the name its README uses.
+NOTICES = {"clive": ("LIVE_COPYRIGHT.txt", "CLIVE"), "biq2021": ("BIQ2021_NOTICE.txt", "BIQ2021")}
+LOCAL_LABELS = {"clive": CLIVE / "labels.csv", "biq2021": BIQ2021 / "train.csv"}
+
+
+def training_sets(metadata: dict) -> list[dict]:
+    """``trained_on`` as install_default_weights writes it (one entry per dataset). The first embedded
+    model (CLIVE only, before multi-dataset training) recorded a single dict: read it the same way."""
+    trained_on = metadata["trained_on"]
+    if isinstance(trained_on, list):
+        return trained_on
+    kind = "clive" if "CLIVE" in trained_on["dataset"] else "unknown"
+    return [{"kind": kind, "labels_sha256": trained_on["labels_sha256"], "train_images": trained_on["images"],
+             "val_images": 0}]
 
 
 def test_packaged_default_weights_load_and_carry_their_config() -> None:
+    """Whatever model is embedded: its config, its training datasets (known ones, each with its notice
+    and README mention; label hashes and image counts equal to the local copy of the data where it
+    exists), and it loads in eval mode."""
     from edge_iqa.models import get_model_info
     from edge_iqa.models.checkpoint import packaged_weights_path
 
@@ -133,9 +152,22 @@ def test_packaged_default_weights_load_and_carry_their_config() -> None:
     config = read_config(path)
     assert config["model"] == "edge_hybrid_n"
     assert config["preprocess"] == EDGE_HYBRID_PREPROCESS.to_dict()
-    assert config["output_transform"]["scale"] > 50  # the CLIVE MOS range, not the identity
-    assert config["metadata"]["trained_on"]["images"] == 930
-    assert (path.parent / "LIVE_COPYRIGHT.txt").is_file()
+    assert config["output_transform"]["scale"] > 50  # a MOS scale (CLIVE's or the 0..100 one), not the identity
+    metadata = config["metadata"]
+    assert metadata["command"].startswith("edge-iqa train ")
+    sets = training_sets(metadata)
+    assert sets and all(entry["kind"] in NOTICES for entry in sets)  # no data of unknown licence ships
+    readme = (path.parent / "README.md").read_text()
+    for entry in sets:
+        notice, name = NOTICES[entry["kind"]]
+        assert (path.parent / notice).is_file() and name in readme
+        labels = LOCAL_LABELS[entry["kind"]]
+        if labels.is_file():  # the recorded label file is the one we have, and every image of it was used
+            from edge_iqa.checksums import sha256_file
+            from edge_iqa.data.datasets import read_labels
+
+            assert entry["labels_sha256"] == sha256_file(labels)
+            assert entry["train_images"] + entry.get("val_images", 0) == len(read_labels(labels, check_images=False))
     model = create_model("edge_hybrid_n", pretrained=True)
     assert not model.training
 

@@ -65,6 +65,8 @@ def test_installed_weights_carry_both_datasets_their_notices_and_a_replayable_co
 
     run_dir, label_files = tiny_two_dataset_run
     target = tmp_path / "weights" / "edge_hybrid_n.safetensors"
+    target.parent.mkdir()
+    (target.parent / "README.md").write_text("# the previous model's README\n")
     _script("install_default_weights").main([str(run_dir), "--target", str(target)])
 
     with safe_open(str(target), "pt") as handle:
@@ -86,6 +88,18 @@ def test_installed_weights_carry_both_datasets_their_notices_and_a_replayable_co
     notice = (target.parent / "BIQ2021_NOTICE.txt").read_text()
     assert "053010" in notice and "free for use and benchmarking" in notice
 
+    # The README is written from the run: both datasets cited with their counts and label hashes, the
+    # recorded command, the run's epochs/steps and init, both notices named; nothing of the old one left.
+    readme = (target.parent / "README.md").read_text()
+    assert "previous model" not in readme
+    assert "Ghadiyaram" in readme and "BIQ2021" in readme and "053010" in readme
+    assert "12 training images" in readme and "10 training images" in readme
+    for entry in meta["trained_on"]:
+        assert entry["labels_sha256"][:16] in readme
+    assert meta["command"] in readme and f"({meta['steps']} steps)" in readme
+    assert "`LIVE_COPYRIGHT.txt`" in readme and "`BIQ2021_NOTICE.txt`" in readme
+    assert "no synthetic pre-training" in readme and "0..100" in readme
+
     # The recorded command, parsed by the real CLI, gives back the run's configuration.
     captured = []
     monkeypatch.setattr(loop, "run", lambda config, resume=False: captured.append(config))
@@ -95,6 +109,27 @@ def test_installed_weights_carry_both_datasets_their_notices_and_a_replayable_co
     recorded = json.loads((run_dir / "metrics.json").read_text())["config"]
     assert {k: v for k, v in replayed.items() if k != "progress"} == \
         {k: v for k, v in recorded.items() if k != "progress"}
+
+
+@needs_clive
+def test_notices_of_data_no_longer_trained_on_are_removed(tiny_two_dataset_run: tuple[Path, list[Path]],
+                                                          tmp_path: Path) -> None:
+    """Weights trained on CLIVE only, installed over BIQ2021-trained ones: the BIQ2021 notice goes."""
+    from edge_iqa.train.loop import TrainConfig, run
+
+    clive_csv = tiny_two_dataset_run[1][0]
+    folder = tmp_path / "clive_only"
+    run(TrainConfig(data=str(clive_csv), out=str(folder), epochs=1, max_steps=1, batch_size=4, crop=128,
+                    val_fraction=0.0, threads=1, cache_dir=str(tmp_path / "cache"), cache_views=1, exact_eval=False,
+                    backbone_weights=str(MOBILENET), progress=False))
+    target = tmp_path / "weights" / "edge_hybrid_n.safetensors"
+    target.parent.mkdir()
+    (target.parent / "BIQ2021_NOTICE.txt").write_text("left from earlier weights")
+    _script("install_default_weights").main([str(folder), "--target", str(target)])
+    assert not (target.parent / "BIQ2021_NOTICE.txt").exists()
+    assert (target.parent / "LIVE_COPYRIGHT.txt").is_file()
+    readme = (target.parent / "README.md").read_text()
+    assert "Ghadiyaram" in readme and "053010" not in readme and "BIQ2021_NOTICE" not in readme
 
 
 def test_unknown_dataset_is_recorded_as_such(tmp_path: Path) -> None:
