@@ -105,12 +105,17 @@ def srocc_resolution(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray,
     return float(np.std(deltas, ddof=1)) if len(deltas) > 1 else math.inf
 
 
+def unresolvable(budget: AccuracyBudget, drift: dict[str, Any]) -> bool:
+    """Full INT8 misses the SROCC budget and that budget is finer than the validation photos resolve
+    (``drift["srocc_resolution"]``): a give-back search on it would chase noise."""
+    return budget.delta_srocc < drift["srocc_resolution"] and budget.ratios(drift)["delta_srocc"] > 1.0
+
+
 def refuse_unresolvable(budget: AccuracyBudget, drift: dict[str, Any], images: int, runtime: str) -> None:
-    """AccuracyBudgetError when full INT8 misses the SROCC budget and that budget is finer than the
-    validation photos resolve (``drift["srocc_resolution"]``): the give-back search would chase
-    noise. A search driven only by the per-photo budget goes ahead."""
+    """AccuracyBudgetError for an explicitly requested SROCC budget that is ``unresolvable``. A search
+    driven only by the per-photo budget goes ahead."""
     resolution = drift["srocc_resolution"]
-    if budget.delta_srocc < resolution and budget.ratios(drift)["delta_srocc"] > 1.0:
+    if unresolvable(budget, drift):
         raise AccuracyBudgetError(
             f"--accuracy-budget {budget.delta_srocc:g} is below what the {images} validation photos can resolve: "
             f"the bootstrap standard error of delta SROCC between this INT8 model ({runtime}) and FP32 on them is "

@@ -33,7 +33,7 @@ import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
 from edge_iqa.export import accuracy_control, calibration
-from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution
+from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import export_backend
 from edge_iqa.export.onnx_export import export_onnx
@@ -105,6 +105,7 @@ def export_bundle(
     """
     console = Console(quiet=quiet, stderr=True)
     profile = target if isinstance(target, TargetProfile) else load_target(target)
+    explicit_budget = accuracy_budget is not None  # asked for by the user, not the profile's default
     if accuracy_budget is not None:
         if not 0 <= accuracy_budget <= 1:
             raise TargetError(f"--accuracy-budget is a max |delta SROCC| in [0, 1], got {accuracy_budget}")
@@ -189,8 +190,16 @@ def export_bundle(
                 note["done"] = _drift_note(accuracy)
             control = None
             if search:
-                # Before minutes of searching: a budget finer than the validation photos resolve is refused.
-                refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
+                # Before minutes of searching: a budget the user asked for that is finer than the validation
+                # photos resolve is refused. The target profile's own budget is not: refusing it would make
+                # the plain `edge-iqa export --target T` fail for a model whose INT8 drift is noisy on these
+                # photos, so the search runs as it always did, and the manifest records the resolution.
+                if explicit_budget:
+                    refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
+                elif unresolvable(budget, accuracy):
+                    console.print(f"[yellow]![/yellow] the {profile.name} budget |delta SROCC| <= "
+                                  f"{budget.delta_srocc:g} is finer than the {n_check} validation photos resolve "
+                                  f"(bootstrap standard error {accuracy['srocc_resolution']:.4f}); searching anyway")
                 control = {"budget": profile.accuracy_budget, "metric": "|delta SROCC| vs FP32 against MOS",
                            "max_score_error": profile.max_score_error, "p99_score_error": profile.p99_score_error,
                            "score_metric": "|score - score(FP32)| on the MOS scale over the validation photos",

@@ -2,7 +2,9 @@
 
 Every row scores the same real photos from their files (decode + preprocessing + network + crop
 averaging), batch 1 (``score_one``), with ``--threads`` intra-op threads; then the whole list in one
-``score(paths)`` call (images/s). Rows are rotated every round, so a busy machine's drift hits all
+``score(paths)`` call (images/s), for each bundle also as ``NAME sequential``: the list path without
+read-ahead and without OpenVINO's list streams (``prefetch=0``, ``list_streams=1``), the way lists
+ran before issue 13's overlap. Rows are rotated every round, so a busy machine's drift hits all
 rows alike; ratios against the PyTorch row are computed within the run. Both wall time and the
 process's CPU time are recorded (CPU time is steadier on a shared machine), with the load average
 before and after. For the runtime rows the time is also split into decode (``load_image``),
@@ -86,12 +88,17 @@ def main() -> None:
         scorers[name] = scorer
         rows[name] = scorer.score_one
         list_rows[name] = scorer.score
-    names = list(rows)
+        options = {"list_streams": 1} if scorer.manifest.runtime in ("openvino", "onnxruntime") else {}
+        sequential = edge_iqa.runtime.load(folder, threads=args.threads, prefetch=0, backend_options=options)
+        list_rows[f"{name} sequential"] = sequential.score
+    names, list_names = list(rows), list(list_rows)
+    for name in list_names:  # warm-up (and the list set-up's compile), never timed
+        list_rows[name](paths[:4])
     for name in names:  # warm-up, never timed
         for path in paths[:3]:
             rows[name](path)
     per_image: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in names}
-    per_list: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in names}
+    per_list: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in list_names}
     for round_index in range(args.rounds):
         order = names[round_index % len(names):] + names[: round_index % len(names)]
         for name in order:
@@ -99,17 +106,20 @@ def main() -> None:
                 wall, cpu = _clock(lambda name=name, path=path: rows[name](path))
                 per_image[name]["wall"].append(wall)
                 per_image[name]["cpu"].append(cpu)
+        list_order = list_names[round_index % len(list_names):] + list_names[: round_index % len(list_names)]
+        for name in list_order:
             wall, cpu = _clock(lambda name=name: list_rows[name](paths))
             per_list[name]["wall"].append(wall)
             per_list[name]["cpu"].append(cpu)
-    result = {}
+    result: dict[str, dict[str, float]] = {name: {} for name in list_names}
+    for name in list_names:
+        result[name] = {"list_images_per_s": len(paths) / statistics.median(per_list[name]["wall"]),
+                        "list_cpu_ms_per_image": statistics.median(per_list[name]["cpu"]) / len(paths) * 1e3}
     for name in names:
-        result[name] = {
+        result[name].update({
             "file_to_score_ms": statistics.median(per_image[name]["wall"]) * 1e3,
             "file_to_score_cpu_ms": statistics.median(per_image[name]["cpu"]) * 1e3,
-            "list_images_per_s": len(paths) / statistics.median(per_list[name]["wall"]),
-            "list_cpu_ms_per_image": statistics.median(per_list[name]["cpu"]) / len(paths) * 1e3,
-        }
+        })
         if name in scorers:
             result[name].update(stage_split(scorers[name], paths[:16]))
     reference = result.get("pytorch fp32 eager")

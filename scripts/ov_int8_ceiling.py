@@ -25,6 +25,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +72,20 @@ def quantized(model: ov.Model) -> ov.Model:
                          target_device=nncf.TargetDevice.CPU, subset_size=len(data))
 
 
+@dataclass(frozen=True)
+class _ManifestPrecision:
+    """What ``default_config`` reads of a bundle's manifest, for graphs that have none."""
+
+    precision: str
+
+    def section(self, name: str) -> dict:
+        return {}
+
+
 def runtime_config(threads: int, precision: str = "int8") -> dict:
     from edge_iqa.runtime.backends.openvino import default_config
 
-    return default_config({"precision": precision}, threads)
+    return default_config(_ManifestPrecision(precision), threads)
 
 
 def graph_macs(model: ov.Model) -> float:

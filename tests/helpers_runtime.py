@@ -41,6 +41,16 @@ def clive_photos(count: int) -> list[Path]:
     return clive[: count - len(pristine[: count // 4])] + pristine[: count // 4]
 
 
+def clive_photos_or_skip(count: int) -> list[Path]:
+    """:func:`clive_photos`, or skip the test when ../shared is absent."""
+    found = clive_photos(count)
+    if not found:
+        import pytest
+
+        pytest.skip("real photos not found: ../shared/datasets/clive is absent")
+    return found
+
+
 def any_photos(count: int) -> list[Path]:
     """Real photos from ../shared, else the committed calibration photos (always present)."""
     return clive_photos(count) or _listing(CALIBRATION_IMAGES)[:count]

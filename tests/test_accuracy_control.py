@@ -250,6 +250,11 @@ def test_unresolvable_budget_is_refused_before_the_search(tmp_path, cached_graph
     out = tmp_path / "bundle"
     with pytest.raises(AccuracyBudgetError, match=r"below what the 16 validation photos can resolve.*"
                                                    r"standard error of delta SROCC"):
+        pipeline.export_bundle(MODEL, tiny_profile(tmp_path, "onnxruntime", 1.0), model=dev_model(), out=out,
+                               quiet=True, allow_over_budget=True, accuracy_budget=1e-5)
+    assert not out.exists()
+    # The same budget as the target profile's default is not refused: the plain export searches.
+    with pytest.raises(AssertionError, match="the search ran"):
         pipeline.export_bundle(MODEL, tiny_profile(tmp_path, "onnxruntime", 1e-5), model=dev_model(), out=out,
                                quiet=True, allow_over_budget=True)
     assert not out.exists()

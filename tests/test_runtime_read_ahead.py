@@ -13,17 +13,14 @@ import pytest
 from edge_iqa.errors import ImageDecodeError
 from edge_iqa.runtime import load
 from edge_iqa.runtime.prefetch import read_ahead
-from tests.helpers_runtime import GRID_SPEC, TinyNet, build_bundle, clive_photos
+from tests.helpers_runtime import GRID_SPEC, TinyNet, build_bundle, clive_photos_or_skip
 
 NET = TinyNet.random(seed=11)
 
 
 @pytest.fixture(scope="module")
 def photos() -> list[Path]:
-    found = clive_photos(14)
-    if not found:
-        pytest.skip("real photos not found: ../shared/datasets/clive is absent")
-    return found
+    return clive_photos_or_skip(14)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +165,32 @@ def test_default_model_int8_list_scores_are_exactly_one_by_one(tmp_path, photos,
                                     accuracy_gate=False, quiet=True)
     assert load(bundle).max_batch > 1  # the list really travels in batches of several images
     assert_list_is_one_by_one(bundle, photos)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_list_runs_its_images_side_by_side_on_the_list_setup(bundles, photos, runtime, monkeypatch):
+    scorer = load(bundles[runtime], threads=2)
+    assert load(bundles[runtime], threads=2, backend_options={"list_streams": 1}).backend.throughput() is None
+    streams = scorer.backend.throughput()
+    assert streams is not None and streams is not scorer.backend and streams.parallel_calls == 2
+    assert scorer.backend.throughput() is streams  # made once
+    running, most, lock = [0], [0], threading.Lock()
+    real_run = streams.run
+
+    def run(*inputs: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            threading.Event().wait(0.05)  # long enough for the other stream's call to start
+            return real_run(*inputs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(streams, "run", run)
+    latency_calls: list[tuple[np.ndarray, ...]] = []
+    monkeypatch.setattr(scorer.backend, "run", lambda *inputs: latency_calls.append(inputs))
+    scores = scorer.score(photos[:6])
+    assert most[0] == 2 and latency_calls == []  # two images at once, nothing on the latency set-up
+    np.testing.assert_array_equal(scores, load(bundles[runtime], threads=1).score(photos[:6]))

@@ -14,7 +14,7 @@ from edge_iqa.data.imageio import load_image
 from edge_iqa.errors import ArrayInputError, ImageDecodeError, ImageTooSmallError
 from edge_iqa.runtime import DEFAULT_MAX_BATCH, Scorer, load
 from edge_iqa.runtime.manifest import Manifest
-from tests.helpers_runtime import GRID_SPEC, SPEC, TRANSFORM, TinyNet, any_photos, build_bundle, clive_photos
+from tests.helpers_runtime import GRID_SPEC, SPEC, TRANSFORM, TinyNet, any_photos, build_bundle, clive_photos_or_skip
 
 NET = TinyNet.random(seed=3)
 
@@ -35,16 +35,17 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def photos() -> list[Path]:
-    found = clive_photos(12)
-    if not found:
-        pytest.skip("real photos not found: ../shared/datasets/clive is absent")
-    return found
+    return clive_photos_or_skip(12)
 
 
 def reference_scores(images: list[Path], spec=SPEC) -> np.ndarray:
     """Float64 numpy forward of the same network on the shared preprocessing, crops averaged."""
     raw = [NET.forward_numpy(spec.apply(load_image(p))).mean() for p in images]
     return np.asarray(raw) * TRANSFORM["scale"] + TRANSFORM["offset"]
+
+
+#: Lists pack max_batch rows per call only without the backends' list set-up (one image per call).
+PACKED = {"list_streams": 1}
 
 
 def spy_on_batches(scorer: Scorer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
@@ -99,7 +100,7 @@ def test_every_input_kind_gives_the_same_score(bundles):
 
 
 def test_more_images_than_max_batch_are_chunked(bundles, photos, monkeypatch):
-    scorer = load(bundles["max3"])
+    scorer = load(bundles["max3"], backend_options=PACKED)
     assert scorer.max_batch == 3
     shapes = spy_on_batches(scorer, monkeypatch)
     scores = scorer.score(photos[:10])
@@ -110,7 +111,7 @@ def test_more_images_than_max_batch_are_chunked(bundles, photos, monkeypatch):
 
 
 def test_static_batch_network_gets_padded_batches(bundles, photos, monkeypatch):
-    scorer = load(bundles["fixed4"])
+    scorer = load(bundles["fixed4"], backend_options=PACKED)
     assert (scorer.fixed_batch, scorer.max_batch) == (4, 4)
     shapes = spy_on_batches(scorer, monkeypatch)
     scores = scorer.score(photos[:5])
@@ -120,8 +121,7 @@ def test_static_batch_network_gets_padded_batches(bundles, photos, monkeypatch):
 
 @pytest.mark.parametrize("bundle", ["grid", "grid_ov"])
 def test_multi_crop_images_are_averaged_per_image(bundles, photos, monkeypatch, bundle):
-    # list_streams 1: OpenVINO's list set-up would send one image per call instead of packing.
-    scorer = load(bundles[bundle], backend_options={"list_streams": 1} if bundle == "grid_ov" else None)
+    scorer = load(bundles[bundle], backend_options=PACKED)
     assert scorer.spec.num_crops == 6
     shapes = spy_on_batches(scorer, monkeypatch)
     scores = scorer.score(photos[:3])

@@ -45,3 +45,29 @@ def test_loading_and_scoring_is_torch_free(tmp_path, runtime):
         assert other not in sys.modules, f"{{other}} imported for a {runtime} bundle"
     """)
     assert out == "[]"
+
+
+def test_openvino_scoring_skips_the_conversion_tools_and_convert_model_still_works(tmp_path):
+    """The OpenVINO backend imports openvino without openvino.tools.ovc (telemetry, urllib, http:
+    start-up time); ov.convert_model and the tools still work in the same process afterwards."""
+    bundle = build_bundle(tmp_path / "ov", TinyNet.random(seed=4), runtime="openvino")
+    onnx_file = tmp_path / "tiny.onnx"
+    import onnx
+
+    onnx.save(TinyNet.random(seed=5).onnx_model("batch", (32, 32)), onnx_file)
+    out = run_clean(f"""
+        import sys
+        import edge_iqa.runtime
+        scorer = edge_iqa.runtime.load({str(bundle)!r})
+        score = scorer.score_one({str(any_photos(1)[0])!r})
+        assert score == score
+        loaded = sorted(m for m in ("openvino.tools.ovc", "openvino_telemetry", "urllib.request", "http.client")
+                        if m in sys.modules)
+        assert loaded == [], loaded
+        import openvino as ov
+        model = ov.convert_model({str(onnx_file)!r})
+        assert model.inputs[0].get_partial_shape()[1] == 3
+        from openvino.tools.ovc import convert_model
+        assert convert_model({str(onnx_file)!r}).outputs
+    """)
+    assert out == "[]"

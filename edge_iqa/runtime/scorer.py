@@ -38,7 +38,7 @@ from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError, ImageError
 from edge_iqa.runtime.backends import Backend, check_runtime, import_backend, load_backend
-from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, input_names, input_record
+from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, available_cpus, input_names, input_record
 from edge_iqa.runtime.bundle import read_manifest, verify_files
 from edge_iqa.runtime.depth import OnnxDepthEstimator
 from edge_iqa.runtime.embedded import embedded_bundle
@@ -150,9 +150,11 @@ class Scorer:
         """Quality scores (float64, the model's MOS scale) of one image or a sequence of images.
 
         An image is a path, encoded bytes, a PIL image or an HxWx3 uint8 RGB array; an
-        ``(N, H, W, 3)`` uint8 array is N images. Images are decoded and preprocessed one at a
-        time and fed to the network ``max_batch`` rows at a time, so memory stays bounded for long
-        lists. Decoding errors propagate as :class:`edge_iqa.errors.ImageError` subclasses.
+        ``(N, H, W, 3)`` uint8 array is N images. The next images are decoded and preprocessed in
+        ``prefetch`` threads while the network runs (at most a batch ahead, so memory stays bounded
+        for long lists); several images run side by side on the backend's list set-up, if it has
+        one, else ``max_batch`` rows at a time. Scores are the one-by-one scores either way.
+        Decoding errors propagate as :class:`edge_iqa.errors.ImageError` subclasses.
 
         ``depth`` (two-input bundles only; it overrides the source given to :func:`load`): for one
         image, its depth map (path, encoded bytes, PIL image, (H, W) array) or a
@@ -543,14 +545,6 @@ def _checked_count(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_THREADS:
         raise ValueError(f"{name} must be an integer in {minimum}..{MAX_THREADS} or None, got {value!r}")
     return value
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _open(source: str | os.PathLike, model: str | None, backend_options: Mapping[str, Any]

@@ -33,6 +33,7 @@ Contract of :meth:`Backend.run`:
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,20 @@ def check_options(options: Mapping[str, Any], known: set[str], backend: str) -> 
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown backend_options {unknown} for the {backend} backend; known: {sorted(known)}")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def list_streams_option(options: Mapping[str, Any], default: int) -> int:
+    """``backend_options["list_streams"]``: how many images of a list run side by side (see
+    :meth:`Backend.throughput`); ``default`` when not given."""
+    streams = options.get("list_streams", default)
+    if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
+        raise ValueError(f"list_streams must be a positive integer, got {streams!r}")
+    return streams

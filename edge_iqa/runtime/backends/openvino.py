@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import BundleError, first_line
@@ -65,10 +64,14 @@ from edge_iqa.runtime.backends.base import (
     check_options,
     input_names,
     input_record,
+    list_streams_option,
     member,
     output_name,
 )
+from edge_iqa.runtime.backends.openvino_import import import_openvino
 from edge_iqa.runtime.manifest import Manifest
+
+ov = import_openvino()  # without the model-conversion tools: faster start (see openvino_import)
 
 _OPTIONS = {"device", "config", "cache_dir", "list_streams"}
 
@@ -235,9 +238,7 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
         raise BundleError(f"{xml}: the manifest's output {wanted!r} is not among the network's outputs "
                           f"{[p.get_any_name() for p in model.outputs]}; re-export the bundle")
     compiled = _compile(core, model, device, config, xml)
-    streams = options.get("list_streams", compiled.get_property("INFERENCE_NUM_THREADS"))
-    if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
-        raise ValueError(f"list_streams must be a positive integer, got {streams!r}")
+    streams = list_streams_option(options, int(compiled.get_property("INFERENCE_NUM_THREADS")))
     output = compiled.outputs[index]
     backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
                               list_setup=_ListSetup(core, model, xml, index, streams))
