@@ -24,10 +24,6 @@ from tests.helpers_runtime import TinyNet, bundle_pair, clive_photos
 ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data]: pip install 'edge-iqa[scale]'")
 pytest.importorskip("ray.data", reason="Ray Data needs pandas: pip install 'edge-iqa[scale]'")
 psutil = pytest.importorskip("psutil")
-# Still slow (out of CI) for one landing: the hang's cause is fixed (see the module docstring) but
-# these tests could not be rerun after the fix yet (a local Ray instance cannot start on this
-# machine at the moment: its raylet misses Ray's 30 s start deadline at load average 25).
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
