@@ -5,5 +5,5 @@ Modules: :mod:`~edge_iqa.bench.suite` (the suite file), :mod:`~edge_iqa.bench.ru
 one process per row), :mod:`~edge_iqa.bench.worker` (the measuring process),
 :mod:`~edge_iqa.bench.accuracy`, :mod:`~edge_iqa.bench.speed`, :mod:`~edge_iqa.bench.sensitivity`,
 :mod:`~edge_iqa.bench.machine`, :mod:`~edge_iqa.bench.report`, :mod:`~edge_iqa.bench.regression`,
-:mod:`~edge_iqa.bench.cli`. See docs/benchmarks.md.
+:mod:`~edge_iqa.cli.bench`. See docs/benchmarks.md.
 """

@@ -24,6 +24,11 @@ in front of the block removed (``strip_qdq``). The final artifact is always buil
 with the chosen exclusions (ORT ``nodes_to_exclude``, NNCF ``ignored_scope``, modelopt) and measured
 again by the pipeline.
 
+Every candidate is scored the way the final bundle is: ``runtime.load`` of its folder with the
+staged bundle's manifest, the model file replaced (:func:`edge_iqa.export.staging.load_artifact`;
+TensorRT through the same ONNX Runtime stand-in bundle as the gate), so the search ranks blocks on
+the runtime and compile settings a user gets, not on a private runner.
+
 Sensitivity without a per-photo budget is ranked on rank agreement with the FP32 scores (SROCC
 between the two score lists), ties broken by |delta SROCC| and mean |score difference|: over a few
 images, delta SROCC against MOS moves in coarse steps and by chance, whereas agreement with the FP32
@@ -51,12 +56,15 @@ import numpy as np
 import onnx
 
 from edge_iqa.export.accuracy_budget import AccuracyBudget
-from edge_iqa.export.calibration import model_feeds
+from edge_iqa.export.calibration import PreparedImages
 from edge_iqa.export.graph_scopes import module_paths, nodes_matching
-from edge_iqa.export.parity import Runner, compare, score_images
+from edge_iqa.export.parity import compare, raw_scores
+from edge_iqa.export.staging import load_artifact
+from edge_iqa.runtime.bundle import read_manifest
 
 if TYPE_CHECKING:
     from edge_iqa.export.targets import TargetProfile
+    from edge_iqa.runtime.scorer import Scorer
 
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
 MAX_BLOCK_COMPUTE = 8
@@ -87,24 +95,24 @@ def block_nodes(model: onnx.ModelProto, already_kept: set[str] | frozenset[str] 
 
 @dataclass(frozen=True)
 class Validation:
-    """Validation images (preprocessed stacks), their MOS and the cached FP32 reference scores."""
+    """Validation images (as the runtime feeds them), their MOS and the cached FP32 reference scores."""
 
-    stacks: list[np.ndarray]
+    images: PreparedImages
     reference: np.ndarray
     mos: np.ndarray
-    input_names: tuple[str, ...]
 
-    def measure(self, run: Runner, images: int | None = None, indices: list[int] | None = None) -> dict[str, Any]:
-        """Drift of ``run`` against the FP32 scores on the validation images ``indices`` (default:
-        the first ``images``, default all)."""
+    def measure(self, scorer: Scorer, images: int | None = None, indices: list[int] | None = None
+                ) -> dict[str, Any]:
+        """Drift of ``scorer`` (a candidate loaded by ``runtime.load``) against the FP32 scores on the
+        validation images ``indices`` (default: the first ``images``, default all)."""
         if indices is None:
-            indices = list(range(min(images or len(self.stacks), len(self.stacks))))
-        scores = score_images(run, [self.stacks[i] for i in indices], self.input_names)
+            indices = list(range(min(images or len(self.images), len(self.images))))
+        scores = raw_scores(scorer, self.images.take(indices))
         return {**compare(scores, self.reference[indices], self.mos[indices]), "images": len(indices)}
 
-    def worst_photos(self, run: Runner, count: int) -> list[int]:
-        """Indices of the ``count`` validation photos whose scores ``run`` moves most from FP32."""
-        scores = score_images(run, self.stacks, self.input_names)
+    def worst_photos(self, scorer: Scorer, count: int) -> list[int]:
+        """Indices of the ``count`` validation photos whose scores ``scorer`` moves most from FP32."""
+        scores = raw_scores(scorer, self.images)
         order = np.argsort(-np.abs(scores - self.reference), kind="stable")
         return sorted(int(i) for i in order[:count])
 
@@ -130,26 +138,27 @@ def _agreement(value: float | None) -> float:
     return value if value is not None else 0.0
 
 
-def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path], runner_for: Callable[[Path], Runner],
+def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path], scorer_for: Callable[[Path], Scorer],
            validation: Validation, budget: AccuracyBudget, *, full_int8: Path, sensitivity_images: int,
            max_kept_blocks: int, progress: Progress = lambda _: None) -> SearchResult:
     """Sensitivity of every block, then greedy give-back until ``budget`` holds.
 
     ``candidate(nodes)`` returns an INT8 artifact whose ``nodes`` (beyond the profile's keep_fp)
-    stay in floating point; ``runner_for(path)`` scores it."""
+    stay in floating point; ``scorer_for(path)`` loads it (``runtime.load``, closed after use)."""
     if max_kept_blocks <= 0 or not blocks:
         return SearchResult([], [], [], [], [full_int8], stopped_because="nothing to give back (max_kept_blocks = 0 "
                                                                           "or no quantized block)")
-    n_sens = min(sensitivity_images, len(validation.stacks))
-    full_run = runner_for(full_int8)
-    full = validation.measure(full_run, None)
-    per_photo = budget.excess({**full, "delta_srocc": 0.0}) > 1.0  # a per-photo budget that full INT8 misses
-    subset = validation.worst_photos(full_run, n_sens) if per_photo else list(range(n_sens))
-    base = validation.measure(full_run, indices=subset)
+    n_sens = min(sensitivity_images, len(validation.images))
+    with scorer_for(full_int8) as full_scorer:
+        full = validation.measure(full_scorer, None)
+        per_photo = budget.excess({**full, "delta_srocc": 0.0}) > 1.0  # a per-photo budget that full INT8 misses
+        subset = validation.worst_photos(full_scorer, n_sens) if per_photo else list(range(n_sens))
+        base = validation.measure(full_scorer, indices=subset)
     ranking = []
     for i, (name, nodes) in enumerate(blocks.items(), 1):
         progress(f"sensitivity {i}/{len(blocks)}: {name}")
-        drift = validation.measure(runner_for(candidate(nodes)), indices=subset)
+        with scorer_for(candidate(nodes)) as scorer:
+            drift = validation.measure(scorer, indices=subset)
         ranking.append({
             "block": name, "nodes": len(nodes), "images": n_sens,
             "delta_srocc": drift["delta_srocc"], "rank_agreement": drift["rank_agreement"],
@@ -177,7 +186,8 @@ def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path],
         nodes = [*result.kept_nodes, *blocks[row["block"]]]
         progress(f"give back {row['block']} (try {tried}, {len(result.kept_blocks)} kept)")
         path = candidate(nodes)
-        drift = validation.measure(runner_for(path), None)
+        with scorer_for(path) as scorer:
+            drift = validation.measure(scorer, None)
         excess = budget.excess(drift)
         # A block that does not lower the worst budget ratio on all validation images goes back to
         # INT8 (the sensitivity subset misjudged it): keeping it would cost speed for nothing.
@@ -236,36 +246,42 @@ def strip_qdq(qdq_model: Path, nodes: list[str], out: Path) -> Path:
 
 
 # --- speed cost -------------------------------------------------------------------------------------
-def latency_ms(runners: dict[str, Runner], feeds: dict[str, np.ndarray], rounds: int = 5,
+def latency_ms(scorers: dict[str, Scorer], image: PreparedImages, rounds: int = 5,
                iterations: int = 10, warmup: int = 3, clock: Callable[[], float] = time.perf_counter
                ) -> dict[str, float]:
-    """Median batch-1 latency (ms) of each runner. The runners take turns round by round, so a
-    change in machine load hits them alike. ``clock=time.process_time`` measures CPU time instead of
-    wall time (a busy shared machine: the process's own CPU seconds per image, not its waiting)."""
-    times: dict[str, list[float]] = {label: [] for label in runners}
-    for run in runners.values():
+    """Median latency (ms) of each scorer on one prepared image (``score_tensor``, the runtime's
+    scoring path). The scorers take turns round by round, so a change in machine load hits them
+    alike. ``clock=time.process_time`` measures CPU time instead of wall time (a busy shared
+    machine: the process's own CPU seconds per image, not its waiting)."""
+    times: dict[str, list[float]] = {label: [] for label in scorers}
+    for scorer in scorers.values():
         for _ in range(warmup):
-            run(feeds)
+            raw_scores(scorer, image)
     for _ in range(rounds):
-        for label, run in runners.items():
+        for label, scorer in scorers.items():
             for _ in range(iterations):
                 start = clock()
-                run(feeds)
+                raw_scores(scorer, image)
                 times[label].append((clock() - start) * 1e3)
     return {label: statistics.median(values) for label, values in times.items()}
 
 
-def speed_cost(step_artifacts: list[Path], kept_blocks: list[str], runner_for: Callable[[Path], Runner],
-               feeds: dict[str, np.ndarray], measured_with: str) -> dict[str, Any]:
+def speed_cost(step_artifacts: list[Path], kept_blocks: list[str], scorer_for: Callable[[Path], Scorer],
+               image: PreparedImages, measured_with: str) -> dict[str, Any]:
     """Latency of full INT8 and of each give-back step: a block's cost is its step's latency minus
     the previous step's (the artifact with the block in floating point vs without)."""
     labels = ["full int8", *kept_blocks]
-    medians = latency_ms({label: runner_for(path) for label, path in zip(labels, step_artifacts, strict=True)}, feeds)
+    scorers = {label: scorer_for(path) for label, path in zip(labels, step_artifacts, strict=True)}
+    try:
+        medians = latency_ms(scorers, image)
+    finally:
+        for scorer in scorers.values():
+            scorer.close()
     values = [medians[label] for label in labels]
     per_block = [{"block": block, "latency_ms": values[i + 1], "delta_ms": values[i + 1] - values[i]}
                  for i, block in enumerate(kept_blocks)]
-    return {"method": "median batch-1 latency of each give-back step's artifact vs the previous step's "
-                      "(with vs without the block in floating point), runs interleaved",
+    return {"method": "median one-image latency (runtime.load + score_tensor) of each give-back step's artifact "
+                      "vs the previous step's (with vs without the block in floating point), runs interleaved",
             "measured_with": measured_with, "full_int8_ms": values[0], "final_ms": values[-1],
             "final_vs_full_int8": values[-1] / values[0] if values[0] else None, "per_block": per_block}
 
@@ -289,10 +305,10 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     full_int8 = full_dir / built["model_file"]
     fp32_model = onnx.load(str(onnx_fp32))
     static = set(nodes_matching(fp32_model, spec.keep_fp))
-    feeds_1 = model_feeds(validation.stacks[0][:1], validation.input_names)
+    staged = read_manifest(staging)  # the staged INT8 bundle's manifest: every candidate is loaded as it
 
-    def runner_for(path: Path) -> Runner:
-        return backend.runner(path, "int8", profile.threads)
+    def scorer_for(path: Path) -> Scorer:
+        return load_artifact(path, staged)
 
     blocks = block_nodes(fp32_model, static)
     progress("candidate builder")
@@ -302,7 +318,7 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     def build_candidate(nodes: list[str]) -> Path:
         return candidate(nodes, work / "candidates" / str(next(counter)))
 
-    result = search(blocks, build_candidate, runner_for, validation, budget, full_int8=full_int8,
+    result = search(blocks, build_candidate, scorer_for, validation, budget, full_int8=full_int8,
                     sensitivity_images=spec.sensitivity_images, max_kept_blocks=spec.max_kept_blocks,
                     progress=progress)
     progress(f"final build with {len(result.kept_blocks)} block(s) in floating point")
@@ -312,7 +328,7 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     new_built = backend.build(onnx_fp32, staging, "int8", profile, feeds, work, exclude_nodes=result.kept_nodes)
     record = {"tool": "edge_iqa.export.accuracy_control", "candidates": backend.SEARCH_PROXY,
               "blocks_searched": len(blocks), "sensitivity_images": min(spec.sensitivity_images,
-                                                                        len(validation.stacks)),
+                                                                        len(validation.images)),
               "sensitivity_ranked_by": ("drop of mean |score diff| on the photos full INT8 moves most, then gain in "
                                         "rank agreement" if result.sensitivity_subset.startswith("worst") else
                                         "gain in rank agreement with the FP32 scores, then in |delta SROCC|, "
@@ -320,6 +336,6 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     progress("latency of each give-back step")
     measured_with = (f"{profile.runtime} on the exporting machine's CPU" if profile.runtime != "tensorrt" else
                      "ONNX Runtime CPU on the Q/DQ graphs (a proxy: says nothing about TensorRT on the device)")
-    record["speed_cost"] = (speed_cost(result.step_artifacts, result.kept_blocks, runner_for, feeds_1, measured_with)
-                            if result.kept_blocks else None)
+    record["speed_cost"] = (speed_cost(result.step_artifacts, result.kept_blocks, scorer_for,
+                                       validation.images.take([0]), measured_with) if result.kept_blocks else None)
     return new_built, record

@@ -37,8 +37,14 @@ class ExportBackend(Protocol):
         ``quantization``, ``integer_kernels``, ``runtime_options``, optional ``extra_manifest``)."""
         ...
 
-    def runner(self, model_path: Path, precision: str, threads: int = 0) -> Callable[[dict[str, Any]], Any]:
-        """``feeds -> raw scores`` of a candidate artifact during the mixed-precision search."""
+    #: How the search's candidates are made (recorded in the manifest's ``accuracy_control``).
+    SEARCH_PROXY: str
+
+    def candidate_builder(self, onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,
+                          work_dir: Path) -> Callable[[list[str], Path], Path]:
+        """``(ONNX nodes kept in floating point, folder) -> artifact path``: the mixed-precision
+        search's candidates, each scored by ``runtime.load`` like the staged bundle
+        (:func:`edge_iqa.export.staging.load_artifact`), never by a private runner."""
         ...
 
 

@@ -9,7 +9,8 @@ Three splits never overlap: *calibration* (the quantizer's statistics), *validat
 shipped images only, never topped up: the INT8 accuracy budget and the mixed-precision search read
 them) and *evaluation* (``edge-iqa bench``: CLIVE development images that are not shipped here,
 see :func:`edge_iqa.calibration_data.calibration_clive_names`). Every image goes through the
-model's own :class:`PreprocessSpec`, exactly as at run time.
+model's own :class:`PreprocessSpec`, exactly as at run time (the runtime's own preparation,
+:func:`~edge_iqa.runtime.scorer.network_inputs`; a depth input gets :func:`stand_in_depth`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import csv
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,11 @@ import numpy as np
 
 from edge_iqa.calibration_data import CalibrationImage, data_dir, read_manifest
 from edge_iqa.checksums import sha256_file
+from edge_iqa.data.depth import DepthFromMap
 from edge_iqa.data.imageio import load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
+from edge_iqa.runtime.scorer import network_inputs
 
 CLIVE_SELECTION_SEED = 20250
 CLIVE_SELECTION_COUNT = 256
@@ -92,34 +95,66 @@ def image_file(row: CalibrationImage) -> Path:
     return data_dir() / row.file
 
 
-def depth_proxy(image_batch: np.ndarray) -> np.ndarray:
-    """Stand-in depth input for calibrating/gating RGB+depth models (no depth maps ship with the
-    calibration set): the per-pixel channel mean, repeated to 3 channels. Exercises the depth
-    branch with realistic image statistics; it is not a depth estimate."""
-    gray = image_batch.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(np.repeat(gray, 3, axis=1))
+def stand_in_depth(image: np.ndarray) -> np.ndarray:
+    """The depth map the export gives an RGB + depth model (DGIQA) for a calibration or validation
+    photo, since no depth maps ship with them: the photo's (H, W) channel mean. It is fed the way the
+    runtime feeds a user's depth map (:func:`~edge_iqa.runtime.scorer.network_inputs`: min-max
+    scaled, quantised to an 8-bit map, the image's resize and crops), so calibration and the gates
+    see the depth input the shipped network gets. It exercises the depth branch with real image
+    statistics; it is not a depth estimate."""
+    return np.asarray(image, dtype=np.float32).mean(axis=2)
 
 
-def preprocess_rows(rows: list[CalibrationImage], spec: PreprocessSpec) -> list[np.ndarray]:
-    """Each image -> its (num_crops, 3, H, W) float32 stack."""
-    return [spec.apply(load_image(image_file(row))) for row in rows]
+@dataclass(frozen=True)
+class PreparedImages:
+    """Images as the runtime feeds them: per image, one ``(num_crops, 3, H, W)`` float32 stack per
+    network input, in ``names`` order (``("image",)`` or ``("image", "depth")``)."""
+
+    names: tuple[str, ...]
+    stacks: tuple[tuple[np.ndarray, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.stacks)
+
+    def take(self, indices: Sequence[int] | slice) -> PreparedImages:
+        """The images at ``indices`` (a list of positions or a slice), in that order."""
+        chosen = self.stacks[indices] if isinstance(indices, slice) else tuple(self.stacks[i] for i in indices)
+        return PreparedImages(self.names, chosen)
+
+    def rows(self, name: str = "image") -> np.ndarray:
+        """Every image's rows of input ``name``, image after image: ``(len * num_crops, 3, H, W)``."""
+        index = self.names.index(name)
+        return np.concatenate([stack[index] for stack in self.stacks])
 
 
-def model_feeds(stack: np.ndarray, input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Network feeds for one preprocessed crop stack."""
-    feeds = {"image": stack}
-    if "depth" in input_names:
-        feeds["depth"] = depth_proxy(stack)
-    return feeds
+def prepare_image(path: Path, spec: PreprocessSpec, input_names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """One photo file -> its network input stacks (``input_names`` order), through the runtime's
+    preparation with :func:`stand_in_depth` for a depth input."""
+    decoded = load_image(path)
+    depth = DepthFromMap(stand_in_depth(decoded)) if "depth" in input_names else None
+    return network_inputs(decoded, spec, input_names, depth)
+
+
+def prepare_files(paths: Sequence[Path], spec: PreprocessSpec,
+                  input_names: tuple[str, ...] = ("image",)) -> PreparedImages:
+    """Photo files as the runtime feeds them (see :func:`prepare_image`)."""
+    return PreparedImages(tuple(input_names), tuple(prepare_image(path, spec, input_names) for path in paths))
+
+
+def prepare_images(rows: Sequence[CalibrationImage], spec: PreprocessSpec,
+                   input_names: tuple[str, ...] = ("image",)) -> PreparedImages:
+    """The shipped images ``rows`` as the runtime feeds them (see :func:`prepare_image`)."""
+    return prepare_files([image_file(row) for row in rows], spec, input_names)
 
 
 def iter_calibration_feeds(rows: list[CalibrationImage], spec: PreprocessSpec,
                            input_names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
-    """One feed dict per calibration crop (batch 1), decoded lazily to keep memory flat."""
+    """One feed dict per calibration crop (batch 1), decoded lazily to keep memory flat; the same
+    input rows the runtime would feed (:func:`prepare_image`)."""
     for row in rows:
-        stack = spec.apply(load_image(image_file(row)))
-        for crop in stack:
-            yield model_feeds(crop[None], input_names)
+        stacks = prepare_image(image_file(row), spec, input_names)
+        for crop in range(len(stacks[0])):
+            yield {name: stack[crop : crop + 1] for name, stack in zip(input_names, stacks, strict=True)}
 
 
 def build_calibration_set(clive_dir: Path, out_dir: Path, count: int = CLIVE_SELECTION_COUNT,

@@ -1,48 +1,34 @@
 """Parity between PyTorch and an exported graph, on real (preprocessed) calibration images.
 
-The PyTorch reference is a :class:`~edge_iqa.runtime.scorer.Scorer` on the torch backend
-(:func:`reference_scorer`, :func:`raw_scores`). A *runner* is a ``feeds -> raw scores`` callable
-(ONNX Runtime session, compiled OpenVINO model), so the same comparison serves the FP32 gate and the drift record of
-FP16/INT8 artifacts. Scores are compared raw (before the checkpoint's output transform), one per
-image (multi-crop models average their crops, as at run time).
+Both sides are :class:`~edge_iqa.runtime.scorer.Scorer` objects on the runtime's one scoring path:
+the PyTorch reference on the torch backend (:func:`reference_scorer`), the artifact loaded from
+its (staged) bundle by :func:`edge_iqa.runtime.load` (:mod:`edge_iqa.export.staging`).
+:func:`raw_scores` feeds either the same prepared images, so the same comparison serves the FP32
+gate and the drift record of FP16/INT8 artifacts. Scores are compared raw (before the checkpoint's
+output transform), one per image (multi-crop models average their crops, as at run time).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ParityError
-from edge_iqa.export.calibration import depth_proxy, model_feeds
+from edge_iqa.export.calibration import PreparedImages
 from edge_iqa.export.targets import ParitySpec
 from edge_iqa.metrics import drift
+from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT
 from edge_iqa.runtime.scorer import Scorer
 
-Feeds = dict[str, np.ndarray]
-Runner = Callable[[Feeds], np.ndarray]
-CHUNK = 8  # crops per call: the batch dimension is dynamic, keep memory small
 
-
-def score_images(run: Runner, stacks: list[np.ndarray], input_names: tuple[str, ...]) -> np.ndarray:
-    """One raw score per image: each (num_crops, 3, H, W) stack through ``run``, crops averaged."""
-    crops = np.concatenate(stacks)
-    outputs = []
-    for start in range(0, len(crops), CHUNK):
-        outputs.append(np.asarray(run(model_feeds(crops[start : start + CHUNK], input_names))).reshape(-1))
-    raw = np.concatenate(outputs).astype(np.float64)
-    return raw.reshape(len(stacks), -1).mean(axis=1)
-
-
-def raw_scores(scorer: Scorer, stacks: list[np.ndarray]) -> np.ndarray:
+def raw_scores(scorer: Scorer, images: PreparedImages) -> np.ndarray:
     """One raw score per image (crops averaged, before the output transform) through the runtime's
     one scoring path, :meth:`Scorer.score_tensor`; a two-input network gets its depth rows too."""
-    rows = np.concatenate(stacks)
-    return scorer.score_tensor(rows, depth_proxy(rows) if scorer.needs_depth else None, raw=True)
+    depth = images.rows(DEPTH_INPUT) if scorer.needs_depth else None
+    return scorer.score_tensor(images.rows(IMAGE_INPUT), depth, raw=True)
 
 
 def reference_scorer(model: nn.Module, spec: PreprocessSpec, input_names: tuple[str, ...]) -> Scorer:
@@ -50,20 +36,6 @@ def reference_scorer(model: nn.Module, spec: PreprocessSpec, input_names: tuple[
     from edge_iqa.runtime.backends.torch import module_scorer
 
     return module_scorer(model, spec, inputs=input_names)
-
-
-def onnxruntime_runner(path: Path, threads: int = 0) -> Runner:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-
-    def run(feeds: Feeds) -> np.ndarray:
-        return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
-
-    return run
 
 
 def compare(candidate: np.ndarray, reference: np.ndarray, mos: np.ndarray | None = None) -> dict[str, float | None]:

@@ -2,7 +2,8 @@
 
     load model (checkpoint / embedded weights)      PreprocessSpec (+ target input-size override)
       -> ONNX, opset 23, attention form of the target, fused-op count checked
-      -> parity gate: ONNX Runtime vs PyTorch on held-out calibration images   (ParityError)
+      -> parity gate: the graph as an ONNX Runtime bundle (runtime.load) vs the torch-backend Scorer
+         on held-out calibration images                                        (ParityError)
       -> backend build (quantize_ort / quantize_openvino): fp32 | fp16 | int8 (+ integer-kernel check)
       -> accuracy: the artifact in its runtime vs PyTorch; fp32 must pass the parity gate again,
          fp16/int8 must keep |delta SROCC| (vs CLIVE MOS) within the target's budget
@@ -37,7 +38,7 @@ from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import export_backend
 from edge_iqa.export.onnx_export import export_onnx
 from edge_iqa.export.parity import compare, parity_gate, raw_scores, reference_scorer
-from edge_iqa.export.staging import load_staged
+from edge_iqa.export.staging import artifact_document, load_staged
 from edge_iqa.export.targets import TargetProfile, load_target
 from edge_iqa.models import get_model_info
 from edge_iqa.models.checkpoint import resolve_weights
@@ -145,12 +146,12 @@ def export_bundle(
             note["done"] = f"{graph.fused_attention_ops} fused attention op(s) for {graph.attention_calls} call(s)"
         with _step(console, f"PyTorch reference on {len(split.evaluation)} real images, parity gate on "
                             f"{profile.parity.images}") as note:
-            stacks = calibration.preprocess_rows(split.evaluation, spec)
+            images = calibration.prepare_images(split.evaluation, spec, names)
             mos = np.array([row.mos for row in split.evaluation])
-            reference = raw_scores(reference_scorer(model, spec, names), stacks)
+            reference = raw_scores(reference_scorer(model, spec, names), images)
             n = profile.parity.images
             onnx_scores = raw_scores(_onnx_gate_scorer(graph, work / "onnx-gate", model_name, spec, transform, profile),
-                                     stacks[:n])
+                                     images.take(slice(0, n)))
             onnx_parity = parity_gate(onnx_scores, reference[:n], profile.parity, "the exported ONNX graph")
             note["done"] = (f"max|diff| {onnx_parity['max_abs_diff']:.2e}, "
                             f"rank agreement {_fmt(onnx_parity['rank_agreement'])}")
@@ -159,14 +160,14 @@ def export_bundle(
             return calibration.iter_calibration_feeds(split.calibration, spec, names)
 
         # INT8 is judged on held-out images only (never a calibration image); fp16/fp32 on all.
-        n_check = len(split.validation) if precision == "int8" else len(stacks)
+        n_check = len(split.validation) if precision == "int8" else len(images)
         search = precision == "int8" and accuracy_gate
         needed = accuracy_control.MIN_VALIDATION_IMAGES if search else 3  # SROCC needs 3 scores
         if precision == "int8" and n_check < needed:
             raise ExportError(f"[quantization] calibration_samples = {quant.calibration_samples} leaves {n_check} of "
                               f"the {len(calibration.read_manifest())} shipped images for validating INT8 (need "
                               f"{needed}): lower calibration_samples or raise [parity] accuracy_images")
-        validation = accuracy_control.Validation(stacks[:n_check], reference[:n_check], mos[:n_check], names)
+        validation = accuracy_control.Validation(images.take(slice(0, n_check)), reference[:n_check], mos[:n_check])
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
             return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
@@ -255,21 +256,9 @@ def _onnx_gate_scorer(graph: Any, folder: Path, model_name: str, spec: Preproces
     before any backend build)."""
     folder.mkdir()
     shutil.copyfile(graph.path, folder / "model.onnx")
-    built = {"model_file": "model.onnx", "runtime_options": {"graph_optimization_level": "ORT_ENABLE_ALL"}}
-    return load_staged(folder, artifact_document(graph, built, model_name, spec, transform, profile,
-                                                 runtime="onnxruntime", precision="fp32"))
-
-
-def artifact_document(graph: Any, built: dict[str, Any], model_name: str, spec: PreprocessSpec,
-                      transform: dict[str, float], profile: TargetProfile, *, runtime: str | None = None,
-                      precision: str) -> dict[str, Any]:
-    """The least manifest under which :func:`edge_iqa.runtime.load` scores a built artifact (a
-    backend's ``build`` record) the way its bundle will: the export's gates before the full
-    manifest exists, and studies that compare quantization recipes on the one scoring path."""
-    return {"edge_iqa_version": edge_iqa.__version__, "runtime": runtime or profile.runtime, "precision": precision,
-            "model_file": built["model_file"], "io": graph.io_record(), "preprocess": spec.to_dict(),
-            "output_transform": {"scale": float(transform["scale"]), "offset": float(transform["offset"])},
-            "model": {"name": model_name}, "target": profile.to_dict(), "runtime_options": built["runtime_options"]}
+    return load_staged(folder, artifact_document(
+        "onnxruntime", "fp32", "model.onnx", graph.io_record(), spec, model_name=model_name, output_transform=transform,
+        target=profile.to_dict(), runtime_options={"graph_optimization_level": "ORT_ENABLE_ALL"}))
 
 
 def _artifact_accuracy(scorer: Any, precision: str, profile: TargetProfile,
@@ -277,9 +266,9 @@ def _artifact_accuracy(scorer: Any, precision: str, profile: TargetProfile,
     """The staged bundle, loaded by runtime.load, vs PyTorch: FP32 passes the parity gate;
     FP16/INT8 are measured against the budget (|delta SROCC| and the per-photo |dscore| on the MOS
     scale; the caller enforces it), with the resolution of delta SROCC on these photos."""
-    scores = raw_scores(scorer, validation.stacks)
+    scores = raw_scores(scorer, validation.images)
     reference, mos = validation.reference, validation.mos
-    record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(validation.stacks),
+    record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(validation.images),
                               "budget": profile.accuracy_budget,
                               "srocc_reference": _srocc(reference, mos), "srocc_artifact": _srocc(scores, mos)}
     record.update(budget.score_errors(record), max_score_error=profile.max_score_error,

@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from edge_iqa.errors import ExportError
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.graph_scopes import nodes_matching
-from edge_iqa.export.parity import Feeds, Runner
 from edge_iqa.export.targets import TargetProfile
 
 MODEL_FILE = "model.xml"
@@ -60,22 +58,13 @@ def runtime_options(precision: str, target: TargetProfile) -> dict[str, Any]:
 
 
 def compile_model(xml: Path, precision: str, threads: int = 0) -> Any:
+    """The CPU compile :func:`inspect_integer_kernels` reads the runtime model of."""
     import openvino as ov
 
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     return ov.Core().compile_model(str(xml), DEVICE, config)
-
-
-def runner(xml: Path, precision: str, threads: int = 0) -> Runner:
-    compiled = compile_model(xml, precision, threads)
-    names = [port.get_any_name() for port in compiled.inputs]
-
-    def run(feeds: Feeds) -> np.ndarray:
-        return compiled({n: feeds[n] for n in names})[compiled.output(0)]
-
-    return run
 
 
 class _Reiterable:

@@ -16,7 +16,6 @@ import onnx
 from edge_iqa.checksums import sha256_hex
 from edge_iqa.errors import ExportError
 from edge_iqa.export.graph_scopes import nodes_matching
-from edge_iqa.export.parity import Runner, onnxruntime_runner
 from edge_iqa.export.targets import TargetProfile
 
 MODEL_FILE = "model.onnx"
@@ -45,11 +44,6 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
         record["quantization"] = quantize_int8(onnx_fp32, dst, target, feeds, work_dir, exclude_nodes)
         record["integer_kernels"] = inspect_integer_kernels(dst, work_dir)
     return record
-
-
-def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
-    """Scores from the built model (``precision`` is in the graph itself for ONNX Runtime)."""
-    return onnxruntime_runner(model_path, threads)
 
 
 def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,

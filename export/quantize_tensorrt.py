@@ -31,7 +31,6 @@ import onnx
 
 from edge_iqa.errors import ExportError
 from edge_iqa.export.graph_scopes import nodes_matching
-from edge_iqa.export.parity import Runner
 from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
 from edge_iqa.export.targets import TargetProfile
 from edge_iqa.runtime.manifest import Manifest
@@ -80,27 +79,9 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
     }
 
 
-def runner(model_path: Path, precision: str, threads: int = 0) -> Runner:
-    """CPU proxy of the device engine (see the module docstring)."""
-    import onnxruntime as ort
-
-    model = onnx.load(str(model_path))
-    if precision == "fp16" and not _has_fp16_weights(model):
-        model = fp16_graph(model)  # weakly typed target: the device's --fp16, approximated by an FP16 copy
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
-
-    return run
-
-
 def proxy_document(bundle_dir: Path, manifest: Manifest, proxy_dir: Path) -> dict[str, Any]:
     """The stand-in bundle the export gate and tests score with ``runtime.load`` (TensorRT needs the
-    device): the bundle's graph in ONNX Runtime on the CPU, as :func:`runner` runs it (INT8: the
+    device): the bundle's graph in ONNX Runtime on the CPU (INT8: the
     Q/DQ graph; FP16 on a weakly typed target: an FP16 copy). Writes ``proxy_dir/model.onnx`` and
     returns the manifest to write beside it."""
     model = onnx.load(str(bundle_dir / manifest.model_file))

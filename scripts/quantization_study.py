@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.golden: deterministic weights of the seed models
+sys.path.insert(0, str(REPO))  # scripts.seed_bundles (GOLDEN_KEYS)
 SHARED = REPO.parent / "shared"
+GOLDEN_LABEL = "golden deterministic (edge_iqa/models/golden_weights.py)"
 BACKENDS = {"cpu": ("minmax", "percentile"), "onnxruntime": ("minmax", "percentile", "entropy"),
             "jetson": ("minmax", "entropy")}
 
@@ -64,8 +65,8 @@ def load_model_with_scale(name: str, golden: bool) -> tuple[Any, Any, float]:
     from edge_iqa.models import create_model, get_model_info
 
     if golden:
+        from edge_iqa.models.golden_weights import deterministic_state_dict
         from scripts.seed_bundles import GOLDEN_KEYS
-        from tests.golden import deterministic_state_dict
 
         model = create_model(name)
         with torch.no_grad():
@@ -99,10 +100,21 @@ def evaluation_set(limit: int, seed: int = 0) -> tuple[list[Path], np.ndarray]:
     return [item.path for item in items], np.array([item.mos for item in items])
 
 
-def preprocess(paths: list[Path], spec: Any) -> list[np.ndarray]:
-    from edge_iqa.data.imageio import load_image
+def artifact_scorer(out: Path, built: dict[str, Any], graph: Any, spec: Any, profile: Any, model_name: str) -> Any:
+    """The built INT8 artifact through ``runtime.load`` (TensorRT: the export's ONNX Runtime stand-in
+    bundle), as the export's gate and mixed-precision search score it."""
+    from edge_iqa.export.staging import artifact_document, load_artifact
 
-    return [spec.apply(load_image(p)) for p in paths]
+    return load_artifact(out / built["model_file"], artifact_document(
+        profile.runtime, "int8", built["model_file"], graph.io_record(), spec, model_name=model_name,
+        target=profile.to_dict(), runtime_options=built["runtime_options"]))
+
+
+def preprocess(paths: list[Path], spec: Any, names: tuple[str, ...] = ("image",)) -> Any:
+    """The photos as the runtime feeds them (``calibration.PreparedImages``)."""
+    from edge_iqa.export import calibration
+
+    return calibration.prepare_files(paths, spec, names)
 
 
 def drift_record(scores: np.ndarray, reference: np.ndarray, mos: np.ndarray, with_mos: bool,
@@ -139,7 +151,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from edge_iqa.export import calibration
-    from edge_iqa.export.parity import raw_scores, reference_scorer, score_images
+    from edge_iqa.export.parity import raw_scores, reference_scorer
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
@@ -150,9 +162,9 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     names = tuple(info.inputs)
     paths, mos = evaluation_set(args.eval_images)
     started = time.perf_counter()
-    stacks = preprocess(paths, spec)
-    reference = raw_scores(reference_scorer(model, spec, names), stacks)
-    print(f"{len(stacks)} evaluation images, PyTorch FP32 reference in {time.perf_counter() - started:.0f}s",
+    images = calibration.prepare_files(paths, spec, names)
+    reference = raw_scores(reference_scorer(model, spec, names), images)
+    print(f"{len(images)} evaluation images, PyTorch FP32 reference in {time.perf_counter() - started:.0f}s",
           flush=True)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge-iqa-qstudy-") as tmp:
@@ -168,25 +180,26 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
                     rows = calibration.split(samples, quant.seed, 1).calibration
                     out = work / f"{target}-{method}-{samples}"
                     out.mkdir()
+                    (scratch := work / f"{out.name}.work").mkdir()
                     start = time.perf_counter()
                     try:
                         built = backend.build(graph.path, out, "int8", trial,
                                               lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names),
-                                              out)
+                                              scratch)
                     except Exception as exc:  # noqa: BLE001 - one failed configuration is a row, not a crash
                         results.append({"target": target, "method": method, "samples": samples,
                                         "error": f"{type(exc).__name__}: {exc}"})
                         continue
                     build_s = time.perf_counter() - start
-                    run = backend.runner(out / built["model_file"], "int8", args.threads)
-                    scores = score_images(run, stacks, names)
+                    with artifact_scorer(out, built, graph, spec, trial, args.model) as scorer:
+                        scores = raw_scores(scorer, images)
                     row = {"target": target, "runtime": profile.runtime, "method": method, "samples": samples,
-                           "build_s": round(build_s, 1), "images": len(stacks),
+                           "build_s": round(build_s, 1), "images": len(images),
                            **drift_record(scores, reference, mos, not args.golden)}
                     results.append(row)
                     print(json.dumps(row), flush=True)
-    return {"model": args.model, "weights": "golden deterministic (tests/golden.py)" if args.golden else "trained",
-            "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
+    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
+            "evaluation": "CLIVE development images not in calibration_data", "images": len(images),
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
 
 
@@ -243,19 +256,17 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     from edge_iqa.export import calibration
     from edge_iqa.export.accuracy_control import latency_ms
     from edge_iqa.export.parity import raw_scores
-    from edge_iqa.export.pipeline import artifact_document
-    from edge_iqa.export.staging import load_staged
+    from edge_iqa.export.staging import artifact_document, load_staged
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     names = tuple(get_model_info(args.model).inputs)
     paths, mos = evaluation_set(args.eval_images)
-    stacks = preprocess(paths, spec)
+    stacks = preprocess(paths, spec, names)
     work = weights_folder(args) or Path(tempfile.mkdtemp(prefix="edge-iqa-variants-"))
     reference = fp32_reference(args, work, model, spec, names, stacks)
     transform = {"scale": scale, "offset": 0.0}
-    feeds_1 = {"image": stacks[0][:1]}
     results: list[dict[str, Any]] = []
     for target in args.targets:
         graph_dir = work / f"graph-{os.getpid()}"  # study processes sharing --work each export their own
@@ -279,8 +290,9 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
                 results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            scorer = load_staged(out, artifact_document(graph, built, args.model, spec, transform, trial,
-                                                        precision="int8"))
+            scorer = load_staged(out, artifact_document(
+                trial.runtime, "int8", built["model_file"], graph.io_record(), spec, model_name=args.model,
+                output_transform=transform, target=trial.to_dict(), runtime_options=built["runtime_options"]))
             scorers[name] = scorer
             row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
                    "calibration_photos": len(rows), "build_s": round(time.perf_counter() - start, 1),
@@ -290,13 +302,12 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             results.append(row)
             print(json.dumps(row), flush=True)
         # CPU time per batch-1 image of every variant vs the default, the variants taking turns.
-        runners = {name: (lambda feeds, s=s: s.score_tensor(feeds["image"], raw=True)) for name, s in scorers.items()}
-        medians = latency_ms(runners, feeds_1, rounds=args.speed_rounds, clock=time.process_time)
+        medians = latency_ms(scorers, stacks.take([0]), rounds=args.speed_rounds, clock=time.process_time)
         for row in results:
             if row["target"] == target and row.get("variant") in medians:
                 row["cpu_ms_per_image"] = medians[row["variant"]]
                 row["cpu_time_vs_default"] = medians[row["variant"]] / medians["default"]
-    return {"model": args.model, "weights": "golden deterministic (tests/golden.py)" if args.golden else "trained",
+    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
             "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
             "scored_with": "edge_iqa.runtime.load of each artifact (Scorer.score_tensor), threads="
                            f"{args.threads}", "speed": "median CPU time (time.process_time) per batch-1 image",
@@ -319,7 +330,7 @@ def weights_folder(args: argparse.Namespace) -> Path | None:
 
 
 def fp32_reference(args: argparse.Namespace, work: Path | None, model: Any, spec: Any, names: tuple[str, ...],
-                   stacks: list[np.ndarray]) -> np.ndarray:
+                   stacks: Any) -> np.ndarray:
     """PyTorch FP32 raw scores of the photos (cached in ``work`` when given)."""
     from edge_iqa.export.parity import raw_scores, reference_scorer
 
@@ -416,7 +427,7 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
     paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec)
     reference = fp32_reference(args, weights_folder(args), model, spec, ("image",), stacks)
-    rows, runners = [], {}
+    rows, scorers = [], {}
     with tempfile.TemporaryDirectory(prefix="edge-iqa-bundles-") as tmp:
         for i, bundle in enumerate(args.bundles):
             manifest = read_manifest(bundle)
@@ -428,10 +439,10 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
                    "kept_blocks": control.get("kept_blocks"), "export_budget": control.get("budget"),
                    "export_validation": control.get("final")}
             rows.append(row)
-            runners[str(bundle)] = lambda feeds, s=scorer: s.score_tensor(feeds["image"], raw=True)
+            scorers[str(bundle)] = scorer
             print(json.dumps(row), flush=True)
         # CPU time per batch-1 image of each bundle vs the first one, the bundles taking turns.
-        medians = latency_ms(runners, {"image": stacks[0][:1]}, rounds=args.speed_rounds, clock=time.process_time)
+        medians = latency_ms(scorers, stacks.take([0]), rounds=args.speed_rounds, clock=time.process_time)
     for row in rows:
         row["cpu_ms_per_image"] = medians[row["bundle"]]
         row["cpu_time_vs_first"] = medians[row["bundle"]] / medians[rows[0]["bundle"]]

@@ -2,7 +2,7 @@
 deterministic weights: cpu fp32/fp16/int8, onnxruntime fp32, jetson fp32/fp16/int8.
 
 No trained weights for the seed models exist offline, so each model is exported with the reference
-fixtures' deterministic weights (``tests/golden.py``), saved as an edge-iqa checkpoint first, and
+fixtures' deterministic weights (``edge_iqa/models/golden_weights.py``), saved as an edge-iqa checkpoint first, and
 with ``accuracy_gate=False`` (SROCC against MOS means nothing for these weights). The FP32 parity
 gate (ONNX Runtime vs PyTorch) still applies to every bundle. Small user profiles keep the run short:
 each inherits the shipped target and sets ``calibration_samples`` and the parity image counts.
@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.golden: the deterministic weights of the reference fixtures
+sys.path.insert(0, str(REPO))  # the repository checkout first (its edge_iqa, and the reference fixtures it reads)
 
 SEED_MODELS = ("topiq_nr_224", "topiq_nr_384", "topiq_nr", "glintiqa", "dgiqa", "loda")
 ROWS = ("cpu/fp32", "cpu/fp16", "cpu/int8", "onnxruntime/fp32", "jetson/fp32", "jetson/fp16", "jetson/int8")
 # Which reference fixture holds a model's deterministic weights (the TOPIQ variants share one network).
 GOLDEN_KEYS = {"topiq_nr_224": "topiq_nr", "topiq_nr_384": "topiq_nr", "topiq_nr": "topiq_nr"}
-WEIGHTS_LABEL = "golden deterministic weights (tests/golden.py); trained weights do not exist on these machines"
+WEIGHTS_LABEL = ("golden deterministic weights (edge_iqa/models/golden_weights.py); trained weights do not exist on "
+                 "these machines")
 
 
 def golden_checkpoint(model_name: str, out_dir: Path) -> Path:
@@ -47,7 +48,7 @@ def golden_checkpoint(model_name: str, out_dir: Path) -> Path:
 
     from edge_iqa.models import create_model, get_model_info
     from edge_iqa.models.checkpoint import load_into, save_checkpoint
-    from tests.golden import deterministic_state_dict
+    from edge_iqa.models.golden_weights import deterministic_state_dict
 
     path = out_dir / f"{model_name}.safetensors"
     if path.is_file() and path.with_suffix(".json").is_file():
@@ -95,12 +96,12 @@ def reused_work(cache_dir: Path) -> Iterator[None]:
         shutil.copyfile(graph.path, path)
         return graph.__class__(**{**graph.__dict__, "path": Path(path)})
 
-    def cached_score(scorer: Any, stacks: list) -> Any:
+    def cached_score(scorer: Any, images: Any) -> Any:
         if scorer.manifest.runtime != "torch":  # only the PyTorch reference is the same across precisions
-            return original_score(scorer, stacks)
-        key = sha256_hex(repr(scorer.inputs), (stack.tobytes() for stack in stacks))
+            return original_score(scorer, images)
+        key = sha256_hex(repr(scorer.inputs), (stack.tobytes() for stacks in images.stacks for stack in stacks))
         if key not in references:
-            references[key] = original_score(scorer, stacks)
+            references[key] = original_score(scorer, images)
         return references[key].copy()
 
     pipeline.export_onnx, pipeline.raw_scores = cached_export, cached_score

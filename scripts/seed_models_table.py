@@ -1,7 +1,7 @@
 """Measure the seed models and their bundles: parameters, GMAC per image, CPU latency/throughput
 of PyTorch FP32 eager vs each bundle, and the drift of every bundle against PyTorch FP32.
 
-All figures use the **golden deterministic weights** (``tests/golden.py``); trained weights do not
+All figures use the **golden deterministic weights** (``edge_iqa/models/golden_weights.py``); trained weights do not
 exist on these machines, so drift is a property of the graphs and quantizers on these weights, not
 a promise for trained checkpoints. Bundles come from ``scripts/seed_bundles.py``.
 
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -89,29 +90,23 @@ def speed_record(seconds: list[float]) -> dict[str, float]:
     return {"latency_ms_p50": 1e3 * float(np.median(seconds)), "images_per_s": len(seconds) / float(np.sum(seconds))}
 
 
-def bundle_scorer(bundle: Path, row: str, input_names: tuple[str, ...], threads: int) -> Any:
-    """feeds -> mean score of the image's crops, through the torch-free runtime (DGIQA with its depth
-    rows), or for jetson rows the exporter's runner (the ORT CPU proxy; TensorRT needs the device)."""
-    from edge_iqa.export.pipeline import backend_module
-    from edge_iqa.runtime import load
-    from edge_iqa.runtime.bundle import read_manifest
+def bundle_scorer(bundle: Path, threads: int) -> Any:
+    """feeds -> raw score of the image (crops averaged), through ``runtime.load`` (DGIQA with its
+    depth rows); jetson rows through the export's ONNX Runtime CPU stand-in bundle (TensorRT needs
+    the device), as the export's gate scores them."""
+    from edge_iqa.export.staging import load_staged
 
-    manifest = read_manifest(bundle)
-    if not row.startswith("jetson"):
-        scorer = load(bundle, threads=threads)
-        if "depth" in input_names:  # the depth rows ride under the image rows (Scorer.score_tensor)
-            return lambda feed: scorer.score_tensor(feed["image"], depth=feed["depth"])[0]
-        return lambda feed: scorer.score_tensor(feed["image"])[0]
-    run = backend_module(manifest.runtime).runner(bundle / manifest.model_file, manifest.precision, threads)
-    return lambda feed: float(np.mean(np.asarray(run(feed), dtype=np.float64)))
+    scorer = load_staged(bundle, proxy_dir=Path(tempfile.mkdtemp(prefix="edge-iqa-proxy-")) / "bundle",
+                         threads=threads)
+    # The depth rows ride under the image rows (Scorer.score_tensor).
+    return lambda feed: float(scorer.score_tensor(feed["image"], depth=feed.get("depth"), raw=True)[0])
 
 
 def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads: int,
                   rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
     import torch
 
-    from edge_iqa.data.imageio import load_image
-    from edge_iqa.export.calibration import model_feeds
+    from edge_iqa.export.calibration import prepare_image
     from edge_iqa.export.parity import reference_scorer
     from edge_iqa.export.pipeline import load_model_for_export
     from edge_iqa.models import get_model_info
@@ -121,11 +116,12 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
     names = tuple(info.inputs)
     model, spec, _, _ = load_model_for_export(model_name, golden_checkpoint(model_name, bundles / "checkpoints"))
     paths, _ = eval_images(count, seed)
-    feeds = [model_feeds(spec.apply(load_image(p)), names) for p in paths]
+    feeds = [dict(zip(names, prepare_image(p, spec, names), strict=True)) for p in paths]
     record: dict[str, Any] = {
         "model": model_name, "weights": "golden deterministic weights; trained weights do not exist on these machines",
         "protocol": {"input_size": list(spec.input_size), "crops": spec.num_crops, "inputs": list(names),
-                     "depth": "depth proxy (channel mean of the RGB crop)" if "depth" in names else None},
+                     "depth": "stand-in depth map (the photo's channel mean) through the runtime's depth path"
+                     if "depth" in names else None},
         "parameters": sum(p.numel() for p in model.parameters()),
         "gmac_per_image": gmac_per_image(model, spec, names),
         "images": len(paths), "image_files": [p.name for p in paths], "threads": threads,
@@ -142,7 +138,7 @@ def measure_model(model_name: str, bundles: Path, count: int, seed: int, threads
         if not (bundle / "manifest.json").is_file():
             record["rows"][row] = {"missing": str(bundle)}
             continue
-        scores, seconds = timed_scores(bundle_scorer(bundle, row, names, threads), feeds)
+        scores, seconds = timed_scores(bundle_scorer(bundle, threads), feeds)
         entry = drift_record(scores, reference)
         if row in SPEED_ROWS:
             entry.update(speed_record(seconds))

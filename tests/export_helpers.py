@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
 from edge_iqa.export.onnx_export import ExportedGraph, export_onnx
+from edge_iqa.export.staging import artifact_document, load_artifact
 from edge_iqa.models import create_model, get_model_info
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -38,6 +40,18 @@ def dev_spec():
 def exported(form: str) -> ExportedGraph:
     out = Path(tempfile.mkdtemp(prefix=f"edge-iqa-test-{form}-")) / "model.onnx"
     return export_onnx(dev_model(), out, input_names=("image",), input_size=INPUT_SIZE, form=form, max_batch=8)
+
+
+def artifact_scorer(model_path: Path, folder: Path, runtime: str = "onnxruntime", precision: str = "fp32"):
+    """``runtime.load`` of one built artifact of the dev model (copied, with its siblings of the same
+    stem such as an OpenVINO ``.bin``, into ``folder``): the export's own way of scoring an
+    artifact (:func:`edge_iqa.export.staging.load_artifact`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sibling in model_path.parent.glob(f"{model_path.stem}.*"):
+        shutil.copyfile(sibling, folder / sibling.name)
+    io = {"inputs": [{"name": "image", "shape": [-1, 3, *INPUT_SIZE], "dtype": "float32"}], "output": "score"}
+    return load_artifact(folder / model_path.name,
+                         artifact_document(runtime, precision, model_path.name, io, dev_spec(), model_name=MODEL))
 
 
 def first_blocks_only(monkeypatch, count: int) -> None:

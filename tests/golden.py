@@ -7,7 +7,6 @@ entries, the deterministic weight rule and the reference code's outputs on deter
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,29 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-REFERENCE_DIR = Path(__file__).parent / "fixtures" / "reference"
+from edge_iqa.models.golden_weights import REFERENCE_DIR, deterministic_state_dict, reference_entries
+
+__all__ = ["REFERENCE_DIR", "deterministic_state_dict", "reference_entries"]
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
-
-
-def _weights_module() -> Any:
-    spec = importlib.util.spec_from_file_location("deterministic_weights", REFERENCE_DIR / "deterministic_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-def reference_entries(model: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """(name, shape, dtype) of the reference state_dict, in order."""
-    return _weights_module().parse_keys_file(str(REFERENCE_DIR / f"{model}_keys.txt"))
-
-
-def deterministic_state_dict(model: str) -> dict[str, torch.Tensor]:
-    """The reference state_dict filled by the deterministic rule, as torch tensors."""
-    arrays = _weights_module().deterministic_state_dict(reference_entries(model))
-    # np.array (not ascontiguousarray) keeps 0-d entries such as num_batches_tracked 0-d.
-    return {name: torch.from_numpy(np.array(value, order="C")) for name, value in arrays.items()}
 
 
 def golden(model: str) -> dict[str, Any]:

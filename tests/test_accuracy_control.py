@@ -13,12 +13,14 @@ import onnx
 import pytest
 
 from edge_iqa.errors import AccuracyBudgetError, TargetError
-from edge_iqa.export import accuracy_control, calibration, pipeline, quantize_ort
+from edge_iqa.export import accuracy_control, calibration, pipeline
 from edge_iqa.export.accuracy_budget import AccuracyBudget, srocc_resolution
 from edge_iqa.export.accuracy_control import Validation, block_nodes, search, strip_qdq
+from edge_iqa.export.calibration import PreparedImages
 from edge_iqa.export.graph_scopes import nodes_matching
+from edge_iqa.export.parity import raw_scores
 from edge_iqa.export.targets import load_target
-from tests.export_helpers import INPUT_SIZE, MODEL, SHARED, dev_model, exported, first_blocks_only
+from tests.export_helpers import INPUT_SIZE, MODEL, SHARED, artifact_scorer, dev_model, exported, first_blocks_only
 
 FORM = "onnx_attention"
 
@@ -58,23 +60,44 @@ def test_blocks_are_tens_of_module_paths() -> None:
 
 
 # --- the loop, on synthetic scores ------------------------------------------------------------------
+class SyntheticScorer:
+    """Stands in for a loaded candidate in the search's unit tests: ``score_tensor`` of image rows
+    whose value is the image's index -> ``scores[index]``."""
+
+    needs_depth = False
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def score_tensor(self, batch: np.ndarray, depth: np.ndarray | None = None, *, raw: bool = False) -> np.ndarray:
+        assert raw and depth is None
+        return self.scores[batch.reshape(-1).astype(int)]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SyntheticScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def indexed_images(n: int) -> PreparedImages:
+    return PreparedImages(("image",), tuple((np.full((1, 1), i, np.float32),) for i in range(n)))
+
+
 def _synthetic(harm: dict[str, float], n: int = 40, seed: int = 0):
     """Scores whose drift from the reference is the sum of the still-quantized blocks' harm."""
     rng = np.random.default_rng(seed)
     reference = rng.normal(size=n)
     mos = reference + 0.3 * rng.normal(size=n)
     noise = {b: rng.normal(size=n) for b in harm}
-    validation = Validation([np.full((1, 1), i, np.float32) for i in range(n)], reference, mos, ("image",))
+    validation = Validation(indexed_images(n), reference, mos)
 
     def runner_for(path: Path):
         kept = set(path.name.split("+")) - {""}
-
-        def run(feeds):
-            index = feeds["image"].reshape(-1).astype(int)
-            drift = sum(harm[b] * noise[b][index] for b in harm if b not in kept)
-            return reference[index] + drift
-
-        return run
+        return SyntheticScorer(reference + sum(harm[b] * noise[b] for b in harm if b not in kept))
 
     blocks = {b: [b] for b in harm}
     return validation, runner_for, blocks
@@ -111,12 +134,11 @@ def test_per_photo_budget_drives_the_search() -> None:
     spike[7] = 0.08  # 0.08 raw = 8 MOS points at scale 100
     noise = 0.004 * rng.normal(size=n)
     harm = {"spike": spike, "noise": noise}
-    validation = Validation([np.full((1, 1), i, np.float32) for i in range(n)], reference, mos, ("image",))
+    validation = Validation(indexed_images(n), reference, mos)
 
     def runner_for(path: Path):
         kept = set(path.name.split("+")) - {""}
-        return lambda feeds: (reference + sum(v for b, v in harm.items() if b not in kept))[
-            feeds["image"].reshape(-1).astype(int)]
+        return SyntheticScorer(reference + sum(v for b, v in harm.items() if b not in kept))
 
     blocks = {b: [b] for b in harm}
     srocc_only = AccuracyBudget(0.05, score_scale=100.0)
@@ -152,7 +174,7 @@ def test_strip_qdq_puts_the_block_back_in_float(tmp_path) -> None:
 
     spec = dev_model_spec()
     rows = calibration.split(4, 0, 2).calibration
-    crops = np.concatenate(calibration.preprocess_rows(rows, spec))
+    crops = calibration.prepare_images(rows, spec).rows()
     graph_path = exported("matmul_softmax").path
     qdq = tmp_path / "qdq.onnx"
     quantize_int8_qdq(graph_path, qdq, {"image": crops}, method="minmax")
@@ -166,8 +188,9 @@ def test_strip_qdq_puts_the_block_back_in_float(tmp_path) -> None:
     assert all(producer.get(n.input[0]) == "DequantizeLinear" for n in others)  # the rest stays INT8
     before = sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(qdq)).graph.node)
     assert sum(n.op_type == "DequantizeLinear" for n in graph.node) < before
-    scores = quantize_ort.runner(out, "int8")({"image": crops[:2]})
-    full = quantize_ort.runner(qdq, "int8")({"image": crops[:2]})
+    two = calibration.prepare_images(rows, spec)
+    scores = raw_scores(artifact_scorer(out, tmp_path / "loaded-stripped", precision="int8"), two)
+    full = raw_scores(artifact_scorer(qdq, tmp_path / "loaded-full", precision="int8"), two)
     assert np.isfinite(scores).all() and not np.array_equal(scores, full)
 
 
@@ -307,8 +330,9 @@ def test_openvino_search_bypasses_fake_quantize_and_keeps_blocks(tmp_path, cache
         tmp_path)
     nodes = block_nodes(onnx.load(str(graph)))["backbone.3"]
     full, stripped = build([], tmp_path / "c0"), build(nodes, tmp_path / "c1")
-    crops = np.concatenate(calibration.preprocess_rows(rows, spec))[:2]
-    a, b = (quantize_openvino.runner(p, "int8")({"image": crops}) for p in (full, stripped))
+    two = calibration.prepare_images(rows, spec)
+    a, b = (raw_scores(artifact_scorer(p, tmp_path / f"loaded-{p.parent.name}", "openvino", "int8"), two)
+            for p in (full, stripped))
     assert np.isfinite(b).all() and not np.array_equal(a, b)
     ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(stripped)).get_ordered_ops()}
     convs = [name for name, op in ops.items() if name.split("/")[0] in set(nodes)

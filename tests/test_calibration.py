@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from edge_iqa.calibration_data import calibration_clive_names, data_dir, image_paths, read_manifest, verify_checksums
+from edge_iqa.data.depth import DepthFromMap, depth_network_input
+from edge_iqa.data.imageio import load_image
 from edge_iqa.export import calibration
 from edge_iqa.models import get_model_info
 
@@ -59,4 +61,11 @@ def test_feeds_follow_the_preprocess_spec() -> None:
     for feed in feeds:
         assert feed["image"].shape == (1, 3, *spec.input_size) and feed["image"].dtype == np.float32
         assert feed["depth"].shape == feed["image"].shape
-    assert np.array_equal(feeds[0]["image"][0], calibration.preprocess_rows(rows[:1], spec)[0][0])
+    assert np.array_equal(feeds[0]["image"][0], calibration.prepare_images(rows[:1], spec).rows()[0])
+    # The depth rows are what the runtime feeds for an 8-bit depth map of the photo (here the
+    # stand-in map): min-max scaled, quantised to 8 bit, the photo's resize and crop, ImageNet mean/std.
+    photo = load_image(calibration.image_file(rows[0]))
+    expected = depth_network_input(DepthFromMap(calibration.stand_in_depth(photo))(photo), spec)
+    assert np.array_equal(feeds[0]["depth"], expected)
+    levels = np.unique(np.round((feeds[0]["depth"][0, 0] * spec.std[0] + spec.mean[0]) * 255, 3))
+    assert len(levels) > 16 and np.allclose(levels, np.round(levels), atol=1e-2)  # 8-bit levels, not floats

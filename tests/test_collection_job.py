@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from edge_iqa.checksums import sha256_hex
 from edge_iqa.cli import app
+from edge_iqa.cli.score import DEFAULT_MODEL
 from edge_iqa.collection import CollectionJob, EngineOptions, run_job
 from edge_iqa.collection.batching import score_paths
 from edge_iqa.collection.shards import ShardStore
 from edge_iqa.errors import CollectionError
 from edge_iqa.runtime import load
-from edge_iqa.scoring_cli import DEFAULT_MODEL
 from tests.helpers_collection import make_collection, read_rows, tiny_bundle
 from tests.helpers_runtime import TinyNet, build_bundle, bundle_pair
 

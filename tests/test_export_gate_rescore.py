@@ -54,7 +54,7 @@ def test_recorded_drift_equals_a_fresh_runtime_load_rescore(tmp_path: Path, monk
                               max(profile.parity.images, profile.parity.accuracy_images))
     rows = split.validation
     assert [row.original_name for row in rows] == manifest["calibration"]["validation_files"]
-    stacks = calibration.preprocess_rows(rows, dev_spec())
+    stacks = calibration.prepare_images(rows, dev_spec())
     mos = np.array([row.mos for row in rows])
     reference = raw_scores(reference_scorer(dev_model(), dev_spec(), ("image",)), stacks)
     scorer = load_staged(out, proxy_dir=tmp_path / "proxy")

@@ -16,16 +16,17 @@ from edge_iqa.export.attention_forms import (
     op_counts,
     rewrite_attention_to_mha,
 )
+from edge_iqa.export.calibration import PreparedImages
 from edge_iqa.export.onnx_export import count_attention_calls
-from edge_iqa.export.parity import onnxruntime_runner, raw_scores, reference_scorer, score_images
-from tests.export_helpers import INPUT_SIZE, dev_model, dev_spec, exported
+from edge_iqa.export.parity import raw_scores, reference_scorer
+from tests.export_helpers import INPUT_SIZE, artifact_scorer, dev_model, dev_spec, exported
 
 ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def real_stacks() -> list[np.ndarray]:
-    return calibration.preprocess_rows(calibration.split(4, 0, 6).evaluation, dev_spec())
+def real_stacks() -> PreparedImages:
+    return calibration.prepare_images(calibration.split(4, 0, 6).evaluation, dev_spec())
 
 
 def test_attention_calls_are_counted() -> None:
@@ -61,15 +62,15 @@ def test_io_contract_and_dynamic_batch() -> None:
 
 
 @pytest.mark.parametrize("form", ["onnx_attention", "matmul_softmax"])
-def test_parity_with_pytorch_on_real_images(form: str, real_stacks: list[np.ndarray]) -> None:
+def test_parity_with_pytorch_on_real_images(tmp_path, form: str, real_stacks: PreparedImages) -> None:
     reference = raw_scores(reference_scorer(dev_model(), dev_spec(), ("image",)), real_stacks)
-    scores = score_images(onnxruntime_runner(exported(form).path), real_stacks, ("image",))
+    scores = raw_scores(artifact_scorer(exported(form).path, tmp_path / "ort"), real_stacks)
     assert np.ptp(reference) > 0  # real images give distinct scores, so the comparison means something
     assert np.abs(scores - reference).max() < 1e-4
     assert np.array_equal(np.argsort(scores), np.argsort(reference))
 
 
-def test_ort_mha_rewrite_runs_in_onnxruntime_and_matches(tmp_path, real_stacks: list[np.ndarray]) -> None:
+def test_ort_mha_rewrite_runs_in_onnxruntime_and_matches(tmp_path, real_stacks: PreparedImages) -> None:
     graph = exported("onnx_attention")
     model = rewrite_attention_to_mha(onnx.load(str(graph.path)))
     counts = op_counts(model)
@@ -77,8 +78,8 @@ def test_ort_mha_rewrite_runs_in_onnxruntime_and_matches(tmp_path, real_stacks: 
     check_fused_attention(model, "ort_mha", graph.attention_calls)
     path = tmp_path / "mha.onnx"
     onnx.save(model, str(path))
-    mha = score_images(onnxruntime_runner(path), real_stacks, ("image",))
-    base = score_images(onnxruntime_runner(graph.path), real_stacks, ("image",))
+    mha = raw_scores(artifact_scorer(path, tmp_path / "mha"), real_stacks)
+    base = raw_scores(artifact_scorer(graph.path, tmp_path / "base"), real_stacks)
     assert np.abs(mha - base).max() < 1e-5
 
 

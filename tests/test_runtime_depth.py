@@ -4,7 +4,7 @@ A tiny two-input network (``helpers_runtime.TinyDepthNet``: one small conv branc
 summed) is written as real ONNX Runtime and OpenVINO bundles with a 6-crop grid spec and
 ``max_batch`` 4, so the crops of one image straddle backend calls. Scores of real photos
 (calibration_data/images, one of them portrait) are checked against the same network in PyTorch on
-the crops :func:`edge_iqa.runtime.depth.dgiqa_inputs` makes, and every way of passing depth (maps,
+the crops :func:`edge_iqa.data.depth.dgiqa_inputs` makes, and every way of passing depth (maps,
 a DepthSource, an ONNX depth model) and every refusal is exercised. The depth maps are stand-ins
 (luminance plus a vertical ramp, at half resolution, 16-bit PNG like a ToF or stereo camera's):
 no depth data ships with the calibration photos.
@@ -24,10 +24,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edge_iqa.cli import app
+from edge_iqa.data.depth import dgiqa_inputs
 from edge_iqa.data.imageio import load_image
 from edge_iqa.errors import ArrayInputError, BundleError, ImageDecodeError
 from edge_iqa.runtime import DepthFromMap, OnnxDepthEstimator, Scorer, load
-from edge_iqa.runtime.depth import dgiqa_inputs
 from tests.helpers_runtime import (
     CALIBRATION_IMAGES,
     GRID_SPEC,

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from edge_iqa.calibration_data import data_dir, read_manifest
 from edge_iqa.cli import app
 from edge_iqa.data.imageio import load_image
-from edge_iqa.export.calibration import depth_proxy
+from edge_iqa.export.calibration import stand_in_depth
 from edge_iqa.export.pipeline import export_bundle, load_model_for_export
 from edge_iqa.models import create_model, get_model_info
 from edge_iqa.models.checkpoint import load_into, save_checkpoint
@@ -58,7 +58,7 @@ def photos() -> list[np.ndarray]:
 
 
 def torch_scores(model_name: str, checkpoint: Path, images: list[np.ndarray]) -> np.ndarray:
-    """What the PyTorch model says, crops averaged, with the bundle's preprocessing and depth input."""
+    """What the PyTorch model says, crops averaged, with the bundle's preprocessing (single-input models)."""
     model, spec, _, _ = load_model_for_export(model_name, checkpoint)
     if hook := get_model_info(model_name).extra.get("fixed_size_hook"):
         getattr(model, hook)(*spec.input_size)
@@ -66,17 +66,8 @@ def torch_scores(model_name: str, checkpoint: Path, images: list[np.ndarray]) ->
     with torch.inference_mode():
         for image in images:
             crops = spec.apply(image)
-            args = [torch.from_numpy(crops)]
-            if "depth" in get_model_info(model_name).inputs:
-                args.append(torch.from_numpy(depth_proxy(crops)))
-            scores.append(model.eval()(*args).reshape(-1).double().mean().item())
+            scores.append(model.eval()(torch.from_numpy(crops)).reshape(-1).double().mean().item())
     return np.array(scores)
-
-
-def stand_in_depth(image: np.ndarray) -> np.ndarray:
-    """A (H, W) depth map of the image's scene for DGIQA: its channel mean, as in the export's parity
-    gate (no depth maps ship with the calibration photos)."""
-    return image.mean(axis=2)
 
 
 def bundle_scores(bundle: Path, images: list[np.ndarray]) -> np.ndarray:

@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edge_iqa.cli import app
+from edge_iqa.cli.synth import parse_levels
 from edge_iqa.data.imageio import load_image
 from edge_iqa.data.synth import (
     FR_METRICS,
@@ -26,7 +27,6 @@ from edge_iqa.data.synth import (
     transfer_score,
 )
 from edge_iqa.errors import DatasetError
-from edge_iqa.synth_cli import parse_levels
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PRISTINE = SHARED / "datasets" / "pristine" / "images"

@@ -1,6 +1,7 @@
 """Image decoding, the preprocessing spec, datasets, splits and synthetic distortions.
 
-`imageio` and `preprocess` are torch-free (the runtime uses them); `datasets` needs torch.
+`imageio`, `preprocess` and `depth` (depth-map transforms) are torch-free (the runtime uses them);
+`datasets` needs torch.
 """
 
 from edge_iqa.data.imageio import MAX_PIXELS, MIN_SIDE, load_image

@@ -1,15 +1,14 @@
 """Depth maps for depth-guided models (DGIQA): the torch-free implementation lives in
-:mod:`edge_iqa.runtime.depth`, so the runtime can use it without importing this package (whose
+:mod:`edge_iqa.data.depth` (the map transforms) and :mod:`edge_iqa.runtime.depth` (the ONNX depth
+network on the runtime backends), so the runtime can use them without importing this package (whose
 ``__init__`` registers the PyTorch models). This module keeps the model-side import path.
 """
 
-from edge_iqa.runtime.depth import (
+from edge_iqa.data.depth import (
     DepthFromMap,
     DepthMapSource,
     DepthSource,
-    OnnxDepthEstimator,
     as_depth_source,
-    depth_anything_input_size,
     depth_network_input,
     depth_to_uint8_rgb,
     dgiqa_inputs,
@@ -17,6 +16,7 @@ from edge_iqa.runtime.depth import (
     read_depth_map,
     resize_depth,
 )
+from edge_iqa.runtime.depth import OnnxDepthEstimator, depth_anything_input_size
 
 __all__ = ["DepthFromMap", "DepthMapSource", "DepthSource", "OnnxDepthEstimator", "as_depth_source",
            "depth_anything_input_size", "depth_network_input", "depth_to_uint8_rgb", "dgiqa_inputs",

@@ -15,6 +15,7 @@ Scorer on the ``torch`` backend (the FP32 reference; needs torch, imported only 
 See docs/integration.md for errors, threads and the C/C++ equivalent.
 """
 
+from edge_iqa.data.depth import DepthFromMap, DepthSource
 from edge_iqa.errors import (
     ArrayInputError,
     BackendUnavailableError,
@@ -24,7 +25,7 @@ from edge_iqa.errors import (
     ImageError,
 )
 from edge_iqa.runtime.backends import known_backends
-from edge_iqa.runtime.depth import DepthFromMap, DepthSource, OnnxDepthEstimator
+from edge_iqa.runtime.depth import OnnxDepthEstimator
 from edge_iqa.runtime.scorer import DEFAULT_MAX_BATCH, Scorer, load
 
 __all__ = [

@@ -14,8 +14,8 @@ The decoder and the spec are the ones training and :class:`edge_iqa.predict.Torc
 a bundle and its PyTorch model see the same input tensors.
 
 A two-input bundle (``image`` + ``depth``, DGIQA) also needs each image's depth: a
-:class:`~edge_iqa.runtime.depth.DepthSource` given to :func:`load` (used for every image) or depth
-maps given to :meth:`Scorer.score`. :func:`~edge_iqa.runtime.depth.dgiqa_inputs` turns the image and
+:class:`~edge_iqa.data.depth.DepthSource` given to :func:`load` (used for every image) or depth
+maps given to :meth:`Scorer.score`. :func:`~edge_iqa.data.depth.dgiqa_inputs` turns the image and
 its depth into two row stacks, depth crop i exactly under image crop i, which travel through the
 same batching and crop averaging side by side.
 """
@@ -33,13 +33,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edge_iqa.data.depth import DepthMapSource, DepthSource, as_depth_source, dgiqa_inputs
 from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError, ImageError
 from edge_iqa.runtime.backends import Backend, check_runtime, import_backend, load_backend
 from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, available_cpus, input_names, input_record
 from edge_iqa.runtime.bundle import read_manifest, verify_files
-from edge_iqa.runtime.depth import DepthMapSource, DepthSource, OnnxDepthEstimator, as_depth_source, dgiqa_inputs
+from edge_iqa.runtime.depth import OnnxDepthEstimator
+from edge_iqa.runtime.embedded import embedded_bundle
 from edge_iqa.runtime.manifest import MANIFEST_NAME, Manifest
 from edge_iqa.runtime.prefetch import read_ahead
 
@@ -156,7 +158,7 @@ class Scorer:
 
         ``depth`` (two-input bundles only; it overrides the source given to :func:`load`): for one
         image, its depth map (path, encoded bytes, PIL image, (H, W) array) or a
-        :class:`~edge_iqa.runtime.depth.DepthSource`; for a sequence, a list or tuple with one such
+        :class:`~edge_iqa.data.depth.DepthSource`; for a sequence, a list or tuple with one such
         entry per image, in order, or one DepthSource for all. A map of another size is resized to
         its image (same aspect ratio required). Wrong counts raise :class:`ArrayInputError`.
         """
@@ -298,11 +300,7 @@ class Scorer:
 
     def _prepare(self, image: ImageSource, source: DepthSource | None) -> tuple[np.ndarray, ...]:
         """One image -> its row stacks, one per network input in manifest order."""
-        decoded = load_image(image)
-        if source is None:
-            return (self._spec.apply(decoded),)
-        rgb, depth = dgiqa_inputs(decoded, source, self._spec)
-        return tuple(rgb if name == IMAGE_INPUT else depth for name in self._inputs)
+        return network_inputs(load_image(image), self._spec, self._inputs, source)
 
     # --- batching --------------------------------------------------------------------------------------
     def _score_rows(self, per_image: Iterable[tuple[np.ndarray, ...]], raw: bool = False) -> np.ndarray:
@@ -374,6 +372,22 @@ class Scorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def network_inputs(decoded: np.ndarray, spec: PreprocessSpec, inputs: tuple[str, ...],
+                   depth: DepthSource | None = None) -> tuple[np.ndarray, ...]:
+    """A decoded HxWx3 uint8 RGB image -> its ``(num_crops, 3, H, W)`` float32 row stacks, one per
+    network input in ``inputs`` order: the image through ``spec``; for an ``image`` + ``depth``
+    network also its depth, from ``depth``, through the runtime's depth path (8-bit map, the same
+    resize and crops). The one preparation of network input: :meth:`Scorer.score` and the export's
+    calibration and gates (:func:`edge_iqa.export.calibration.prepare_images`) call it."""
+    if DEPTH_INPUT not in inputs:
+        return (spec.apply(decoded),)
+    if depth is None:
+        raise ArrayInputError(f"the network takes each image's depth map too (inputs {list(inputs)}) and none "
+                              "was given: " + _HOW_TO_PASS_DEPTH)
+    rgb, depth_rows = dgiqa_inputs(decoded, depth, spec)
+    return tuple(rgb if name == IMAGE_INPUT else depth_rows for name in inputs)
 
 
 def _no_depth_input(inputs: tuple[str, ...], what: str) -> str:
@@ -468,7 +482,9 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
     keys, runtime, preprocessing, input shape) and every file's size and sha256 are verified; then
     only the backend the bundle names is imported and the network is loaded. A checkpoint file
     (``NAME.safetensors`` + ``NAME.json``, or a state dict of ``model``) or a registered model name
-    (its embedded weights) runs on the ``torch`` backend, the FP32 reference (needs torch).
+    (its embedded weights) runs on the ``torch`` backend, the FP32 reference (needs torch); without
+    torch, a default model's name loads its embedded ONNX Runtime FP32 bundle
+    (:mod:`edge_iqa.runtime.embedded`), exported from the same weights.
 
     Args:
         source: the folder ``edge-iqa export`` wrote, a checkpoint file, or a model name.
@@ -477,7 +493,7 @@ def load(source: str | os.PathLike, *, threads: int | None = None,
         backend_options: backend-specific settings (see the backend modules' docstrings).
         depth: for an ``image`` + ``depth`` bundle (DGIQA), the depth of every image that a
             :meth:`Scorer.score` call gives no depth for: a
-            :class:`~edge_iqa.runtime.depth.DepthSource` (e.g. ``OnnxDepthEstimator(path)``), or one
+            :class:`~edge_iqa.data.depth.DepthSource` (e.g. ``OnnxDepthEstimator(path)``), or one
             depth map (path, PIL image, array) for a fixed camera whose scene does not move.
         depth_model: shorthand for ``depth=OnnxDepthEstimator(depth_model)`` run on the bundle's
             runtime: OpenVINO for an OpenVINO bundle, else ONNX Runtime (with the bundle's
@@ -548,6 +564,9 @@ def _open(source: str | os.PathLike, model: str | None, backend_options: Mapping
     except BackendUnavailableError as exc:
         if checkpoint:
             raise
+        embedded = embedded_bundle(str(source))
+        if embedded is not None:  # without torch, a default model runs as its embedded ONNX Runtime bundle
+            return embedded, read_manifest(embedded), True
         raise BundleError(f"{path}: not a bundle folder (does not exist), and scoring a model by name needs "
                           f"torch ({exc}); pass a bundle folder (`edge-iqa export` writes one)") from exc
     from edge_iqa.models import list_models

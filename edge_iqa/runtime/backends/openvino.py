@@ -209,8 +209,11 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
          options: Mapping[str, Any]) -> OpenVINOBackend:
     check_options(options, _OPTIONS, "openvino")
     xml = member(bundle_dir, manifest, manifest.model_file)
-    weights_name = manifest.get("weights_file") or Path(manifest.model_file).with_suffix(".bin").as_posix()
-    weights = member(bundle_dir, manifest, weights_name)
+    if xml.suffix == ".onnx":  # OpenVINO reads ONNX itself (a depth network): no separate weights file
+        weights = None
+    else:
+        weights_name = manifest.get("weights_file") or Path(manifest.model_file).with_suffix(".bin").as_posix()
+        weights = member(bundle_dir, manifest, weights_name)
     declared = input_names(manifest)
     device = str(options.get("device", "CPU"))
     config = {**default_config(manifest, threads), **dict(options.get("config", {}))}
@@ -220,7 +223,7 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     if cache:
         core.set_property({"CACHE_DIR": str(cache)})
     try:
-        model = core.read_model(model=str(xml), weights=str(weights))
+        model = core.read_model(str(xml)) if weights is None else core.read_model(model=str(xml), weights=str(weights))
     except (RuntimeError, UnicodeDecodeError) as exc:  # the message may quote the corrupt bytes
         raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({first_line(exc)}); re-export "
                           "the bundle for this OpenVINO version or upgrade openvino") from exc

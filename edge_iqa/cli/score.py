@@ -46,7 +46,7 @@ def score_command(
         if depth or depth_model is not None or as_json or checkpoint is not None:
             _fail("--out scores single-input bundles into a table; drop --depth, --depth-model, --json and "
                   "--checkpoint")
-        from edge_iqa.collection.cli import score_collection
+        from edge_iqa.cli.collection import score_collection
 
         raise typer.Exit(score_collection([str(i) for i in images], out, _source(bundle, model), engine=engine,
                                           address=address,
