@@ -243,7 +243,9 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
                               list_setup=_ListSetup(core, model, xml, index, streams))
     batch, _, height, width = input_record(manifest)["shape"]
-    size = PreprocessSpec.from_dict(manifest.preprocess).input_size  # where the network's sides are dynamic
+    # Where the network's sides are dynamic: the bundle's preprocessed size; a depth network (loaded
+    # without a preprocessing spec) gets a square that common depth models accept (multiple of 14 and 32).
+    size = PreprocessSpec.from_dict(manifest.preprocess).input_size if manifest.preprocess else (224, 224)
     backend.warm_up((batch if batch > 0 else 1, 3, height if height > 0 else size[0], width if width > 0 else size[1]))
     return backend
 
