@@ -9,7 +9,8 @@ several MOS points.
 Resolution. |delta SROCC| measured on n photos is an estimate; its paired bootstrap standard error
 (resample the photos, recompute SROCC(model) - SROCC(FP32) on each resample) is the smallest drift
 those photos can tell apart from zero. A budget below it would pass or fail by chance, so export
-refuses it before the (minutes-long) give-back search instead of searching for noise.
+refuses one the user asks for before the (minutes-long) give-back search instead of searching for
+noise; a target profile's default budget only gets a warning, so the plain export still runs.
 """
 
 from __future__ import annotations
