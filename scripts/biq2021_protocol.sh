@@ -5,7 +5,7 @@
 #
 #   scripts/biq2021_protocol.sh validate   # two recipes on one validation split (BIQ2021 Train 90/10, CLIVE 80/20)
 #   scripts/biq2021_protocol.sh final      # the recipe chosen by the rule below, on everything (the shipped model)
-#   scripts/biq2021_protocol.sh splits     # BIQ2021 Train all + CLIVE split S 80 %, S = 0..4 (CLIVE goal)
+#   scripts/biq2021_protocol.sh splits [S ...]  # BIQ2021 Train all + CLIVE split S 80 % (default S = 0..4; CLIVE goal)
 #   scripts/biq2021_protocol.sh test       # the one-time BIQ2021 Test scoring of the final model
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +39,13 @@ case "${1:-}" in
     edge-iqa train $(common) --freeze-through "$(winner)" --val-fraction 0 --out runs/biq2021_clive_all
     "$PY" scripts/install_default_weights.py runs/biq2021_clive_all ;;
   splits)
-    for s in 0 1 2 3 4; do
+    shift; seeds=("$@"); [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2 3 4)
+    for s in "${seeds[@]}"; do
       edge-iqa train $(common) --freeze-through "$(winner)" --val-fraction 0 --val-fraction 0.2 --split-seed "$s" \
         --out "runs/split_biqall_clive_s$s"
     done ;;
   test)
     "$PY" scripts/evaluate_checkpoint.py "$BIQ/test.csv" --checkpoint runs/biq2021_clive_all/last.safetensors \
       --out runs/biq2021_clive_all/biq2021_test.json ;;
-  *) echo "usage: $0 validate|final|splits|test" >&2; exit 2 ;;
+  *) echo "usage: $0 validate|final|splits [S ...]|test" >&2; exit 2 ;;
 esac
