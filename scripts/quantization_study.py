@@ -212,8 +212,15 @@ def _srocc(scores: np.ndarray, mos: np.ndarray) -> float:
 # Named variants of a target profile: keys of QuantizationSpec, plus "keep_fp_extra" (module-path
 # patterns added to keep_fp). "A + B" on the command line merges two variants' changes into one row.
 ATTENTION_BLOCKS = ("tokens_*", "semantic", "top_down_*")
+# MobileNetV2's depthwise 3x3 convolutions (torchvision InvertedResidual: conv.0 in block 1, whose
+# expand ratio is 1; conv.1 after the 1x1 expansion elsewhere): memory-bound in INT8 (issue 13's profile).
+DEPTHWISE_CONVS = ("backbone.1.conv.0", "backbone.[2-9].conv.1", "backbone.1[0-7].conv.1")
+# The stride-2/4 inverted residuals: the give-back search's first picks on the previous weights.
+EARLY_BLOCKS = ("backbone.1", "backbone.2", "backbone.3")
 COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {}, "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
+    "depthwise convs in FP": {"keep_fp_extra": DEPTHWISE_CONVS},
+    "blocks 1-3 in FP": {"keep_fp_extra": EARLY_BLOCKS},
     "128 photos spread over MOS": {"calibration_selection": "mos_spread"},
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
 }
