@@ -225,13 +225,15 @@ COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
 }
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu": {**COMMON_VARIANTS, "smoothquant off": {"smooth_quant_alpha": -1.0},
+    "cpu": {**COMMON_VARIANTS, "percentile calibration": {"method": "percentile"},
+            "smoothquant off": {"smooth_quant_alpha": -1.0},
             "smoothquant 0.5": {"smooth_quant_alpha": 0.5}, "smoothquant 0.8": {"smooth_quant_alpha": 0.8},
             "full bias correction": {"bias_correction": "full"},
             "NNCF model type default (not transformer)": {"model_type": "default"},
             "overflow fix off (8-bit first convs)": {"overflow_fix": "disable"},
             "channel alignment (CLE)": {"channel_alignment": True}},
-    "onnxruntime": dict(COMMON_VARIANTS),
+    "onnxruntime": {**COMMON_VARIANTS, "percentile calibration": {"method": "percentile"},
+                    "entropy calibration": {"method": "entropy"}},
 }
 STUDY_VALIDATION_IMAGES = 8  # the variants are judged on the evaluation photos, not the export's validation
 
