@@ -221,6 +221,7 @@ COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {}, "attention blocks in FP": {"keep_fp_extra": ATTENTION_BLOCKS},
     "depthwise convs in FP": {"keep_fp_extra": DEPTHWISE_CONVS},
     "blocks 1-3 in FP": {"keep_fp_extra": EARLY_BLOCKS},
+    **{f"block {b} in FP": {"keep_fp_extra": (f"backbone.{b}",)} for b in (1, 2, 3)},
     "128 photos spread over MOS": {"calibration_selection": "mos_spread"},
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
 }
