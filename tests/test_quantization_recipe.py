@@ -43,9 +43,12 @@ def test_recipe_keys_are_parsed_and_refused_where_the_runtime_lacks_them(tmp_pat
     cpu = load_target(_profile(tmp_path, "cpu", 'model_type = "default"\noverflow_fix = "disable"\n'
                                                'calibration_selection = "mos_spread"\n')).quantization
     assert (cpu.model_type, cpu.overflow_fix, cpu.calibration_selection) == ("default", "disable", "mos_spread")
-    shipped = load_target("cpu").quantization
-    assert (shipped.model_type, shipped.overflow_fix, shipped.calibration_selection) == \
-        ("auto", "first_layer", "random")
+    # The shipped recipe of issue 16's variants study: block 1 kept in float, photos spread over MOS.
+    for target in ("cpu", "onnxruntime"):
+        shipped = load_target(target).quantization
+        assert shipped.calibration_selection == "mos_spread" and "backbone.1" in shipped.keep_fp, target
+    cpu_shipped = load_target("cpu").quantization
+    assert (cpu_shipped.model_type, cpu_shipped.overflow_fix) == ("auto", "first_layer")
     ort = load_target(_profile(tmp_path, "onnxruntime", 'calibration_selection = "mos_spread"\n'))
     assert ort.quantization.calibration_selection == "mos_spread"
     with pytest.raises(TargetError, match="overflow_fix are NNCF"):
