@@ -19,7 +19,15 @@ import torch
 from edge_iqa.data.datasets import read_labels, train_val_split
 from edge_iqa.errors import DatasetError
 from edge_iqa.train.losses import IQALoss
-from edge_iqa.train.multi import MODEL_SCALE, DatasetMapping, combine, count_batches, plan_batches, seeded_splits
+from edge_iqa.train.multi import (
+    MODEL_SCALE,
+    DatasetMapping,
+    combine,
+    count_batches,
+    dataset_repeats,
+    plan_batches,
+    seeded_splits,
+)
 from tests.test_train import CLIVE, MOBILENET, needs_clive
 
 
@@ -115,6 +123,27 @@ def test_each_dataset_keeps_its_own_seeded_split_and_scale(two_datasets: tuple[P
 
 
 @needs_clive
+def test_repeat_gives_a_dataset_several_shuffled_passes_per_epoch() -> None:
+    parts = [np.arange(0, 37), np.arange(100, 110)]
+    batches = plan_batches(parts, 8, np.random.default_rng(0), [1, 3])
+    assert len(batches) == count_batches([37, 10], 8, [1, 3]) == 5 + 3 * 2
+    small = np.concatenate([b for b in batches if int(b[0]) >= 100])
+    # Every image of the repeated dataset is seen exactly 3 times, the other dataset's once.
+    assert np.array_equal(np.unique(small, return_counts=True)[1], np.full(10, 3))
+    assert np.array_equal(np.sort(np.concatenate([b for b in batches if int(b[0]) < 100])), parts[0])
+    # The passes are shuffled independently (not one order three times), and repeat 1 is the old plan.
+    passes = [b for b in batches if int(b[0]) >= 100]
+    assert len({tuple(b) for b in passes}) > 2
+    once = plan_batches(parts, 8, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(once, plan_batches(parts, 8, np.random.default_rng(0), [1, 1]),
+                                                    strict=True))
+    assert dataset_repeats(2, 3) == [2, 2, 2] and dataset_repeats([1, 4], 2) == [1, 4]
+    with pytest.raises(DatasetError, match="3 --repeat values for 2 --data files"):
+        dataset_repeats([1, 2, 3], 2)
+    with pytest.raises(DatasetError, match="at least 1"):
+        dataset_repeats([1, 0], 2)
+
+
 def test_short_run_on_two_datasets_scores_0_to_100_and_keeps_batches_within_a_dataset(
         two_datasets: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_iqa.models.checkpoint import read_config
@@ -131,7 +160,7 @@ def test_short_run_on_two_datasets_scores_0_to_100_and_keeps_batches_within_a_da
     monkeypatch.setattr(IQALoss, "__call__", recording)
     config = loop.TrainConfig(
         data=[str(two_datasets[0]), str(two_datasets[1])], image_root=None, out=str(tmp_path / "run"), epochs=2,
-        batch_size=6, crop=128, lr=1e-3, warmup_epochs=0.5, val_fraction=[0.25, 0.25], threads=1,
+        batch_size=6, crop=128, lr=1e-3, warmup_epochs=0.5, val_fraction=[0.25, 0.25], repeat=[1, 2], threads=1,
         cache_dir=str(tmp_path / "cache"), cache_views=1, exact_eval=True, backbone_weights=str(MOBILENET),
         progress=False)
     files = [read_labels(two_datasets[0]), read_labels(two_datasets[1])]
@@ -139,7 +168,10 @@ def test_short_run_on_two_datasets_scores_0_to_100_and_keeps_batches_within_a_da
 
     assert seen_groups and all(len(g) == 1 for g in seen_groups)  # every batch: one dataset
     assert {next(iter(g)) for g in seen_groups} == {0, 1}
-    assert len(seen_groups) == 2 * count_batches([18, 18], 6)
+    # --repeat 1 2: the second dataset gets two passes per epoch, so twice the first one's steps.
+    assert len(seen_groups) == 2 * count_batches([18, 18], 6, [1, 2])
+    steps_per_group = [sum(1 for g in seen_groups if g == {i}) for i in (0, 1)]
+    assert steps_per_group == [2 * count_batches([18], 6), 2 * count_batches([18], 6, [2])]
     assert set(result["history"][-1]["val_datasets"]) == {"clive/labels", "study2/Train (Images and MOS)"}
     assert set(result["last_exact_datasets"]) == set(result["history"][-1]["val_datasets"])
 

@@ -33,6 +33,9 @@ def train_command(
     split_seed: int = typer.Option(0, help="Which random train/val split (or fold assignment)."),
     val_fraction: list[float] = typer.Option([0.2], help="Held-out fraction; 0 trains on everything. One for all "
                                              "datasets, or one per --data in the same order."),
+    repeat: list[int] = typer.Option([1], help="Passes over each dataset's training images per epoch (>= 1): one "
+                                     "for all, or one per --data in the same order (a small dataset's share of "
+                                     "the steps)."),
     folds: int = typer.Option(0, help="k-fold cross-validation instead of one split (0: off)."),
     fold: int = typer.Option(None, help="Run only this fold (0-based) of --folds."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
@@ -60,6 +63,7 @@ def train_command(
         loss={"l1": loss_l1, "mse": loss_mse, "plcc": loss_plcc, "rank": loss_rank},
         seed=seed, split_seed=split_seed,
         val_fraction=list(val_fraction) if len(val_fraction) > 1 else val_fraction[0], folds=folds, fold=fold,
+        repeat=list(repeat) if len(repeat) > 1 else repeat[0],
         device=device, amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,
         cache_views=cache_views,
         exact_eval=exact_eval, backbone_weights=backbone_weights, max_steps=max_steps,

@@ -38,7 +38,7 @@ from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import CheckpointError, DatasetError
 from edge_iqa.metrics import evaluate
 from edge_iqa.train.losses import IQALoss
-from edge_iqa.train.multi import Combined, combine, count_batches, plan_batches, seeded_splits
+from edge_iqa.train.multi import Combined, combine, count_batches, dataset_repeats, plan_batches, seeded_splits
 
 STATE_VERSION = 1
 
@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     val_fraction: float | list[float] = 0.2  # one for all datasets, or one per dataset
+    repeat: int | list[int] = 1  # passes over each dataset's training images per epoch (one for all, or per dataset)
     folds: int = 0
     fold: int | None = None  # run only this fold of --folds
     device: str = "auto"
@@ -367,6 +368,7 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
     labels, transform, targets, groups = data.labels, data.output_transform, data.targets, data.group
     train_idx, val_idx = data.train_idx, data.val_idx
     train_parts = [p.train_idx for p in data.parts]
+    repeats = dataset_repeats(config.repeat, len(train_parts))
     datasets_meta = [p.mapping.to_dict() for p in data.parts]
     loss_fn = IQALoss(**config.loss)
     with _Progress(config.progress) as progress:
@@ -385,7 +387,7 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
                 _log(f"init: frozen backbone blocks {differing} differ from ImageNet's; they stay frozen at "
                      "the init checkpoint's values and the stem cache is keyed by them")
         optimizer = torch.optim.AdamW(_param_groups(model, recipe.frozen, config), lr=config.lr)
-        steps_per_epoch = max(1, count_batches([len(p) for p in train_parts], config.batch_size))
+        steps_per_epoch = max(1, count_batches([len(p) for p in train_parts], config.batch_size, repeats))
         total_steps = steps_per_epoch * config.epochs
         warmup = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, warmup, config.min_lr_ratio))
@@ -424,7 +426,7 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
             losses = []
             advance = progress.task(f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
             epoch_start = time.perf_counter()
-            chunks = plan_batches(train_parts, config.batch_size, rng)
+            chunks = plan_batches(train_parts, config.batch_size, rng, repeats)
             for x, y, g in recipe.batches(chunks, targets, groups, rng):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):

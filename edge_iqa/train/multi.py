@@ -141,21 +141,39 @@ def combine(label_files: list[LabelFile], splits: list[Split]) -> Combined:
                     tuple(parts), output)
 
 
-def plan_batches(parts: list[np.ndarray], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def plan_batches(parts: list[np.ndarray], batch_size: int, rng: np.random.Generator,
+                 repeats: list[int] | None = None) -> list[np.ndarray]:
     """One epoch's batches: each dataset's training indices shuffled and cut into batches (a last
-    batch of fewer than 2 images is dropped: it carries no pair), then all batches shuffled."""
+    batch of fewer than 2 images is dropped: it carries no pair), ``repeats[i]`` times for dataset
+    ``i`` (each pass its own shuffle; default once), then all batches shuffled. Repeating a small
+    dataset gives it a larger share of the steps without changing any batch's composition rule."""
     batches = []
-    for indices in parts:
-        order = rng.permutation(indices)
-        batches.extend(chunk for start in range(0, len(order), batch_size)
-                       if len(chunk := order[start : start + batch_size]) >= 2)
+    for indices, passes in zip(parts, repeats or [1] * len(parts), strict=True):
+        for _ in range(passes):
+            order = rng.permutation(indices)
+            batches.extend(chunk for start in range(0, len(order), batch_size)
+                           if len(chunk := order[start : start + batch_size]) >= 2)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def count_batches(sizes: list[int], batch_size: int) -> int:
+def count_batches(sizes: list[int], batch_size: int, repeats: list[int] | None = None) -> int:
     """How many batches :func:`plan_batches` makes for datasets of these training sizes."""
-    return sum(n // batch_size + (1 if n % batch_size >= 2 else 0) for n in sizes)
+    return sum(passes * (n // batch_size + (1 if n % batch_size >= 2 else 0))
+               for n, passes in zip(sizes, repeats or [1] * len(sizes), strict=True))
+
+
+def dataset_repeats(repeat: int | list[int], datasets: int) -> list[int]:
+    """``--repeat``: one value for every dataset, or one per ``--data`` file, each at least 1."""
+    values = [int(r) for r in (repeat if isinstance(repeat, list | tuple) else [repeat])]
+    if len(values) == 1:
+        values = values * datasets
+    if len(values) != datasets:
+        raise DatasetError(f"{len(values)} --repeat values for {datasets} --data files; give one for all "
+                           "or one per --data, in the same order")
+    if min(values) < 1:
+        raise DatasetError(f"--repeat must be at least 1 (passes over a dataset per epoch), got {values}")
+    return values
 
 
 __all__ = ["MODEL_SCALE", "Combined", "DatasetMapping", "DatasetPart", "combine", "count_batches",
-           "dataset_name", "plan_batches", "seeded_splits"]
+           "dataset_name", "dataset_repeats", "plan_batches", "seeded_splits"]
