@@ -81,9 +81,9 @@ def validation_set() -> tuple[list[Path], np.ndarray]:
     from edge_iqa.export import calibration
     from edge_iqa.export.targets import load_target
 
-    profile = load_target("cpu")
-    rows = calibration.split(profile.quantization.calibration_samples, profile.quantization.seed,
-                             profile.parity.accuracy_images).validation
+    quant = load_target("cpu").quantization
+    rows = calibration.split(quant.calibration_samples, quant.seed, load_target("cpu").parity.accuracy_images,
+                             quant.calibration_selection).validation
     return [calibration.image_file(row) for row in rows], np.array([row.mos for row in rows])
 
 

@@ -50,8 +50,9 @@ def test_recorded_drift_equals_a_fresh_runtime_load_rescore(tmp_path: Path, monk
     recorded = manifest["accuracy"]
 
     # The same held-out images the export validated on, scored again from the finished bundle.
-    split = calibration.split(profile.quantization.calibration_samples, profile.quantization.seed,
-                              max(profile.parity.images, profile.parity.accuracy_images))
+    quant = profile.quantization
+    split = calibration.split(quant.calibration_samples, quant.seed,
+                              max(profile.parity.images, profile.parity.accuracy_images), quant.calibration_selection)
     rows = split.validation
     assert [row.original_name for row in rows] == manifest["calibration"]["validation_files"]
     stacks = calibration.prepare_images(rows, dev_spec())
