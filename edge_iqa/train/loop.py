@@ -520,6 +520,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     for labels in label_files:
         _log(f"{labels.source}: {len(labels)} images, MOS {labels.mos.min():.2f}..{labels.mos.max():.2f}")
     fractions = [float(f) for f in _as_list(config.val_fraction)]
+    dataset_repeats(config.repeat, len(label_files))  # a bad --repeat fails here, before any run folder exists
     if config.folds:
         if len(label_files) > 1:
             raise DatasetError("--folds works with one --data file; with several datasets use --split-seed "

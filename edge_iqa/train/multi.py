@@ -99,15 +99,22 @@ def dataset_name(source: Path) -> str:
 Split = tuple[np.ndarray, np.ndarray]  # (train, val) indices within one dataset
 
 
+def per_dataset(values: list[Any], datasets: int, flag: str) -> list[Any]:
+    """A per-dataset option (``--val-fraction``, ``--repeat``): one value for every dataset, or one
+    per ``--data`` file in the same order."""
+    if len(values) == 1:
+        values = values * datasets
+    if len(values) != datasets:
+        raise DatasetError(f"{len(values)} {flag} values for {datasets} --data files; "
+                           "give one for all or one per --data, in the same order")
+    return values
+
+
 def seeded_splits(label_files: list[LabelFile], val_fractions: list[float], split_seed: int) -> list[Split]:
     """Each dataset's own seeded train/val split (``val_fractions``: one for all, or one per dataset)."""
     if not label_files:
         raise DatasetError("no dataset given; pass --data CSV (repeat it for several datasets)")
-    if len(val_fractions) == 1:
-        val_fractions = val_fractions * len(label_files)
-    if len(val_fractions) != len(label_files):
-        raise DatasetError(f"{len(val_fractions)} --val-fraction values for {len(label_files)} --data files; "
-                           "give one for all or one per --data, in the same order")
+    val_fractions = per_dataset(val_fractions, len(label_files), "--val-fraction")
     return [train_val_split(len(f), fraction, split_seed)
             for f, fraction in zip(label_files, val_fractions, strict=True)]
 
@@ -164,16 +171,12 @@ def count_batches(sizes: list[int], batch_size: int, repeats: list[int] | None =
 
 def dataset_repeats(repeat: int | list[int], datasets: int) -> list[int]:
     """``--repeat``: one value for every dataset, or one per ``--data`` file, each at least 1."""
-    values = [int(r) for r in (repeat if isinstance(repeat, list | tuple) else [repeat])]
-    if len(values) == 1:
-        values = values * datasets
-    if len(values) != datasets:
-        raise DatasetError(f"{len(values)} --repeat values for {datasets} --data files; give one for all "
-                           "or one per --data, in the same order")
+    values = per_dataset([int(r) for r in (repeat if isinstance(repeat, list | tuple) else [repeat])], datasets,
+                         "--repeat")
     if min(values) < 1:
         raise DatasetError(f"--repeat must be at least 1 (passes over a dataset per epoch), got {values}")
     return values
 
 
 __all__ = ["MODEL_SCALE", "Combined", "DatasetMapping", "DatasetPart", "combine", "count_batches",
-           "dataset_name", "dataset_repeats", "plan_batches", "seeded_splits"]
+           "dataset_name", "dataset_repeats", "per_dataset", "plan_batches", "seeded_splits"]
