@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -81,8 +82,9 @@ def validation_set() -> tuple[list[Path], np.ndarray]:
     from edge_iqa.export import calibration
     from edge_iqa.export.targets import load_target
 
-    quant = load_target("cpu").quantization
-    rows = calibration.split(quant.calibration_samples, quant.seed, load_target("cpu").parity.accuracy_images,
+    profile = load_target("cpu")
+    quant = profile.quantization
+    rows = calibration.split(quant.calibration_samples, quant.seed, profile.parity.accuracy_images,
                              quant.calibration_selection).validation
     return [calibration.image_file(row) for row in rows], np.array([row.mos for row in rows])
 
@@ -292,7 +294,10 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             quant = trial.quantization
             rows = calibration.split(quant.calibration_samples, quant.seed, STUDY_VALIDATION_IMAGES,
                                      quant.calibration_selection).calibration
-            out = work / f"{target}-{_slug(name)}"
+            # Named after the recipe it builds, not only the variant's name: "default" follows the target
+            # profile, so a --work folder kept across a profile change must not reuse the old build.
+            recipe = hashlib.sha256(json.dumps(dataclasses.asdict(quant), sort_keys=True).encode()).hexdigest()[:8]
+            out = work / f"{target}-{_slug(name)}-{recipe}"
             start = time.perf_counter()
             try:
                 built = _build_once(out, backend, graph.path, trial,
