@@ -32,7 +32,7 @@ from torch import nn
 import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
-from edge_iqa.export import accuracy_control, calibration
+from edge_iqa.export import accuracy_control, calibration, equalize
 from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import export_backend
@@ -140,8 +140,17 @@ def export_bundle(
 
     with tempfile.TemporaryDirectory(prefix="edge-iqa-export-") as tmp:
         work = Path(tmp)
+        exported, equalized = model, []
+        if precision == "int8" and quant.activation_equalization:
+            # Exact in floating point, so the parity gate below also checks it (graph vs ``model``).
+            with _step(console, f"activation equalization (alpha {quant.activation_equalization:g})") as note:
+                exported, equalized = equalize.equalized_copy(
+                    model, equalize.image_batches(calibration.iter_calibration_feeds(split.calibration, spec, names),
+                                                  names[0]),
+                    quant.activation_equalization)
+                note["done"] = f"{len(equalized)} bottleneck stream(s)"
         with _step(console, f"ONNX export (opset {profile.opset})") as note:
-            graph = export_onnx(model, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
+            graph = export_onnx(exported, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
                                 form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
             note["done"] = f"{graph.fused_attention_ops} fused attention op(s) for {graph.attention_calls} call(s)"
         with _step(console, f"PyTorch reference on {len(split.evaluation)} real images, parity gate on "
@@ -170,8 +179,10 @@ def export_bundle(
         validation = accuracy_control.Validation(images.take(slice(0, n_check)), reference[:n_check], mos[:n_check])
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
-            return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
-                             onnx_parity, accuracy, split, quant)
+            manifest = _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
+                                 onnx_parity, accuracy, split, quant)
+            manifest["calibration"]["equalized_streams"] = equalized
+            return manifest
 
         def measure(staging: Path, built: dict[str, Any]) -> dict[str, Any]:
             # The staged bundle through runtime.load: the code path and settings a user gets.

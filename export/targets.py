@@ -39,7 +39,7 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
              "quantization", "parity", "inherits", "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
-               "channel_alignment"}
+               "channel_alignment", "activation_equalization"}
 BIAS_CORRECTIONS = ("fast", "full")
 # Which shipped images calibrate: a seeded random draw, or spread evenly over the MOS range.
 CALIBRATION_SELECTIONS = ("random", "mos_spread")
@@ -81,6 +81,9 @@ class QuantizationSpec:
     # "random": the first calibration_samples of the seeded permutation; "mos_spread": evenly spaced
     # over the images sorted by MOS (every quality level calibrates), the rest held out as before.
     calibration_selection: str = "random"
+    # Every runtime: SmoothQuant-style alpha of the exact rescaling of MobileNetV2's linear bottleneck
+    # streams before INT8 (``edge_iqa.export.equalize``); 0 = off, (0, 1] = on.
+    activation_equalization: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,11 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
         if alpha > 1:
             raise TargetError(f"{source}: 'quantization.smooth_quant_alpha' must be <= 1 (negative: off), got {alpha}")
     bias = _choice(source, "quantization.bias_correction", raw.get("bias_correction", "fast"), BIAS_CORRECTIONS)
+    equalization = float(_check_type(source, "quantization.activation_equalization",
+                                     raw.get("activation_equalization", 0.0), (int, float)))
+    if not 0 <= equalization <= 1:
+        raise TargetError(f"{source}: 'quantization.activation_equalization' is an alpha in (0, 1] (0: off), "
+                          f"got {equalization}")
     nncf_only = [key for key in _NNCF_ONLY if key in raw]
     if runtime != "openvino" and nncf_only:
         raise TargetError(f"{source}: {', '.join(nncf_only)} are NNCF (OpenVINO) settings, not {runtime} ones")
@@ -330,7 +338,8 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
                                                  raw.get("overflow_fix", "first_layer"), OVERFLOW_FIXES),
                             calibration_selection=_choice(source, "quantization.calibration_selection",
                                                           raw.get("calibration_selection", "random"),
-                                                          CALIBRATION_SELECTIONS))
+                                                          CALIBRATION_SELECTIONS),
+                            activation_equalization=equalization)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

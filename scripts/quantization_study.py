@@ -226,6 +226,7 @@ COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     **{f"block {b} in FP": {"keep_fp_extra": (f"backbone.{b}",)} for b in (1, 2, 3)},
     "128 photos spread over MOS": {"calibration_selection": "mos_spread"},
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
+    **{f"equalized bottlenecks {alpha:g}": {"activation_equalization": alpha} for alpha in (0.5, 0.75, 1.0)},
 }
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {**COMMON_VARIANTS, "percentile calibration": {"method": "percentile"},
@@ -265,7 +266,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     every variant vs the target's default, the variants taking turns in one process."""
     import torch
 
-    from edge_iqa.export import calibration
+    from edge_iqa.export import calibration, equalize
     from edge_iqa.export.accuracy_control import latency_ms
     from edge_iqa.export.parity import raw_scores
     from edge_iqa.export.staging import artifact_document, load_staged
@@ -274,7 +275,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden)
     names = tuple(get_model_info(args.model).inputs)
-    paths, mos = evaluation_set(args.eval_images)
+    paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec, names)
     work = weights_folder(args) or Path(tempfile.mkdtemp(prefix="edge-iqa-variants-"))
     reference = fp32_reference(args, work, model, spec, names, stacks)
@@ -283,7 +284,8 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     for target in args.targets:
         graph_dir = work / f"graph-{os.getpid()}"  # study processes sharing --work each export their own
         graph_dir.mkdir(parents=True, exist_ok=True)
-        profile, backend, graph = target_graph(model, spec, names, target, graph_dir)
+        profile, backend, plain_graph = target_graph(model, spec, names, target, graph_dir)
+        graphs = {0.0: plain_graph}  # one ONNX graph per activation-equalization alpha
         scorers: dict[str, Any] = {}
         wanted = args.variants or list(VARIANTS[target])
         for name in ["default", *[v for v in wanted if v != "default"]]:
@@ -299,6 +301,13 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             recipe = hashlib.sha256(json.dumps(dataclasses.asdict(quant), sort_keys=True).encode()).hexdigest()[:8]
             out = work / f"{target}-{_slug(name)}-{recipe}"
             start = time.perf_counter()
+            alpha = quant.activation_equalization
+            if alpha not in graphs:  # the export's equalization on the same calibration photos
+                equalized, _ = equalize.equalized_copy(model, equalize.image_batches(
+                    calibration.iter_calibration_feeds(rows, spec, names), names[0]), alpha)
+                (graph_dir / f"eq{alpha:g}").mkdir(exist_ok=True)
+                graphs[alpha] = target_graph(equalized, spec, names, target, graph_dir / f"eq{alpha:g}")[2]
+            graph = graphs[alpha]
             try:
                 built = _build_once(out, backend, graph.path, trial,
                                     lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names), work)
@@ -312,7 +321,8 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
                    "calibration_photos": len(rows), "build_s": round(time.perf_counter() - start, 1),
                    "images": len(stacks), **drift_record(
-                       _cached_scores(out / f"scores-{len(paths)}.npy", lambda s=scorer: raw_scores(s, stacks)),
+                       _cached_scores(out / f"scores-{args.photos}-{len(paths)}.npy",
+                                      lambda s=scorer: raw_scores(s, stacks)),
                        reference, mos, not args.golden, scale)}
             results.append(row)
             print(json.dumps(row), flush=True)
@@ -492,8 +502,10 @@ def main() -> None:
     sub.choices["bundles"].add_argument("--speed-rounds", type=int, default=5)
     sub.choices["bundles"].add_argument("--work", type=Path, default=None,
                                         help="cache the PyTorch FP32 scores here (shared with `variants --work`)")
-    sub.choices["bundles"].add_argument("--photos", choices=["evaluation", "validation"], default="evaluation",
-                                        help="CLIVE evaluation photos, or the export's 128 validation photos")
+    for name in ("variants", "bundles"):
+        sub.choices[name].add_argument("--photos", choices=["evaluation", "validation"], default="evaluation",
+                                       help="CLIVE evaluation photos, or the export's 128 validation photos "
+                                            "(choose a recipe on these, report it on the evaluation photos)")
     args = parser.parse_args()
     studies = {"calibration": calibration_study, "variants": variants_study, "bundles": bundles_study}
     result = studies[args.command](args)

@@ -111,6 +111,13 @@ class EdgeHybridIQA(nn.Module):
             raise CheckpointError(f"ImageNet MobileNetV2 file lacks {len(missing)} backbone keys, e.g. {missing[:3]}")
         self.backbone.load_state_dict({k: mapped[k] for k in own}, strict=True)
 
+    def equalizable_backbone(self) -> tuple[nn.Sequential, dict[int, nn.Module]]:
+        """The MobileNetV2 blocks and, per tapped block, the 1x1 conv that reads the tap (after an
+        average pool at most): export's activation equalization rescales the bottlenecks and these
+        readers together (``edge_iqa.export.equalize``)."""
+        readers = (self.tokens_c1, self.tokens_c2, self.tokens_c3)
+        return self.backbone, {tap: tokens.proj[0] for tap, tokens in zip(MOBILENET_V2_TAPS, readers, strict=True)}
+
     def pyramid(self, x: torch.Tensor, start: int = 0) -> list[torch.Tensor]:
         """Backbone taps from block ``start`` on (``start > 0`` resumes from a cached stem output)."""
         taps = []

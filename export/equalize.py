@@ -1,0 +1,160 @@
+"""Activation equalization of MobileNetV2's linear bottlenecks, exact in floating point.
+
+INT8 quantizes each activation tensor with one scale (per-tensor), while its channels can span very
+different ranges: in the default model the stride-32 residual stream (blocks 14-16, trained by us)
+has channels 5x wider than the median one, so the narrow channels get a handful of INT8 levels. The
+bottleneck between two inverted residuals is *linear* (projection conv + BatchNorm, then the
+residual add and the next block's 1x1 expansion conv, no activation in between), so dividing
+channel c of the whole stream by s_c, and multiplying the readers' weights of input channel c by
+s_c, computes the same function (up to float rounding) with channel ranges evened out. Measured on
+the default model, issue 16 (docs/quantization.md, "Equalized bottlenecks").
+
+s_c = r_c ** alpha / w_c ** (1 - alpha), SmoothQuant's balance between r_c, the channel's largest
+|activation| on the calibration photos (over every tensor of the stream), and w_c, the largest
+|weight| reading it in the reader convolutions: alpha = 1 evens out the activations fully and moves
+their spread into the weights (which INT8 quantizes per output channel, not per input channel), so a
+value in between is the better trade (chosen on the validation photos, not the reporting ones).
+
+A stream is equalized only when every reader can absorb the scale: the next blocks' 1x1 expansion
+convs and, where the rest of the model taps the stream, the 1x1 conv that reads the tap (the model
+declares it; a tap read by anything else leaves its stream alone).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_iqa.errors import ExportError
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Blocks ``producers`` (the first starts the stream, the others add to it) write the stream;
+    the 1x1 convs ``readers`` read it (the next blocks' expansion convs and the taps' readers)."""
+
+    producers: tuple[int, ...]
+    readers: tuple[nn.Conv2d, ...]
+
+
+def _is_inverted_residual(block: nn.Module) -> bool:
+    conv = getattr(block, "conv", None)
+    return (hasattr(block, "use_res_connect") and isinstance(conv, nn.Sequential) and len(conv) >= 3
+            and isinstance(conv[-2], nn.Conv2d) and isinstance(conv[-1], nn.BatchNorm2d))
+
+
+def _expansion_conv(block: nn.Module) -> nn.Conv2d | None:
+    """The 1x1 conv that reads the block's input (None for expand ratio 1: a depthwise conv reads it,
+    and a depthwise conv cannot absorb a per-input-channel scale without changing its BN)."""
+    first = block.conv[0]
+    conv = first[0] if isinstance(first, nn.Sequential) else first
+    if isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.kernel_size == (1, 1):
+        return conv
+    return None
+
+
+def _is_pointwise(conv: nn.Module | None) -> bool:
+    return isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.kernel_size == (1, 1)
+
+
+def find_streams(features: nn.Sequential, tap_readers: Mapping[int, nn.Module | None]) -> list[Stream]:
+    """The equalizable bottleneck streams of a torchvision-style MobileNetV2 ``features`` sequence.
+
+    ``tap_readers``: for each block whose output the rest of the model reads, the 1x1 conv that reads
+    it through per-channel-linear ops only (pooling, nothing else), or None when something else does;
+    a stream with such a tap, or with any reader that cannot absorb the scale, is left alone."""
+    streams, index = [], 0
+    blocks = list(features)
+    while index < len(blocks):
+        if not _is_inverted_residual(blocks[index]) or blocks[index].use_res_connect:
+            index += 1
+            continue
+        end = index
+        while end + 1 < len(blocks) and _is_inverted_residual(blocks[end + 1]) and blocks[end + 1].use_res_connect:
+            end += 1
+        readers = [_expansion_conv(blocks[i]) if _is_inverted_residual(blocks[i]) else None
+                   for i in range(index + 1, min(end + 2, len(blocks)))]
+        readers += [tap_readers[i] for i in range(index, end + 1) if i in tap_readers]
+        if readers and all(_is_pointwise(reader) for reader in readers):
+            streams.append(Stream(tuple(range(index, end + 1)), tuple(readers)))
+        index = end + 1
+    return streams
+
+
+def channel_ranges(features: nn.Sequential, streams: list[Stream], batches: Iterable[torch.Tensor],
+                   ) -> list[torch.Tensor]:
+    """Per stream, each channel's largest |activation| over its tensors and the ``batches``."""
+    ranges: dict[int, torch.Tensor] = {}
+    owner = {block: i for i, stream in enumerate(streams) for block in stream.producers}
+
+    def record(index: int):
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            peak = output.detach().abs().amax(dim=(0, 2, 3))
+            ranges[index] = peak if index not in ranges else torch.maximum(ranges[index], peak)
+        return hook
+
+    handles = [features[block].register_forward_hook(record(i)) for block, i in owner.items()]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                features(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(ranges) != len(streams):
+        raise ExportError("activation equalization saw no calibration batch: nothing to measure ranges on")
+    return [ranges[i] for i in range(len(streams))]
+
+
+def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: list[torch.Tensor],
+                     alpha: float) -> list[dict[str, object]]:
+    """Rescale ``features`` in place (see the module docstring); returns one record per stream."""
+    if not 0 < alpha <= 1:
+        raise ExportError(f"activation equalization alpha must be in (0, 1], got {alpha}")
+    records = []
+    with torch.no_grad():
+        for stream, peak in zip(streams, ranges, strict=True):
+            readers = stream.readers
+            weight_peak = torch.stack([conv.weight.abs().amax(dim=(0, 2, 3)) for conv in readers]).amax(dim=0)
+            peak = peak.clamp_min(1e-8)
+            scale = peak ** alpha / weight_peak.clamp_min(1e-8) ** (1 - alpha)
+            scale = scale / scale.log().mean().exp()  # geometric mean 1: only the spread matters
+            for block in stream.producers:
+                bn = features[block].conv[-1]
+                bn.weight.div_(scale)
+                bn.bias.div_(scale)
+            for conv in readers:
+                conv.weight.mul_(scale.view(1, -1, 1, 1))
+            after = peak / scale
+            records.append({"blocks": list(stream.producers), "readers": len(readers),
+                            "channels": int(peak.numel()),
+                            "range_ratio_before": round(float(peak.max() / peak.median()), 3),
+                            "range_ratio_after": round(float(after.max() / after.median()), 3)})
+    return records
+
+
+def equalized_copy(model: nn.Module, batches: Iterable[np.ndarray], alpha: float,
+                   ) -> tuple[nn.Module, list[dict[str, object]]]:
+    """A copy of ``model`` with its bottleneck streams equalized on ``batches`` (preprocessed image
+    rows, NCHW float32), and what was done; the model itself is not changed. A model that does not
+    declare a MobileNetV2 backbone (``equalizable_backbone()``: the ``features`` sequence and its
+    tap readers) comes back as it is, with no records."""
+    if not hasattr(model, "equalizable_backbone"):
+        return model, []
+    model = copy.deepcopy(model).eval()
+    features, tap_readers = model.equalizable_backbone()
+    streams = find_streams(features, tap_readers)
+    if not streams:
+        return model, []
+    ranges = channel_ranges(features, streams, (torch.from_numpy(np.ascontiguousarray(b)) for b in batches))
+    return model, equalize_streams(features, streams, ranges, alpha)
+
+
+def image_batches(feeds: Iterable[dict[str, np.ndarray]], name: str = "image") -> Iterator[np.ndarray]:
+    """The ``name`` rows of the export's calibration feeds (one dict per crop)."""
+    return (feed[name] for feed in feeds)
