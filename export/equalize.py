@@ -6,14 +6,15 @@ has channels 5x wider than the median one, so the narrow channels get a handful 
 bottleneck between two inverted residuals is *linear* (projection conv + BatchNorm, then the
 residual add and the next block's 1x1 expansion conv, no activation in between), so dividing
 channel c of the whole stream by s_c, and multiplying the readers' weights of input channel c by
-s_c, computes the same function (up to float rounding) with channel ranges evened out. Measured on
-the default model, issue 16 (docs/quantization.md, "Equalized bottlenecks").
+s_c, computes the same function with channel ranges evened out; with s_c a power of two, bit for
+bit. Measured on the default model, issue 16 (docs/quantization.md, "Equalized bottlenecks").
 
-s_c = r_c ** alpha / w_c ** (1 - alpha), SmoothQuant's balance between r_c, the channel's largest
-|activation| on the calibration photos (over every tensor of the stream), and w_c, the largest
-|weight| reading it in the reader convolutions: alpha = 1 evens out the activations fully and moves
-their spread into the weights (which INT8 quantizes per output channel, not per input channel), so a
-value in between is the better trade (chosen on the validation photos, not the reporting ones).
+s_c = r_c ** alpha / w_c ** (1 - alpha), rounded to a power of two: SmoothQuant's balance between
+r_c, the channel's largest |activation| on the calibration photos (over every tensor of the stream),
+and w_c, the largest |weight| reading it in the reader convolutions. alpha = 1 evens out the
+activations fully and moves their spread into the weights (which INT8 quantizes per output channel,
+not per input channel), so a value in between is the better trade (chosen on the validation photos,
+not the reporting ones).
 
 A stream is equalized only when every reader can absorb the scale: the next blocks' 1x1 expansion
 convs and, where the rest of the model taps the stream, the 1x1 conv that reads the tap (the model
@@ -122,8 +123,12 @@ def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: lis
             readers = stream.readers
             weight_peak = torch.stack([conv.weight.abs().amax(dim=(0, 2, 3)) for conv in readers]).amax(dim=0)
             peak = peak.clamp_min(1e-8)
-            scale = peak ** alpha / weight_peak.clamp_min(1e-8) ** (1 - alpha)
-            scale = scale / scale.log().mean().exp()  # geometric mean 1: only the spread matters
+            ideal = peak ** alpha / weight_peak.clamp_min(1e-8) ** (1 - alpha)
+            ideal = ideal / ideal.log().mean().exp()  # geometric mean 1: only the spread matters
+            # Powers of two: multiplying a float by 2^k is exact, so the rescaled network computes
+            # bit-identical scores, and a peak that moves by a rounding error (another thread
+            # count) gives the same scales, hence the same INT8 build.
+            scale = torch.exp2(torch.round(torch.log2(ideal)))
             for block in stream.producers:
                 bn = features[block].conv[-1]
                 bn.weight.div_(scale)

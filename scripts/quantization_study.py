@@ -23,6 +23,9 @@ batch-1 latency relative to the target's default INT8 (interleaved in one proces
     python scripts/quantization_study.py variants --targets cpu onnxruntime --eval-images 0 \
         --out study/variants.json
 
+``--photos validation`` scores the variants on the export's 128 validation photos instead: choose a
+recipe there, then report it on the evaluation photos (which the bench reports too).
+
 ``bundles``: score exported bundles (``edge_iqa.runtime.load``) on the evaluation images and
 compare with PyTorch FP32 of the same checkpoint.
 
@@ -36,6 +39,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -227,6 +231,7 @@ COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     "128 photos spread over MOS": {"calibration_selection": "mos_spread"},
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
     **{f"equalized bottlenecks {alpha:g}": {"activation_equalization": alpha} for alpha in (0.5, 0.75, 1.0)},
+    "bottlenecks not equalized": {"activation_equalization": 0.0},
 }
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {**COMMON_VARIANTS, "percentile calibration": {"method": "percentile"},
@@ -515,7 +520,7 @@ def main() -> None:
         result["markdown"] = markdown_rows(result["rows"], label, speed)
         print(result["markdown"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), **result}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"command": shlex.join(sys.argv), **result}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def test_equalized_copy_scores_the_same_with_even_channel_ranges(default_model, 
     assert all(torch.equal(before[k], v) for k, v in default_model.state_dict().items())  # original untouched
     assert [tuple(r["blocks"]) for r in records] == DEFAULT_STREAMS
     # The stride-32 stream (trained by us) is the uneven one: its widest channel is several medians wide.
-    assert records[5]["range_ratio_before"] > 3 and all(r["range_ratio_after"] == pytest.approx(1.0) for r in records)
+    # alpha 1 evens the channel peaks out up to the power-of-two rounding (each within sqrt(2) of the mean).
+    assert records[5]["range_ratio_before"] > 3 and all(r["range_ratio_after"] <= 2 + 1e-3 for r in records)
     with torch.no_grad():
         original = default_model(torch.from_numpy(val)).numpy()
         rescaled = equalized(torch.from_numpy(val)).numpy()
@@ -66,10 +67,11 @@ def test_equalized_copy_scores_the_same_with_even_channel_ranges(default_model, 
         features, taps = equalized.equalizable_backbone()
         streams = equalize.find_streams(features, taps)
         peaks = equalize.channel_ranges(features, streams, [torch.from_numpy(cal)])
-    np.testing.assert_allclose(rescaled, original, atol=1e-5)
+    # Power-of-two scales: the same scores bit for bit, not merely close.
+    np.testing.assert_array_equal(rescaled, original)
     assert np.ptp(original) > 0.05  # real photos, different scores: the comparison means something
     for peak in peaks:
-        assert float(peak.max() / peak.min()) == pytest.approx(1.0, abs=1e-3)
+        assert float(peak.max() / peak.min()) <= 2 + 1e-3
 
 
 def test_bad_alpha_and_models_without_a_declared_backbone(default_model, photos, tmp_path: Path) -> None:
