@@ -33,6 +33,8 @@ from torch import nn
 
 from edge_iqa.errors import ExportError
 
+MAX_LOG2_SCALE = 4
+
 
 @dataclass(frozen=True)
 class Stream:
@@ -49,18 +51,17 @@ def _is_inverted_residual(block: nn.Module) -> bool:
             and isinstance(conv[-2], nn.Conv2d) and isinstance(conv[-1], nn.BatchNorm2d))
 
 
+def _is_pointwise(conv: nn.Module | None) -> bool:
+    """A 1x1 conv over all channels: its weight's input-channel axis (dim 1) absorbs the scale."""
+    return isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.kernel_size == (1, 1)
+
+
 def _expansion_conv(block: nn.Module) -> nn.Conv2d | None:
-    """The 1x1 conv that reads the block's input (None for expand ratio 1: a depthwise conv reads it,
-    and a depthwise conv cannot absorb a per-input-channel scale without changing its BN)."""
+    """The 1x1 conv that reads the block's input, or None (expand ratio 1: the depthwise conv reads
+    it; in MobileNetV2 that is block 1 only, whose input a ReLU6 writes, so it reads no stream)."""
     first = block.conv[0]
     conv = first[0] if isinstance(first, nn.Sequential) else first
-    if isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.kernel_size == (1, 1):
-        return conv
-    return None
-
-
-def _is_pointwise(conv: nn.Module | None) -> bool:
-    return isinstance(conv, nn.Conv2d) and conv.groups == 1 and conv.kernel_size == (1, 1)
+    return conv if _is_pointwise(conv) else None
 
 
 def find_streams(features: nn.Sequential, tap_readers: Mapping[int, nn.Module | None]) -> list[Stream]:
@@ -128,7 +129,9 @@ def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: lis
             # Powers of two: multiplying a float by 2^k is exact, so the rescaled network computes
             # bit-identical scores, and a peak that moves by a rounding error (another thread
             # count) gives the same scales, hence the same INT8 build.
-            scale = torch.exp2(torch.round(torch.log2(ideal)))
+            # At most 2^4 either way (the default model uses 2^-2..2^2): a channel that was ~0 on every
+            # calibration photo must not be blown up for the photos where it is not.
+            scale = torch.exp2(torch.round(torch.log2(ideal)).clamp(-MAX_LOG2_SCALE, MAX_LOG2_SCALE))
             for block in stream.producers:
                 bn = features[block].conv[-1]
                 bn.weight.div_(scale)

@@ -79,6 +79,16 @@ def test_bad_alpha_and_models_without_a_declared_backbone(default_model, photos,
     streams = equalize.find_streams(features, taps)
     with pytest.raises(ExportError, match=r"alpha must be in \(0, 1\]"):
         equalize.equalize_streams(copy.deepcopy(features), streams, [torch.ones(1)] * len(streams), 0.0)
+    # A channel that was 0 on every calibration photo moves by at most 2^4, not by 1e8.
+    model = copy.deepcopy(default_model)
+    features, taps = model.equalizable_backbone()
+    streams = equalize.find_streams(features, taps)
+    peaks = [torch.ones(stream.readers[0].weight.shape[1]) for stream in streams]
+    peaks[5][0] = 0.0
+    gamma = features[14].conv[-1].weight.clone()
+    equalize.equalize_streams(features, streams, peaks, 1.0)
+    moved = (gamma / features[14].conv[-1].weight).detach()
+    assert float(moved[0]) == 2.0 ** -equalize.MAX_LOG2_SCALE and float(moved.max()) <= 2.0 ** equalize.MAX_LOG2_SCALE
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
     assert equalize.equalized_copy(plain, [photos[0]], 1.0) == (plain, [])
     with pytest.raises(ExportError, match="no calibration batch"):
