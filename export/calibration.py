@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from edge_iqa.data.imageio import load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
 from edge_iqa.runtime.scorer import network_inputs
+
+if TYPE_CHECKING:
+    from edge_iqa.export.targets import TargetProfile
 
 CLIVE_SELECTION_SEED = 20250
 CLIVE_SELECTION_COUNT = 256
@@ -89,6 +93,14 @@ def split(calibration_samples: int, seed: int, evaluation_images: int, selection
     overlaps = len(rest) < evaluation_images
     evaluation = (rest + order)[:evaluation_images]
     return CalibrationSplit(calibration, evaluation, overlaps)
+
+
+def profile_split(profile: TargetProfile) -> CalibrationSplit:
+    """The split ``edge-iqa export`` uses for ``profile``: its calibration photos, then the held-out
+    photos of the parity gate and of the accuracy budget (``validation``: the export's validation photos)."""
+    quant = profile.quantization
+    return split(quant.calibration_samples, quant.seed, max(profile.parity.images, profile.parity.accuracy_images),
+                 quant.calibration_selection)
 
 
 def image_file(row: CalibrationImage) -> Path:

@@ -24,7 +24,7 @@ declares it; a tap read by anything else leaves its stream alone).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,12 +146,13 @@ def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: lis
     return records
 
 
-def equalized_copy(model: nn.Module, batches: Iterable[np.ndarray], alpha: float,
+def equalized_copy(model: nn.Module, feeds: Iterable[dict[str, np.ndarray]], alpha: float, input_name: str = "image",
                    ) -> tuple[nn.Module, list[dict[str, object]]]:
-    """A copy of ``model`` with its bottleneck streams equalized on ``batches`` (preprocessed image
-    rows, NCHW float32), and what was done; the model itself is not changed. A model that does not
-    declare a MobileNetV2 backbone (``equalizable_backbone()``: the ``features`` sequence and its
-    tap readers) comes back as it is, with no records."""
+    """A copy of ``model`` with its bottleneck streams equalized on the ``input_name`` rows of
+    ``feeds`` (the export's calibration feeds: one dict of NCHW float32 arrays per batch), and what
+    was done; the model itself is not changed. A model that does not declare a MobileNetV2 backbone
+    (``equalizable_backbone()``: the ``features`` sequence and its tap readers) comes back as it is,
+    with no records."""
     if not hasattr(model, "equalizable_backbone"):
         return model, []
     model = copy.deepcopy(model).eval()
@@ -159,10 +160,5 @@ def equalized_copy(model: nn.Module, batches: Iterable[np.ndarray], alpha: float
     streams = find_streams(features, tap_readers)
     if not streams:
         return model, []
-    ranges = channel_ranges(features, streams, (torch.from_numpy(np.ascontiguousarray(b)) for b in batches))
-    return model, equalize_streams(features, streams, ranges, alpha)
-
-
-def image_batches(feeds: Iterable[dict[str, np.ndarray]], name: str = "image") -> Iterator[np.ndarray]:
-    """The ``name`` rows of the export's calibration feeds (one dict per crop)."""
-    return (feed[name] for feed in feeds)
+    batches = (torch.from_numpy(np.ascontiguousarray(feed[input_name])) for feed in feeds)
+    return model, equalize_streams(features, streams, channel_ranges(features, streams, batches), alpha)

@@ -133,8 +133,7 @@ def export_bundle(
     budget = AccuracyBudget(profile.accuracy_budget, profile.max_score_error, profile.p99_score_error,
                             score_scale=float(transform["scale"]))
     quant = profile.quantization
-    split = calibration.split(quant.calibration_samples, quant.seed,
-                              max(profile.parity.images, profile.parity.accuracy_images), quant.calibration_selection)
+    split = calibration.profile_split(profile)
     console.print(f"[bold]edge-iqa export[/bold] {model_name} -> target [cyan]{profile.name}[/cyan] "
                   f"({profile.runtime}, {precision}, attention {profile.attention_form}) -> {out}")
 
@@ -145,9 +144,8 @@ def export_bundle(
             # Exact in floating point, so the parity gate below also checks it (graph vs ``model``).
             with _step(console, f"activation equalization (alpha {quant.activation_equalization:g})") as note:
                 exported, equalized = equalize.equalized_copy(
-                    model, equalize.image_batches(calibration.iter_calibration_feeds(split.calibration, spec, names),
-                                                  names[0]),
-                    quant.activation_equalization)
+                    model, calibration.iter_calibration_feeds(split.calibration, spec, names),
+                    quant.activation_equalization, names[0])
                 note["done"] = f"{len(equalized)} bottleneck stream(s)"
         with _step(console, f"ONNX export (opset {profile.opset})") as note:
             graph = export_onnx(exported, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
@@ -179,10 +177,8 @@ def export_bundle(
         validation = accuracy_control.Validation(images.take(slice(0, n_check)), reference[:n_check], mos[:n_check])
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
-            manifest = _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
-                                 onnx_parity, accuracy, split, quant)
-            manifest["calibration"]["equalized_streams"] = equalized
-            return manifest
+            return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
+                             onnx_parity, accuracy, split, quant, equalized)
 
         def measure(staging: Path, built: dict[str, Any]) -> dict[str, Any]:
             # The staged bundle through runtime.load: the code path and settings a user gets.
@@ -315,7 +311,7 @@ def _srocc(scores: np.ndarray, mos: np.ndarray) -> float | None:
 def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str, spec: PreprocessSpec,
               transform: dict[str, float], weights: dict[str, Any], graph: Any, built: dict[str, Any],
               onnx_parity: dict[str, Any], accuracy: dict[str, Any] | None, split: calibration.CalibrationSplit,
-              quant: Any) -> dict[str, Any]:
+              quant: Any, equalized_streams: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "edge_iqa_version": edge_iqa.__version__,
@@ -338,7 +334,8 @@ def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str
                         "method": quant.method if precision == "int8" else None,
                         "samples": len(split.calibration) if precision == "int8" else 0,
                         "seed": quant.seed, "selection": quant.calibration_selection,
-                        "keep_fp_patterns": list(quant.keep_fp), **split.record()},
+                        "keep_fp_patterns": list(quant.keep_fp), **split.record(),
+                        "equalized_streams": equalized_streams},
         "quantization": built["quantization"],
         "integer_kernels": built["integer_kernels"],
         "parity": {"onnx_fp32_vs_torch": onnx_parity},

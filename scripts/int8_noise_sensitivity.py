@@ -91,10 +91,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, spec, transform, _ = load_model_for_export(args.model)
     model.eval()
-    profile = load_target(args.target)
-    quant = profile.quantization
-    split = calibration.split(quant.calibration_samples, quant.seed, profile.parity.accuracy_images,
-                              quant.calibration_selection)
+    split = calibration.profile_split(load_target(args.target))
     cal = torch.from_numpy(calibration.prepare_images(split.calibration, spec).rows())
     val = torch.from_numpy(calibration.prepare_images(split.validation, spec).rows())
     modules = tensors(model)

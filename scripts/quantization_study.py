@@ -86,10 +86,7 @@ def validation_set() -> tuple[list[Path], np.ndarray]:
     from edge_iqa.export import calibration
     from edge_iqa.export.targets import load_target
 
-    profile = load_target("cpu")
-    quant = profile.quantization
-    rows = calibration.split(quant.calibration_samples, quant.seed, profile.parity.accuracy_images,
-                             quant.calibration_selection).validation
+    rows = calibration.profile_split(load_target("cpu")).validation
     return [calibration.image_file(row) for row in rows], np.array([row.mos for row in rows])
 
 
@@ -308,8 +305,8 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             alpha = quant.activation_equalization
             if alpha not in graphs:  # the export's equalization on the same calibration photos
-                equalized, _ = equalize.equalized_copy(model, equalize.image_batches(
-                    calibration.iter_calibration_feeds(rows, spec, names), names[0]), alpha)
+                equalized, _ = equalize.equalized_copy(
+                    model, calibration.iter_calibration_feeds(rows, spec, names), alpha, names[0])
                 (graph_dir / f"eq{alpha:g}").mkdir(exist_ok=True)
                 graphs[alpha] = target_graph(equalized, spec, names, target, graph_dir / f"eq{alpha:g}")[2]
             graph = graphs[alpha]

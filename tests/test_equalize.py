@@ -53,7 +53,8 @@ def test_streams_of_the_default_model_and_the_ones_left_alone(default_model) -> 
 def test_equalized_copy_scores_the_same_with_even_channel_ranges(default_model, photos) -> None:
     cal, val = photos
     before = copy.deepcopy(default_model.state_dict())
-    equalized, records = equalize.equalized_copy(default_model, [cal[i:i + 4] for i in range(0, len(cal), 4)], 1.0)
+    feeds = [{"image": cal[i:i + 4]} for i in range(0, len(cal), 4)]  # as the export's calibration feeds
+    equalized, records = equalize.equalized_copy(default_model, feeds, 1.0)
     assert equalized is not default_model
     assert all(torch.equal(before[k], v) for k, v in default_model.state_dict().items())  # original untouched
     assert [tuple(r["blocks"]) for r in records] == DEFAULT_STREAMS
@@ -90,7 +91,7 @@ def test_bad_alpha_and_models_without_a_declared_backbone(default_model, photos,
     moved = (gamma / features[14].conv[-1].weight).detach()
     assert float(moved[0]) == 2.0 ** -equalize.MAX_LOG2_SCALE and float(moved.max()) <= 2.0 ** equalize.MAX_LOG2_SCALE
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
-    assert equalize.equalized_copy(plain, [photos[0]], 1.0) == (plain, [])
+    assert equalize.equalized_copy(plain, [{"image": photos[0]}], 1.0) == (plain, [])
     with pytest.raises(ExportError, match="no calibration batch"):
         equalize.equalized_copy(default_model, [], 1.0)
     path = tmp_path / "bad.toml"

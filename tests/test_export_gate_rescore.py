@@ -50,10 +50,7 @@ def test_recorded_drift_equals_a_fresh_runtime_load_rescore(tmp_path: Path, monk
     recorded = manifest["accuracy"]
 
     # The same held-out images the export validated on, scored again from the finished bundle.
-    quant = profile.quantization
-    split = calibration.split(quant.calibration_samples, quant.seed,
-                              max(profile.parity.images, profile.parity.accuracy_images), quant.calibration_selection)
-    rows = split.validation
+    rows = calibration.profile_split(profile).validation
     assert [row.original_name for row in rows] == manifest["calibration"]["validation_files"]
     stacks = calibration.prepare_images(rows, dev_spec())
     mos = np.array([row.mos for row in rows])
