@@ -8,6 +8,13 @@ evening out its channel ranges can buy (``edge_iqa.export.equalize``). Weights s
 locates the activations whose rounding the network amplifies, it is not a model of the INT8 build.
 
     python scripts/int8_noise_sensitivity.py --out bench/reports/quantization/noise_sensitivity.json
+
+``--regions`` instead rounds, per region of the network, the input of every layer the profile quantizes
+(``edge_iqa.train.int8_noise.quantized_layers``: Conv2d / Linear outside ``keep_fp``; per-tensor,
+asymmetric, min-max over the calibration photos), the way the INT8 build does: where the error comes
+from, block by block (docs/training.md, "Training against INT8 noise").
+
+    python scripts/int8_noise_sensitivity.py --regions --out bench/reports/quantization/noise_regions.json
 """
 
 from __future__ import annotations
@@ -40,18 +47,20 @@ def tensors(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
-def observe(model: nn.Module, modules: dict[str, nn.Module], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per tensor, each channel's (min, max) over ``rows``: shape (2, channels)."""
+def observe(model: nn.Module, modules: dict[str, nn.Module], rows: torch.Tensor,
+            inputs: bool = False) -> dict[str, torch.Tensor]:
+    """Per module, the (min, max) over ``rows`` of its output, per channel (shape (2, channels)), or
+    with ``inputs`` of its input, per tensor (shape (2,))."""
     seen: dict[str, torch.Tensor] = {}
 
-    def hook(name: str):
-        def record(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            now = torch.stack([out.amin(dim=(0, 2, 3)), out.amax(dim=(0, 2, 3))])
-            old = seen.get(name, now)
-            seen[name] = torch.stack([torch.minimum(old[0], now[0]), torch.maximum(old[1], now[1])])
-        return record
+    def record(name: str, tensor: torch.Tensor) -> None:
+        now = torch.stack([tensor.min(), tensor.max()]) if inputs else \
+            torch.stack([tensor.amin(dim=(0, 2, 3)), tensor.amax(dim=(0, 2, 3))])
+        old = seen.get(name, now)
+        seen[name] = torch.stack([torch.minimum(old[0], now[0]), torch.maximum(old[1], now[1])])
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    handles = [m.register_forward_pre_hook(lambda _m, args, n=n: record(n, args[0])) if inputs else
+               m.register_forward_hook(lambda _m, _i, out, n=n: record(n, out)) for n, m in modules.items()]
     with torch.no_grad():
         for start in range(0, len(rows), BATCH):
             model(rows[start:start + BATCH])
@@ -81,11 +90,55 @@ def scores(model: nn.Module, rows: torch.Tensor, module: nn.Module | None = None
     return out
 
 
+REGIONS = {"blocks 2-6 (the stem cache)": range(2, 7), "blocks 7-13 (frozen at ImageNet)": range(7, 14),
+           "blocks 14-17 and the attention head (trained)": None}
+
+
+def region_of(name: str) -> str:
+    """Which REGIONS entry a layer (module path) belongs to."""
+    if name.startswith("backbone."):
+        block = int(name.split(".")[1])
+        return next(region for region, blocks in REGIONS.items() if blocks is None or block in blocks)
+    return next(region for region, blocks in REGIONS.items() if blocks is None)
+
+
+def asymmetric_rounded(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Per-tensor asymmetric INT8 (a zero point), as NNCF's mixed preset does for activations."""
+    lo, hi = lo.clamp_max(0), hi.clamp_min(0)
+    step = (hi - lo).clamp_min(1e-12) / 255
+    zero = torch.round(-lo / step)
+    return (torch.clamp(torch.round(x / step) + zero, 0, 255) - zero) * step
+
+
+def region_rows(model: nn.Module, profile, cal: torch.Tensor, val: torch.Tensor, scale: float) -> list[dict]:  # noqa: ANN001
+    from edge_iqa.train.int8_noise import quantized_layers
+
+    names = {module: name for name, module in model.named_modules()}
+    layers = {names[layer]: layer for layer in quantized_layers(model, profile.keeps_fp)}
+    ranges = observe(model, layers, cal, inputs=True)
+    reference = scores(model, val)
+    rows = []
+    for region in [*REGIONS, "all quantized layers"]:
+        chosen = {n: m for n, m in layers.items() if region == "all quantized layers" or region_of(n) == region}
+        handles = [m.register_forward_pre_hook(lambda _m, args, n=n: (asymmetric_rounded(args[0], *ranges[n]),))
+                   for n, m in chosen.items()]
+        moved = np.abs(scores(model, val) - reference) * scale
+        for handle in handles:
+            handle.remove()
+        rows.append({"region": region, "layers": len(chosen), "mean_abs_dscore": round(float(moved.mean()), 3),
+                     "p99_abs_dscore": round(float(np.percentile(moved, 99)), 3),
+                     "max_abs_dscore": round(float(moved.max()), 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="edge_hybrid_n")
     parser.add_argument("--target", default="cpu", help="the profile whose calibration / validation split is used")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--regions", action="store_true",
+                        help="round every quantized layer's input, per region, instead of one tensor at a time")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,10 +147,14 @@ def main() -> None:
     split = calibration.profile_split(load_target(args.target))
     cal = torch.from_numpy(calibration.prepare_images(split.calibration, spec).rows())
     val = torch.from_numpy(calibration.prepare_images(split.validation, spec).rows())
+    scale = float(transform["scale"])
+    if args.regions:
+        rows = region_rows(model, load_target(args.target), cal, val, scale)
+        _write(args, len(cal), len(val), scale, rows)
+        return
     modules = tensors(model)
     ranges = observe(model, modules, cal)
     reference = scores(model, val)
-    scale = float(transform["scale"])
     rows = []
     for name, module in modules.items():
         lo, hi = ranges[name]
@@ -114,9 +171,17 @@ def main() -> None:
                          "p99_abs_dscore": round(float(np.percentile(moved, 99)), 3),
                          "max_abs_dscore": round(float(moved.max()), 3)})
             print(json.dumps(rows[-1]), flush=True)
+    _write(args, len(cal), len(val), scale, rows)
+
+
+def _write(args: argparse.Namespace, calibration_photos: int, validation_photos: int, scale: float,
+           rows: list[dict]) -> None:
+    from edge_iqa.models.checkpoint import resolve_weights
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": shlex.join(sys.argv), "model": args.model,
-                                    "calibration_photos": len(cal), "validation_photos": len(val),
+    weights = resolve_weights(args.model, None).record.get("sha256")
+    args.out.write_text(json.dumps({"command": shlex.join(sys.argv), "model": args.model, "weights_sha256": weights,
+                                    "calibration_photos": calibration_photos, "validation_photos": validation_photos,
                                     "score_scale_mos_per_raw": scale, "rows": rows}, indent=2) + "\n")
 
 

@@ -57,12 +57,12 @@ BACKENDS = {"cpu": ("minmax", "percentile"), "onnxruntime": ("minmax", "percenti
             "jetson": ("minmax", "entropy")}
 
 
-def load_model(name: str, golden: bool) -> tuple[Any, Any]:
-    model, spec, _ = load_model_with_scale(name, golden)
+def load_model(name: str, golden: bool, checkpoint: Path | None = None) -> tuple[Any, Any]:
+    model, spec, _ = load_model_with_scale(name, golden, checkpoint)
     return model, spec
 
 
-def load_model_with_scale(name: str, golden: bool) -> tuple[Any, Any, float]:
+def load_model_with_scale(name: str, golden: bool, checkpoint: Path | None = None) -> tuple[Any, Any, float]:
     """(model, preprocessing, MOS points per raw output unit: the checkpoint's output transform)."""
     import torch
 
@@ -77,7 +77,7 @@ def load_model_with_scale(name: str, golden: bool) -> tuple[Any, Any, float]:
         with torch.no_grad():
             model.load_state_dict(deterministic_state_dict(GOLDEN_KEYS.get(name, name)), strict=True)
         return model.eval(), get_model_info(name).preprocess, 1.0
-    model, spec, transform, _ = load_model_for_export(name)
+    model, spec, transform, _ = load_model_for_export(name, checkpoint)
     return model.eval(), spec, float(transform["scale"])
 
 
@@ -158,7 +158,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
-    model, spec = load_model(args.model, args.golden)
+    model, spec = load_model(args.model, args.golden, args.checkpoint)
     info = get_model_info(args.model)
     if hook := info.extra.get("fixed_size_hook"):
         getattr(model, hook)(*spec.input_size)
@@ -201,7 +201,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
                            **drift_record(scores, reference, mos, not args.golden)}
                     results.append(row)
                     print(json.dumps(row), flush=True)
-    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
+    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else str(args.checkpoint or "embedded"),
             "evaluation": "CLIVE development images not in calibration_data", "images": len(images),
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
 
@@ -275,7 +275,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     from edge_iqa.models import get_model_info
 
     torch.set_num_threads(args.threads)
-    model, spec, scale = load_model_with_scale(args.model, args.golden)
+    model, spec, scale = load_model_with_scale(args.model, args.golden, args.checkpoint)
     names = tuple(get_model_info(args.model).inputs)
     paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec, names)
@@ -334,7 +334,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             if row["target"] == target and row.get("variant") in medians:
                 row["cpu_ms_per_image"] = medians[row["variant"]]
                 row["cpu_time_vs_default"] = medians[row["variant"]] / medians["default"]
-    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else "trained",
+    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else str(args.checkpoint or "embedded"),
             "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
             "scored_with": "edge_iqa.runtime.load of each artifact (Scorer.score_tensor), threads="
                            f"{args.threads}", "speed": "median CPU time (time.process_time) per batch-1 image",
@@ -352,7 +352,7 @@ def weights_folder(args: argparse.Namespace) -> Path | None:
     else:
         from edge_iqa.models.checkpoint import resolve_weights
 
-        tag = str(resolve_weights(args.model, None).record.get("sha256") or "unhashed")[:12]
+        tag = str(resolve_weights(args.model, args.checkpoint).record.get("sha256") or "unhashed")[:12]
     return args.work / f"{args.model}-{tag}"
 
 
@@ -450,7 +450,7 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
     from edge_iqa.runtime.bundle import read_manifest
 
     torch.set_num_threads(args.threads)
-    model, spec, scale = load_model_with_scale(args.model, args.golden)
+    model, spec, scale = load_model_with_scale(args.model, args.golden, args.checkpoint)
     paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
     stacks = preprocess(paths, spec)
     reference = fp32_reference(args, weights_folder(args), model, spec, ("image",), stacks)
@@ -486,6 +486,8 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--model", default="edge_hybrid_n")
         p.add_argument("--golden", action="store_true", help="seed model with the golden deterministic weights")
+        p.add_argument("--checkpoint", type=Path, default=None,
+                       help="an edge-iqa checkpoint of --model instead of its embedded weights")
         p.add_argument("--eval-images", type=int, default=0, help="seeded subset of the evaluation set (0: all)")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--out", type=Path, required=True)

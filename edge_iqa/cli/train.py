@@ -51,6 +51,10 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue the run in --out from its state.pt."),
     init: Path = typer.Option(None, help="Start from this edge-iqa checkpoint (NAME.safetensors + NAME.json of "
                               "the same model, e.g. a pre-training run's best.safetensors) instead of ImageNet."),
+    int8_noise: float = typer.Option(0.0, min=0.0, help="Weight of a term that keeps scores unchanged under "
+                                     "simulated INT8 rounding noise (a second, noisy forward pass; 0: off). "
+                                     "Makes INT8 builds score single photos closer to FP32 (docs/training.md)."),
+    int8_noise_target: str = typer.Option("cpu", help="Target profile whose keep_fp layers get no INT8 noise."),
 ) -> None:
     """Train on real MOS data; saves best + last checkpoints and metrics.json."""
     from edge_iqa.train.loop import TrainConfig, run
@@ -67,7 +71,7 @@ def train_command(
         device=device, amp=amp, threads=threads, workers=workers, cache_dir=str(cache_dir) if cache_dir else None,
         cache_views=cache_views,
         exact_eval=exact_eval, backbone_weights=backbone_weights, max_steps=max_steps,
-        init=str(init) if init else None,
+        init=str(init) if init else None, int8_noise=int8_noise, int8_noise_target=int8_noise_target,
     )
     try:
         run(config, resume=resume)

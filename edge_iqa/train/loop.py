@@ -37,10 +37,12 @@ from edge_iqa.data.datasets import LabelFile, kfold_splits, read_labels
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import CheckpointError, DatasetError
 from edge_iqa.metrics import evaluate
+from edge_iqa.train.int8_noise import consistency_loss
 from edge_iqa.train.losses import IQALoss
 from edge_iqa.train.multi import Combined, combine, count_batches, dataset_repeats, plan_batches, seeded_splits
 
 STATE_VERSION = 1
+NOISE_IMAGES = 16  # training images on which the stem's propagated INT8 noise is measured
 
 
 @dataclass
@@ -78,6 +80,8 @@ class TrainConfig:
     backbone_weights: str = "imagenet"
     max_steps: int | None = None  # stop early after this many optimiser steps (smoke tests)
     init: str | None = None  # start from this edge-iqa checkpoint's weights instead of ImageNet + random head
+    int8_noise: float = 0.0  # weight of the INT8-noise consistency term (edge_iqa.train.int8_noise); 0 = off
+    int8_noise_target: str = "cpu"  # the target profile whose keep_fp says which layers INT8 leaves in float
     progress: bool = True
 
 
@@ -199,6 +203,27 @@ class _StemCacheRecipe:
             yield (self.cache.random_crops(chunk, self.cells, rng), torch.from_numpy(targets[chunk]),
                    torch.from_numpy(groups[chunk]))
 
+    def enable_int8_noise(self, layers: list[nn.Module], images: list[torch.Tensor]) -> dict[str, Any]:
+        """The noisy forward adds, at the cached stem output, what the stem's quantized layers
+        would add (measured on ``images``); the layers after the stem get their own noise."""
+        from edge_iqa.train.int8_noise import propagated_stem_noise
+        from edge_iqa.train.stem_cache import stem_of
+
+        inside = {id(m) for m in stem_of(self.model).modules()}
+        stem_layers = [layer for layer in layers if id(layer) in inside]
+        self.noise_layers = [layer for layer in layers if id(layer) not in inside]
+        images = [image.to(self.device) for image in images]
+        self.stem_noise = propagated_stem_noise(stem_of(self.model), stem_layers, images)
+        spread = self.stem_noise.flatten()
+        return {"stem_noise_std": {"min": round(float(spread.min()), 5), "median": round(float(spread.median()), 5),
+                                   "max": round(float(spread.max()), 5), "images": len(images)}}
+
+    def noisy_forward(self, stem: torch.Tensor) -> torch.Tensor:
+        from edge_iqa.train.int8_noise import noisy_inputs
+
+        with noisy_inputs(self.noise_layers):
+            return self.forward(stem + torch.randn_like(stem) * self.stem_noise)
+
     def forward(self, stem: torch.Tensor) -> torch.Tensor:
         """``model.forward_from_stem`` with the frozen blocks run without autograd."""
         from edge_iqa.models.edge_hybrid import MOBILENET_V2_TAPS
@@ -247,6 +272,16 @@ class _FullRecipe:
                             num_workers=self.config.workers, pin_memory=self.device.type == "cuda")
         for chunk, (x, y) in zip(chunks, loader, strict=True):
             yield x, y, torch.from_numpy(groups[chunk])
+
+    def enable_int8_noise(self, layers: list[nn.Module], images: list[torch.Tensor]) -> dict[str, Any]:
+        self.noise_layers = layers  # the whole network runs on every step: every layer gets its noise
+        return {}
+
+    def noisy_forward(self, x: torch.Tensor) -> torch.Tensor:
+        from edge_iqa.train.int8_noise import noisy_inputs
+
+        with noisy_inputs(self.noise_layers):
+            return self.model(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -301,6 +336,29 @@ def _frozen_differences(model: nn.Module, reference: dict[str, torch.Tensor], fr
         if block < frozen_blocks and not torch.equal(state[name], tensor):
             differing.add(block)
     return sorted(differing)
+
+
+def _enable_int8_noise(recipe: _StemCacheRecipe | _FullRecipe, model: nn.Module, config: TrainConfig,
+                       labels: LabelFile, train_idx: np.ndarray, spec: PreprocessSpec) -> dict[str, Any]:
+    """Turn on the noisy second forward pass of ``--int8-noise``; returns what the run records."""
+    from edge_iqa.data.imageio import load_image
+    from edge_iqa.export.targets import load_target
+    from edge_iqa.train.int8_noise import quantized_layers
+    from edge_iqa.train.stem_cache import full_image_tensor
+
+    if config.int8_noise < 0:
+        raise DatasetError(f"--int8-noise must be >= 0 (the weight of the consistency term), got {config.int8_noise}")
+    profile = load_target(config.int8_noise_target)
+    layers = quantized_layers(model, profile.keeps_fp)
+    if not layers:
+        raise DatasetError(f"--int8-noise: target {profile.name!r} keeps every layer of {config.model} in float; "
+                           "nothing would be quantized")
+    images = [full_image_tensor(load_image(labels.items[int(i)].path), spec) for i in train_idx[:NOISE_IMAGES]]
+    info = {"weight": config.int8_noise, "target": profile.name, "keep_fp": list(profile.quantization.keep_fp),
+            "noisy_layers": len(layers), **recipe.enable_int8_noise(layers, images)}
+    _log(f"int8 noise: {len(layers)} layers of {config.model} get rounding noise ({profile.name} profile), "
+         f"weight {config.int8_noise}")
+    return info
 
 
 # --- one split -----------------------------------------------------------------------------------
@@ -386,6 +444,7 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
             if differing:
                 _log(f"init: frozen backbone blocks {differing} differ from ImageNet's; they stay frozen at "
                      "the init checkpoint's values and the stem cache is keyed by them")
+        noise_info = _enable_int8_noise(recipe, model, config, labels, train_idx, spec) if config.int8_noise else None
         optimizer = torch.optim.AdamW(_param_groups(model, recipe.frozen, config), lr=config.lr)
         steps_per_epoch = max(1, count_batches([len(p) for p in train_parts], config.batch_size, repeats))
         total_steps = steps_per_epoch * config.epochs
@@ -431,7 +490,10 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     pred = recipe.forward(x)
+                    noisy = recipe.noisy_forward(x) if config.int8_noise else None
                 loss = loss_fn(pred.float(), y, g.to(device))
+                if noisy is not None:
+                    loss = loss + config.int8_noise * consistency_loss(noisy, pred)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -476,6 +538,7 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
         "output_transform": transform, "datasets": datasets_meta, "history": history,
         "last": history[-1] if history else None,
         "best": best, "cache_seconds": round(recipe.cache_seconds, 1), "init": init_info,
+        "int8_noise": noise_info,
     }
     if config.exact_eval and len(val_idx) >= 3:
         # The number to report: the last model scored exactly as deployed (decode -> spec -> full net).
