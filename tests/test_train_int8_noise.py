@@ -8,6 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -119,6 +120,23 @@ def test_training_with_int8_noise_records_it_and_changes_the_run(tmp_path: Path)
     # Same seed, same batches: only the consistency term differs, so the loss does.
     assert noisy_result["history"][0]["train_loss"] != plain_result["history"][0]["train_loss"]
     assert "--int8-noise 10.0" in train_command_line(TrainConfig(**noisy_result["config"]))
+
+
+@needs_clive
+def test_the_full_recipe_trains_with_int8_noise_on_every_quantized_layer(tmp_path: Path) -> None:
+    from edge_iqa.train.loop import run
+
+    folder = tmp_path / "clive8"
+    folder.mkdir()
+    rows = (CLIVE / "labels.csv").read_text().splitlines()
+    (folder / "labels.csv").write_text("\n".join(rows[:9]) + "\n")
+    config = _config(folder, tmp_path / "full", tmp_path / "cache", recipe="full", epochs=1, batch_size=4,
+                     val_fraction=0.0, max_steps=1, int8_noise=3.0)
+    result = run(config)
+    assert result["recipe"] == "full" and result["history"][0]["step"] == 1
+    assert np.isfinite(result["history"][0]["train_loss"])
+    # The whole network runs every step, so no stem noise is drawn: every quantized layer gets its own.
+    assert result["int8_noise"]["noisy_layers"] == 71 and "stem_noise_std" not in result["int8_noise"]
 
 
 def test_a_negative_int8_noise_weight_is_refused(tmp_path: Path) -> None:
