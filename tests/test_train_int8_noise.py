@@ -99,15 +99,21 @@ def test_propagated_stem_noise_is_measured_per_channel() -> None:
     assert torch.equal(propagated_stem_noise(stem, [], images), torch.zeros(channels, 1, 1))
 
 
+def _first_clive_images(tmp_path: Path, count: int) -> Path:
+    """A folder whose labels.csv lists the first ``count`` CLIVE images (header kept)."""
+    folder = tmp_path / f"clive{count}"
+    folder.mkdir()
+    rows = (CLIVE / "labels.csv").read_text().splitlines()
+    (folder / "labels.csv").write_text("\n".join(rows[: count + 1]) + "\n")
+    return folder
+
+
 @needs_clive
 def test_training_with_int8_noise_records_it_and_changes_the_run(tmp_path: Path) -> None:
     from edge_iqa.train.command import train_command_line
     from edge_iqa.train.loop import TrainConfig, run
 
-    folder = tmp_path / "clive24"
-    folder.mkdir()
-    rows = (CLIVE / "labels.csv").read_text().splitlines()
-    (folder / "labels.csv").write_text("\n".join(rows[:25]) + "\n")
+    folder = _first_clive_images(tmp_path, 24)
     cache = tmp_path / "cache"
     plain = _config(folder, tmp_path / "plain", cache, epochs=1, val_fraction=0.0, max_steps=2)
     noisy = dataclasses.replace(plain, out=str(tmp_path / "noisy"), int8_noise=10.0)
@@ -126,10 +132,7 @@ def test_training_with_int8_noise_records_it_and_changes_the_run(tmp_path: Path)
 def test_the_full_recipe_trains_with_int8_noise_on_every_quantized_layer(tmp_path: Path) -> None:
     from edge_iqa.train.loop import run
 
-    folder = tmp_path / "clive8"
-    folder.mkdir()
-    rows = (CLIVE / "labels.csv").read_text().splitlines()
-    (folder / "labels.csv").write_text("\n".join(rows[:9]) + "\n")
+    folder = _first_clive_images(tmp_path, 8)
     config = _config(folder, tmp_path / "full", tmp_path / "cache", recipe="full", epochs=1, batch_size=4,
                      val_fraction=0.0, max_steps=1, int8_noise=3.0)
     result = run(config)
