@@ -90,16 +90,14 @@ def scores(model: nn.Module, rows: torch.Tensor, module: nn.Module | None = None
     return out
 
 
-REGIONS = {"blocks 2-6 (the stem cache)": range(2, 7), "blocks 7-13 (frozen at ImageNet)": range(7, 14),
-           "blocks 14-17 and the attention head (trained)": None}
+REGIONS = {"blocks 2-6 (the stem cache)": range(2, 7), "blocks 7-13 (frozen at ImageNet)": range(7, 14)}
+TRAINED = "blocks 14-17 and the attention head (trained)"  # every other quantized layer
 
 
 def region_of(name: str) -> str:
-    """Which REGIONS entry a layer (module path) belongs to."""
-    if name.startswith("backbone."):
-        block = int(name.split(".")[1])
-        return next(region for region, blocks in REGIONS.items() if blocks is None or block in blocks)
-    return next(region for region, blocks in REGIONS.items() if blocks is None)
+    """Which region a layer (module path) belongs to."""
+    block = int(name.split(".")[1]) if name.startswith("backbone.") else None
+    return next((region for region, blocks in REGIONS.items() if block in blocks), TRAINED)
 
 
 def asymmetric_rounded(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -113,12 +111,11 @@ def asymmetric_rounded(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> t
 def region_rows(model: nn.Module, profile, cal: torch.Tensor, val: torch.Tensor, scale: float) -> list[dict]:  # noqa: ANN001
     from edge_iqa.train.int8_noise import quantized_layers
 
-    names = {module: name for name, module in model.named_modules()}
-    layers = {names[layer]: layer for layer in quantized_layers(model, profile.keeps_fp)}
+    layers = quantized_layers(model, profile.keeps_fp)
     ranges = observe(model, layers, cal, inputs=True)
     reference = scores(model, val)
     rows = []
-    for region in [*REGIONS, "all quantized layers"]:
+    for region in [*REGIONS, TRAINED, "all quantized layers"]:
         chosen = {n: m for n, m in layers.items() if region == "all quantized layers" or region_of(n) == region}
         handles = [m.register_forward_pre_hook(lambda _m, args, n=n: (asymmetric_rounded(args[0], *ranges[n]),))
                    for n, m in chosen.items()]

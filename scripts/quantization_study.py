@@ -201,7 +201,7 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
                            **drift_record(scores, reference, mos, not args.golden)}
                     results.append(row)
                     print(json.dumps(row), flush=True)
-    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else str(args.checkpoint or "embedded"),
+    return {"model": args.model, "weights": weights_label(args),
             "evaluation": "CLIVE development images not in calibration_data", "images": len(images),
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
 
@@ -334,12 +334,17 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             if row["target"] == target and row.get("variant") in medians:
                 row["cpu_ms_per_image"] = medians[row["variant"]]
                 row["cpu_time_vs_default"] = medians[row["variant"]] / medians["default"]
-    return {"model": args.model, "weights": GOLDEN_LABEL if args.golden else str(args.checkpoint or "embedded"),
+    return {"model": args.model, "weights": weights_label(args),
             "evaluation": "CLIVE development images not in calibration_data", "images": len(stacks),
             "scored_with": "edge_iqa.runtime.load of each artifact (Scorer.score_tensor), threads="
                            f"{args.threads}", "speed": "median CPU time (time.process_time) per batch-1 image",
             "score_scale_mos_per_raw": scale, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "srocc_fp32": None if args.golden else _srocc(reference, mos), "rows": results}
+
+
+def weights_label(args: argparse.Namespace) -> str:
+    """Which weights a study measured, for its JSON."""
+    return GOLDEN_LABEL if args.golden else str(args.checkpoint or "embedded")
 
 
 def weights_folder(args: argparse.Namespace) -> Path | None:

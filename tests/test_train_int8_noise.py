@@ -43,8 +43,7 @@ def _layer_of_each_compute_node(graph: onnx.ModelProto) -> dict[str, str]:
 @pytest.mark.parametrize("target", ["cpu", "onnxruntime"])
 def test_noisy_layers_are_the_layers_int8_export_quantizes(target: str) -> None:
     model, profile = dev_model(), load_target(target)
-    names = {module: name for name, module in model.named_modules()}
-    noisy = {names[layer] for layer in quantized_layers(model, profile.keeps_fp)}
+    noisy = set(quantized_layers(model, profile.keeps_fp))
     graph = onnx.load(str(exported("onnx_attention").path))
     kept = set(nodes_matching(graph, profile.quantization.keep_fp))
     quantized = {layer for node, layer in _layer_of_each_compute_node(graph).items() if node not in kept}
@@ -70,7 +69,7 @@ def test_rounding_noise_is_one_step_of_an_8bit_grid_and_passes_gradients() -> No
 
 def test_noise_exists_only_inside_the_noisy_pass() -> None:
     model = dev_model().eval()
-    layers = quantized_layers(model, load_target("cpu").keeps_fp)
+    layers = list(quantized_layers(model, load_target("cpu").keeps_fp).values())
     x = torch.randn(2, 3, *INPUT_SIZE)
     with torch.no_grad():
         clean = model(x)
@@ -91,7 +90,7 @@ def test_propagated_stem_noise_is_measured_per_channel() -> None:
     model = dev_model().eval()
     stem = stem_of(model)
     inside = {id(m) for m in stem.modules()}
-    layers = [layer for layer in quantized_layers(model, load_target("cpu").keeps_fp) if id(layer) in inside]
+    layers = [layer for layer in quantized_layers(model, load_target("cpu").keeps_fp).values() if id(layer) in inside]
     images = [torch.randn(1, 3, *INPUT_SIZE) for _ in range(2)]
     spread = propagated_stem_noise(stem, layers, images)
     channels = stem[-1].conv[-1].num_features

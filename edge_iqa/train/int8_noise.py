@@ -22,7 +22,7 @@ that spread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -31,15 +31,15 @@ from torch import nn
 LEVELS = 255  # steps of an 8-bit grid
 
 
-def quantized_layers(model: nn.Module, keeps_fp) -> list[nn.Module]:  # noqa: ANN001 - TargetProfile.keeps_fp
-    """The Conv2d / Linear modules an INT8 build of ``model`` quantizes: those whose module path
-    (or an ancestor's) the profile does not keep in floating point."""
-    layers = []
+def quantized_layers(model: nn.Module, keeps_fp: Callable[[list[str]], bool]) -> dict[str, nn.Module]:
+    """{module path: layer} of the Conv2d / Linear modules an INT8 build of ``model`` quantizes: those
+    whose path (or an ancestor's) ``keeps_fp`` (a ``TargetProfile.keeps_fp``) does not keep in float."""
+    layers = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             parts = name.split(".")
             if not keeps_fp([".".join(parts[:i]) for i in range(1, len(parts) + 1)]):
-                layers.append(module)
+                layers[name] = module
     return layers
 
 

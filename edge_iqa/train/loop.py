@@ -203,16 +203,17 @@ class _StemCacheRecipe:
             yield (self.cache.random_crops(chunk, self.cells, rng), torch.from_numpy(targets[chunk]),
                    torch.from_numpy(groups[chunk]))
 
-    def enable_int8_noise(self, layers: list[nn.Module], images: list[torch.Tensor]) -> dict[str, Any]:
+    def enable_int8_noise(self, layers: list[nn.Module], paths: list[Path]) -> dict[str, Any]:
         """The noisy forward adds, at the cached stem output, what the stem's quantized layers
-        would add (measured on ``images``); the layers after the stem get their own noise."""
+        would add (measured on the images ``paths``); the layers after the stem get their own noise."""
+        from edge_iqa.data.imageio import load_image
         from edge_iqa.train.int8_noise import propagated_stem_noise
-        from edge_iqa.train.stem_cache import stem_of
+        from edge_iqa.train.stem_cache import full_image_tensor, stem_of
 
         inside = {id(m) for m in stem_of(self.model).modules()}
         stem_layers = [layer for layer in layers if id(layer) in inside]
         self.noise_layers = [layer for layer in layers if id(layer) not in inside]
-        images = [image.to(self.device) for image in images]
+        images = [full_image_tensor(load_image(path), self.spec).to(self.device) for path in paths]
         self.stem_noise = propagated_stem_noise(stem_of(self.model), stem_layers, images)
         spread = self.stem_noise.flatten()
         return {"stem_noise_std": {"min": round(float(spread.min()), 5), "median": round(float(spread.median()), 5),
@@ -273,7 +274,7 @@ class _FullRecipe:
         for chunk, (x, y) in zip(chunks, loader, strict=True):
             yield x, y, torch.from_numpy(groups[chunk])
 
-    def enable_int8_noise(self, layers: list[nn.Module], images: list[torch.Tensor]) -> dict[str, Any]:
+    def enable_int8_noise(self, layers: list[nn.Module], paths: list[Path]) -> dict[str, Any]:
         self.noise_layers = layers  # the whole network runs on every step: every layer gets its noise
         return {}
 
@@ -339,23 +340,21 @@ def _frozen_differences(model: nn.Module, reference: dict[str, torch.Tensor], fr
 
 
 def _enable_int8_noise(recipe: _StemCacheRecipe | _FullRecipe, model: nn.Module, config: TrainConfig,
-                       labels: LabelFile, train_idx: np.ndarray, spec: PreprocessSpec) -> dict[str, Any]:
+                       labels: LabelFile, train_idx: np.ndarray) -> dict[str, Any]:
     """Turn on the noisy second forward pass of ``--int8-noise``; returns what the run records."""
-    from edge_iqa.data.imageio import load_image
     from edge_iqa.export.targets import load_target
     from edge_iqa.train.int8_noise import quantized_layers
-    from edge_iqa.train.stem_cache import full_image_tensor
 
     if config.int8_noise < 0:
         raise DatasetError(f"--int8-noise must be >= 0 (the weight of the consistency term), got {config.int8_noise}")
     profile = load_target(config.int8_noise_target)
-    layers = quantized_layers(model, profile.keeps_fp)
+    layers = list(quantized_layers(model, profile.keeps_fp).values())
     if not layers:
         raise DatasetError(f"--int8-noise: target {profile.name!r} keeps every layer of {config.model} in float; "
                            "nothing would be quantized")
-    images = [full_image_tensor(load_image(labels.items[int(i)].path), spec) for i in train_idx[:NOISE_IMAGES]]
+    paths = [labels.items[int(i)].path for i in train_idx[:NOISE_IMAGES]]
     info = {"weight": config.int8_noise, "target": profile.name, "keep_fp": list(profile.quantization.keep_fp),
-            "noisy_layers": len(layers), **recipe.enable_int8_noise(layers, images)}
+            "noisy_layers": len(layers), **recipe.enable_int8_noise(layers, paths)}
     _log(f"int8 noise: {len(layers)} layers of {config.model} get rounding noise ({profile.name} profile), "
          f"weight {config.int8_noise}")
     return info
@@ -444,7 +443,7 @@ def train_split(config: TrainConfig, data: Combined, out: Path, resume: bool = F
             if differing:
                 _log(f"init: frozen backbone blocks {differing} differ from ImageNet's; they stay frozen at "
                      "the init checkpoint's values and the stem cache is keyed by them")
-        noise_info = _enable_int8_noise(recipe, model, config, labels, train_idx, spec) if config.int8_noise else None
+        noise_info = _enable_int8_noise(recipe, model, config, labels, train_idx) if config.int8_noise else None
         optimizer = torch.optim.AdamW(_param_groups(model, recipe.frozen, config), lr=config.lr)
         steps_per_epoch = max(1, count_batches([len(p) for p in train_parts], config.batch_size, repeats))
         total_steps = steps_per_epoch * config.epochs
