@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,9 @@ def build_native(build_dir: Path, *, sanitize: bool = False, jobs: int = 2) -> P
     # The sanitizer build is for the C test driver: no sample program (no libjpeg needed).
     on_off = {True: "ON", False: "OFF"}
     flags = [f"-DEDGEIQA_SANITIZE={on_off[sanitize]}", f"-DEDGEIQA_BUILD_SAMPLE={on_off[not sanitize]}",
-             f"-DCMAKE_BUILD_TYPE={'Debug' if sanitize else 'Release'}"]
+             f"-DCMAKE_BUILD_TYPE={'Debug' if sanitize else 'Release'}",
+             # CMake asks this interpreter where the openvino wheel's SDK is (PATH's python3 may lack it).
+             f"-DPython3_EXECUTABLE={sys.executable}"]
     steps = [["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), *flags],
              ["cmake", "--build", str(build_dir), "-j", str(jobs)]]
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,7 @@ class NativeInfo:
     max_batch: int
     fixed_batch: int
     cache_dir: str  # "" when none
+    input_dtype: str  # what the network takes: "uint8" pixels or "float32" rows (edgeiqa_input_dtype)
 
 
 def load_library(build_dir: Path) -> ctypes.CDLL:
@@ -117,6 +121,7 @@ def load_library(build_dir: Path) -> ctypes.CDLL:
         "edgeiqa_get_info": (ctypes.c_int, [p, ctypes.POINTER(_Info)]),
         "edgeiqa_model_name": (ctypes.c_char_p, [p]),
         "edgeiqa_precision": (ctypes.c_char_p, [p]),
+        "edgeiqa_input_dtype": (ctypes.c_char_p, [p]),
         "edgeiqa_score": (ctypes.c_int, [p, frame_p, c_double_p]),
         "edgeiqa_score_batch": (ctypes.c_int, [p, frame_p, ctypes.c_size_t, c_double_p]),
         "edgeiqa_preprocess": (ctypes.c_int, [p, frame_p, c_float_p, ctypes.c_size_t, size_p]),
@@ -169,7 +174,7 @@ class NativeScorer:
         _check(lib, lib.edgeiqa_get_info(self._handle, ctypes.byref(info)))
         self.info = NativeInfo(info.model.decode(), info.runtime.decode(), info.precision.decode(),
                                (info.input_height, info.input_width), info.num_crops, info.max_batch, info.fixed_batch,
-                               info.cache_dir.decode())
+                               info.cache_dir.decode(), lib.edgeiqa_input_dtype(self._handle).decode())
 
     @classmethod
     def open(cls, build_dir: Path | ctypes.CDLL, bundle: str | os.PathLike, *, threads: int = 0,
@@ -199,6 +204,7 @@ class NativeScorer:
         return out
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """(num_crops, 3, H, W) float32 normalised rows (PreprocessSpec.apply), whatever the network takes."""
         frame, _keep = _frame(image)
         h, w = self.info.input_size
         out = np.empty((self.info.num_crops, 3, h, w), dtype=np.float32)

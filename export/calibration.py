@@ -119,8 +119,10 @@ def stand_in_depth(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PreparedImages:
-    """Images as the runtime feeds them: per image, one ``(num_crops, 3, H, W)`` float32 stack per
-    network input, in ``names`` order (``("image",)`` or ``("image", "depth")``)."""
+    """Images as the runtime feeds them: per image, one stack per network input, in ``names`` order:
+    ``("image",)``: the crops' ``(num_crops, H, W, 3)`` uint8 pixels, which every scorer takes
+    (:meth:`~edge_iqa.runtime.scorer.Scorer.score_tensor` normalises them for a float-input
+    network); ``("image", "depth")``: ``(num_crops, 3, H, W)`` float32 rows of both."""
 
     names: tuple[str, ...]
     stacks: tuple[tuple[np.ndarray, ...], ...]
@@ -134,17 +136,20 @@ class PreparedImages:
         return PreparedImages(self.names, chosen)
 
     def rows(self, name: str = "image") -> np.ndarray:
-        """Every image's rows of input ``name``, image after image: ``(len * num_crops, 3, H, W)``."""
+        """Every image's rows of input ``name``, image after image (``len * num_crops`` rows)."""
         index = self.names.index(name)
         return np.concatenate([stack[index] for stack in self.stacks])
 
 
-def prepare_image(path: Path, spec: PreprocessSpec, input_names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+def prepare_image(path: Path, spec: PreprocessSpec, input_names: tuple[str, ...],
+                  pixels: bool | None = None) -> tuple[np.ndarray, ...]:
     """One photo file -> its network input stacks (``input_names`` order), through the runtime's
-    preparation with :func:`stand_in_depth` for a depth input."""
+    preparation with :func:`stand_in_depth` for a depth input. ``pixels``: the image as uint8 pixels
+    (default: for single-input networks) or as float32 rows."""
     decoded = load_image(path)
     depth = DepthFromMap(stand_in_depth(decoded)) if "depth" in input_names else None
-    return network_inputs(decoded, spec, input_names, depth)
+    pixels = "depth" not in input_names if pixels is None else pixels
+    return network_inputs(decoded, spec, input_names, depth, pixels=pixels)
 
 
 def prepare_files(paths: Sequence[Path], spec: PreprocessSpec,
@@ -160,11 +165,12 @@ def prepare_images(rows: Sequence[CalibrationImage], spec: PreprocessSpec,
 
 
 def iter_calibration_feeds(rows: list[CalibrationImage], spec: PreprocessSpec,
-                           input_names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
+                           input_names: tuple[str, ...], pixels: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """One feed dict per calibration crop (batch 1), decoded lazily to keep memory flat; the same
-    input rows the runtime would feed (:func:`prepare_image`)."""
+    input rows the runtime would feed (:func:`prepare_image`): uint8 pixels with ``pixels`` (a
+    graph that normalises), else float32 rows (the PyTorch model, a float-input graph)."""
     for row in rows:
-        stacks = prepare_image(image_file(row), spec, input_names)
+        stacks = prepare_image(image_file(row), spec, input_names, pixels)
         for crop in range(len(stacks[0])):
             yield {name: stack[crop : crop + 1] for name, stack in zip(input_names, stacks, strict=True)}
 

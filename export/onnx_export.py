@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,25 +19,49 @@ import onnx
 import torch
 from torch import nn
 
+from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
 from edge_iqa.export.attention_forms import TORCH_FORM, check_fused_attention, rewrite_attention_to_mha
 from edge_iqa.models.layers import attention as attention_module
 from edge_iqa.models.layers.attention import attention_form
+from edge_iqa.runtime.backends.base import PIXEL_DTYPE
 
 INPUT_CHANNELS = 3
 BATCH_DIM = "batch"
 OUTPUT_NAME = "score"
+#: ONNX metadata of a pixel-input graph: the PreprocessSpec (JSON) whose normalisation its first ops do,
+#: so that a backend build can rebuild those ops exactly (``quantize_openvino.read_onnx``).
+PIXEL_SPEC_KEY = "edge_iqa.pixel_normalisation"
 
 
 class ScoreWrapper(nn.Module):
-    """Named inputs (``image`` [, ``depth``]) and a flat (B,) ``score`` output for any zoo model."""
+    """Named inputs (``image`` [, ``depth``]) and a flat (B,) ``score`` output for any zoo model.
 
-    def __init__(self, model: nn.Module, input_names: tuple[str, ...]) -> None:
+    With ``pixel_spec``, the image input is ``(B, H, W, 3)`` uint8 pixels and the graph's first ops
+    are those of :meth:`PreprocessSpec.normalize_pixels`, in its float32 order (``/255``, then
+    ``- mean``, ``/ std`` on the pixels' own layout, then NCHW): the runtime and camera firmware
+    feed the decoded crop's bytes as they are (no float copy, a quarter of the input bytes, no NCHW
+    transpose outside the network), and the graph records the spec (:data:`PIXEL_SPEC_KEY`). The
+    zoo model stays the ``model`` attribute, so its module paths (``graph_scopes``) do not change.
+    """
+
+    def __init__(self, model: nn.Module, input_names: tuple[str, ...], pixel_spec: PreprocessSpec | None = None
+                 ) -> None:
         super().__init__()
         self.model = model
         self.input_names = input_names
+        self.pixel_input = pixel_spec is not None
+        if pixel_spec is not None:
+            self.normalize = pixel_spec.normalize
+            self.register_buffer("mean", torch.tensor(pixel_spec.mean, dtype=torch.float32))
+            self.register_buffer("std", torch.tensor(pixel_spec.std, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pixel_input:
+            image = image.to(torch.float32) / 255.0
+            if self.normalize:
+                image = (image - self.mean) / self.std
+            image = image.permute(0, 3, 1, 2)
         out = self.model(image) if depth is None else self.model(image, depth)
         return out.reshape(-1)
 
@@ -50,12 +75,18 @@ class ExportedGraph:
     attention_calls: int
     fused_attention_ops: int
     opset: int
+    #: The image input takes uint8 pixels (B, H, W, 3) and the graph normalises them (:class:`ScoreWrapper`).
+    pixel_input: bool = False
 
     def io_record(self) -> dict[str, object]:
         """The manifest's ``io`` entry (-1 marks the dynamic batch dimension)."""
-        h, w = self.input_size
-        return {"inputs": [{"name": n, "shape": [-1, INPUT_CHANNELS, h, w], "dtype": "float32"}
+        return {"inputs": [{"name": n, "shape": _input_shape(-1, self.input_size, self.pixel_input and n == "image"),
+                            "dtype": PIXEL_DTYPE if self.pixel_input and n == "image" else "float32"}
                            for n in self.input_names], "output": OUTPUT_NAME}
+
+
+def _input_shape(batch: int | str, size: tuple[int, int], pixels: bool) -> list[int | str]:
+    return [batch, *size, INPUT_CHANNELS] if pixels else [batch, INPUT_CHANNELS, *size]
 
 
 @contextlib.contextmanager
@@ -86,21 +117,29 @@ def count_attention_calls(model: nn.Module, example: tuple[torch.Tensor, ...]) -
 
 
 def example_inputs(input_names: tuple[str, ...], input_size: tuple[int, int], batch: int = 2,
-                   seed: int = 0) -> tuple[torch.Tensor, ...]:
+                   seed: int = 0, pixel_input: bool = False) -> tuple[torch.Tensor, ...]:
     # Batch 2: torch.export specialises a size-1 dimension to a constant.
     generator = torch.Generator().manual_seed(seed)
+    if pixel_input:
+        return (torch.randint(0, 256, _input_shape(batch, input_size, True), generator=generator, dtype=torch.uint8),)
     return tuple(torch.randn(batch, INPUT_CHANNELS, *input_size, generator=generator) for _ in input_names)
 
 
 def export_onnx(model: nn.Module, path: Path, *, input_names: tuple[str, ...], input_size: tuple[int, int],
-                form: str, opset: int = 23, max_batch: int = 64) -> ExportedGraph:
-    """Export ``model`` (eval mode, FP32, CPU) to ``path`` and check its fused attention count."""
+                form: str, opset: int = 23, max_batch: int = 64,
+                pixel_spec: PreprocessSpec | None = None) -> ExportedGraph:
+    """Export ``model`` (eval mode, FP32, CPU) to ``path`` and check its fused attention count.
+    With ``pixel_spec`` (single-input models), the graph takes uint8 pixels and normalises them
+    per that spec (:class:`ScoreWrapper`)."""
     if form not in TORCH_FORM:
         raise ExportError(f"unknown attention form {form!r}; choose one of {', '.join(TORCH_FORM)}")
     if not set(input_names) <= {"image", "depth"} or input_names[0] != "image":
         raise ExportError(f"cannot export a model with inputs {input_names}; supported: image [, depth]")
-    wrapper = ScoreWrapper(model.eval().float().cpu(), input_names).eval()
-    example = example_inputs(input_names, input_size)
+    pixel_input = pixel_spec is not None
+    if pixel_input and input_names != ("image",):
+        raise ExportError(f"uint8 pixel input is for single-input models; {input_names} takes float32 rows")
+    wrapper = ScoreWrapper(model.eval().float().cpu(), input_names, pixel_spec).eval()
+    example = example_inputs(input_names, input_size, pixel_input=pixel_input)
     batch = torch.export.Dim(BATCH_DIM, min=1, max=max(max_batch, 2))
     dynamic_shapes = {name: {0: batch} for name in input_names}
     with attention_form(TORCH_FORM[form]):
@@ -119,12 +158,21 @@ def export_onnx(model: nn.Module, path: Path, *, input_names: tuple[str, ...], i
         check_fused_attention(proto, "onnx_attention", calls)
         proto = rewrite_attention_to_mha(proto)
     _name_batch_dim(proto)
-    _check_io(proto, input_names, input_size)
+    _check_io(proto, input_names, input_size, pixel_input)
+    if pixel_spec is not None:
+        proto.metadata_props.add(key=PIXEL_SPEC_KEY, value=json.dumps(pixel_spec.to_dict()))
     fused = check_fused_attention(proto, form, calls)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return ExportedGraph(path=path, input_names=input_names, input_size=tuple(input_size), attention_form=form,
-                         attention_calls=calls, fused_attention_ops=fused, opset=opset)
+                         attention_calls=calls, fused_attention_ops=fused, opset=opset, pixel_input=pixel_input)
+
+
+def pixel_spec_of(proto: onnx.ModelProto) -> PreprocessSpec | None:
+    """The spec a pixel-input graph normalises its pixels by (:data:`PIXEL_SPEC_KEY`); None for a
+    float-input graph."""
+    value = next((prop.value for prop in proto.metadata_props if prop.key == PIXEL_SPEC_KEY), None)
+    return None if value is None else PreprocessSpec.from_dict(json.loads(value))
 
 
 def _name_batch_dim(proto: onnx.ModelProto) -> None:
@@ -134,9 +182,15 @@ def _name_batch_dim(proto: onnx.ModelProto) -> None:
             dim.dim_param = BATCH_DIM
 
 
-def _check_io(proto: onnx.ModelProto, input_names: tuple[str, ...], input_size: tuple[int, int]) -> None:
+def _check_io(proto: onnx.ModelProto, input_names: tuple[str, ...], input_size: tuple[int, int],
+              pixel_input: bool) -> None:
     inputs = [(i.name, [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]) for i in proto.graph.input]
-    expected = [(n, [BATCH_DIM, INPUT_CHANNELS, *input_size]) for n in input_names]
+    expected = [(n, _input_shape(BATCH_DIM, input_size, pixel_input)) for n in input_names]
+    pixel_type = onnx.TensorProto.UINT8 if pixel_input else onnx.TensorProto.FLOAT
+    if proto.graph.input[0].type.tensor_type.elem_type != pixel_type:
+        found = onnx.TensorProto.DataType.Name(proto.graph.input[0].type.tensor_type.elem_type)
+        raise ExportError(f"exported graph's image input is {found}, expected "
+                          f"{onnx.TensorProto.DataType.Name(pixel_type)}")
     outputs = [(o.name, [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]) for o in proto.graph.output]
     if inputs != expected or outputs != [(OUTPUT_NAME, [BATCH_DIM])]:
         raise ExportError(f"exported graph has inputs {inputs} and outputs {outputs}; expected {expected} and "

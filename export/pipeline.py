@@ -149,7 +149,8 @@ def export_bundle(
                 note["done"] = f"{len(equalized)} bottleneck stream(s)"
         with _step(console, f"ONNX export (opset {profile.opset})") as note:
             graph = export_onnx(exported, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
-                                form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+                                form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch,
+                                pixel_spec=spec if profile.pixel_input(names) else None)
             note["done"] = f"{graph.fused_attention_ops} fused attention op(s) for {graph.attention_calls} call(s)"
         with _step(console, f"PyTorch reference on {len(split.evaluation)} real images, parity gate on "
                             f"{profile.parity.images}") as note:
@@ -164,7 +165,7 @@ def export_bundle(
                             f"rank agreement {_fmt(onnx_parity['rank_agreement'])}")
 
         def feeds() -> Iterator[dict[str, np.ndarray]]:
-            return calibration.iter_calibration_feeds(split.calibration, spec, names)
+            return calibration.iter_calibration_feeds(split.calibration, spec, names, pixels=graph.pixel_input)
 
         # INT8 is judged on held-out images only (never a calibration image); fp16/fp32 on all.
         n_check = len(split.validation) if precision == "int8" else len(images)

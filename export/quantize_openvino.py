@@ -37,7 +37,7 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
     accuracy search gave back) in floating point through NNCF's ignored scope."""
     import openvino as ov
 
-    model = ov.convert_model(str(onnx_fp32))
+    model = read_onnx(onnx_fp32)
     record: dict[str, Any] = {"model_file": MODEL_FILE, "quantization": None, "integer_kernels": None,
                               "runtime_options": runtime_options(precision, target)}
     if precision == "int8":
@@ -48,6 +48,22 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
     if precision == "int8":
         record["integer_kernels"] = inspect_integer_kernels(out_dir / MODEL_FILE, precision)
     return record
+
+
+def read_onnx(onnx_fp32: Path) -> Any:
+    """The ONNX graph as an OpenVINO model; a pixel-input graph's normalisation rebuilt exact
+    (:func:`~edge_iqa.runtime.backends.openvino.exact_pixel_front`, the runtime does the same), so
+    that NNCF's calibration sees the float rows of a float-input graph bit for bit."""
+    import openvino as ov
+
+    from edge_iqa.export.onnx_export import pixel_spec_of
+    from edge_iqa.runtime.backends.openvino import exact_pixel_front
+
+    model = ov.convert_model(str(onnx_fp32))
+    spec = pixel_spec_of(onnx.load(str(onnx_fp32), load_external_data=False))
+    if spec is not None:
+        exact_pixel_front(model, spec)
+    return model
 
 
 def runtime_options(precision: str, target: TargetProfile) -> dict[str, Any]:
@@ -173,7 +189,7 @@ def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, f
     recalibration). The final artifact is rebuilt by ``build(..., exclude_nodes=...)``."""
     import openvino as ov
 
-    quantized, _ = quantize_int8(ov.convert_model(str(onnx_fp32)), onnx_fp32, target, feeds, compress_weights=False)
+    quantized, _ = quantize_int8(read_onnx(onnx_fp32), onnx_fp32, target, feeds, compress_weights=False)
 
     def build_candidate(nodes: list[str], out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)

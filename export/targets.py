@@ -28,6 +28,7 @@ else:  # pragma: no cover - Python 3.10
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
+INPUT_DTYPES = ("float32", "uint8")
 ATTENTION_FORMS = ("onnx_attention", "ort_mha", "matmul_softmax")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 # The standard ONNX Attention op exists from opset 23 on.
@@ -35,7 +36,7 @@ MIN_ATTENTION_OPSET = 23
 TARGETS_PACKAGE = "edge_iqa.targets"
 
 _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "attention_form", "opset", "threads",
-             "batch", "max_batch", "input_size", "accuracy_budget", "max_score_error", "p99_score_error",
+             "batch", "max_batch", "input_size", "input_dtype", "accuracy_budget", "max_score_error", "p99_score_error",
              "quantization", "parity", "inherits", "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
@@ -133,6 +134,9 @@ class TargetProfile:
     batch: int = 1
     max_batch: int = 16
     input_size: tuple[int, int] | None = None
+    # The image input of single-input models: "float32" rows the runtime normalises (N, 3, H, W), or
+    # "uint8" pixels (N, H, W, 3) that the network scales and normalises itself (manifest schema 2).
+    input_dtype: str = "float32"
     accuracy_budget: float = 0.01
     # Per-photo budgets on the output (MOS) scale: max and 99th-percentile |score(model) - score(FP32)|
     # over the validation photos; None = not budgeted.
@@ -150,6 +154,11 @@ class TargetProfile:
             raise TargetError(f"target {self.name!r} does not offer precision {chosen!r}; "
                               f"choose one of {', '.join(self.precisions)}")
         return chosen
+
+    def pixel_input(self, input_names: tuple[str, ...]) -> bool:
+        """Whether a model with these inputs is exported taking uint8 pixels: ``input_dtype = "uint8"``
+        and a single image input (an image + depth network keeps float32 rows for both)."""
+        return self.input_dtype == "uint8" and tuple(input_names) == ("image",)
 
     def keeps_fp(self, module_paths: list[str] | tuple[str, ...]) -> bool:
         """True when any of the module paths (a layer and its ancestors) matches ``keep_fp``."""
@@ -269,6 +278,10 @@ def _validate(raw: dict[str, Any], source: str) -> TargetProfile:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in input_size)):
             raise TargetError(f"{source}: 'input_size' must be [height, width], integers >= 32, got {input_size!r}")
         input_size = (input_size[0], input_size[1])
+    input_dtype = _choice(source, "input_dtype", raw.get("input_dtype", "float32"), INPUT_DTYPES)
+    if input_dtype == "uint8" and runtime == "tensorrt":
+        raise TargetError(f"{source}: input_dtype 'uint8' is not offered for TensorRT (its uint8 network inputs "
+                          "were never built or run here); use 'float32'")
     budget = float(_check_type(source, "accuracy_budget", raw.get("accuracy_budget", 0.01), (int, float)))
     if not 0 <= budget <= 1:
         raise TargetError(f"{source}: 'accuracy_budget' is a max |delta SROCC| in [0, 1], got {budget}")
@@ -283,7 +296,7 @@ def _validate(raw: dict[str, Any], source: str) -> TargetProfile:
     return TargetProfile(
         name=name, description=str(raw.get("description", "")), runtime=runtime, precision=precision,
         precisions=precisions, attention_form=form, opset=opset, threads=threads, batch=batch,
-        max_batch=max_batch, input_size=input_size, accuracy_budget=budget, **score_errors,
+        max_batch=max_batch, input_size=input_size, input_dtype=input_dtype, accuracy_budget=budget, **score_errors,
         quantization=_quantization(raw.get("quantization", {}), source, runtime),
         parity=_parity(raw.get("parity", {}), source), source=source,
         tensorrt=_tensorrt(raw.get("tensorrt"), source, runtime, form, opset, batch, max_batch),

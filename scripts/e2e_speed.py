@@ -8,7 +8,7 @@ ran before issue 13's overlap. Rows are rotated every round, so a busy machine's
 rows alike; ratios against the PyTorch row are computed within the run. Both wall time and the
 process's CPU time are recorded (CPU time is steadier on a shared machine), with the load average
 before and after. For the runtime rows the time is also split into decode (``load_image``),
-preprocessing (``PreprocessSpec.apply``) and the backend call on the preprocessed row.
+preprocessing (``Scorer.preprocess``: float32 rows, or uint8 pixels) and the backend call on the preprocessed row.
 
     python scripts/e2e_speed.py --bundle int8=BUNDLE --bundle fp32=BUNDLE [--model edge_hybrid_n]
         [--images DIR] [--count 48] [--rounds 3] [--threads 2] [--json OUT]
@@ -43,7 +43,7 @@ def stage_split(scorer, paths: list[Path]) -> dict[str, float]:
         start = time.perf_counter()
         image = load_image(path)
         mid = time.perf_counter()
-        rows = scorer.spec.apply(image)
+        rows = scorer.preprocess(image)  # the bundle's input rows: uint8 pixels or float32 rows
         end = time.perf_counter()
         scorer.backend.run(rows)
         net.append(time.perf_counter() - end)

@@ -142,8 +142,8 @@ def main() -> None:
     model, spec, transform, _ = load_model_for_export(args.model)
     model.eval()
     split = calibration.profile_split(load_target(args.target))
-    cal = torch.from_numpy(calibration.prepare_images(split.calibration, spec).rows())
-    val = torch.from_numpy(calibration.prepare_images(split.validation, spec).rows())
+    cal = torch.from_numpy(spec.normalize_pixels(calibration.prepare_images(split.calibration, spec).rows()))
+    val = torch.from_numpy(spec.normalize_pixels(calibration.prepare_images(split.validation, spec).rows()))
     scale = float(transform["scale"])
     if args.regions:
         rows = region_rows(model, load_target(args.target), cal, val, scale)

@@ -128,6 +128,7 @@ def timed_rate(call: Callable[[], object], gmac: float, seconds: float) -> float
 def network_call(bundle: Path, threads: int) -> tuple[Callable[[], object], float]:
     """A batch-1 backend call of the bundle through the runtime, and the network's GMACs."""
     import edge_iqa.runtime
+    from edge_iqa.runtime.backends.base import input_records
 
     scorer = edge_iqa.runtime.load(bundle, threads=threads)
     manifest = scorer.manifest
@@ -136,8 +137,7 @@ def network_call(bundle: Path, threads: int) -> tuple[Callable[[], object], floa
     model.reshape({port.get_any_name(): ov.PartialShape([1, *list(port.get_partial_shape())[1:]])
                    for port in model.inputs})
     gmac = graph_macs(model)
-    h, w = scorer.spec.input_size
-    rows = [np.random.default_rng(3).standard_normal((1, 3, h, w), dtype=np.float32) for _ in scorer.inputs]
+    rows = [record.example_rows(1, scorer.spec.input_size, seed=3) for record in input_records(manifest)]
     return (lambda: scorer.backend.run(*rows)), gmac
 
 

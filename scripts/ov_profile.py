@@ -20,25 +20,29 @@ import collections
 import json
 from pathlib import Path
 
-import numpy as np
 import openvino as ov
 
-from edge_iqa.runtime.backends.openvino import default_config
+from edge_iqa.data.preprocess import PreprocessSpec
+from edge_iqa.runtime.backends.base import input_records
+from edge_iqa.runtime.backends.openvino import default_config, exact_pixel_front
+from edge_iqa.runtime.bundle import read_manifest
 
 
 def profile(bundle: Path, threads: int, iterations: int, static: bool) -> dict:
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = read_manifest(bundle)
     core = ov.Core()
-    model = core.read_model(str(bundle / manifest["model_file"]))
-    shapes = [record["shape"] for record in manifest["io"]["inputs"]]
+    model = core.read_model(str(bundle / manifest.model_file))
+    records = input_records(manifest)
+    spec = PreprocessSpec.from_dict(manifest.preprocess)
+    if records[0].pixels:  # as the runtime compiles it
+        exact_pixel_front(model, spec)
     if static:
-        model.reshape({port.get_any_name(): ov.PartialShape([1, *shape[1:]])
-                       for port, shape in zip(model.inputs, shapes, strict=True)})
+        model.reshape({port.get_any_name(): ov.PartialShape([1, *record.shape[1:]])
+                       for port, record in zip(model.inputs, records, strict=True)})
     config = {**default_config(manifest, threads), "PERF_COUNT": True}
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
-    rng = np.random.default_rng(0)
-    feed = [rng.standard_normal([1, *shape[1:]], dtype=np.float32) for shape in shapes]
+    feed = [record.example_rows(1, spec.input_size) for record in records]
     for _ in range(5):
         request.infer(feed)
     per_layer: dict[str, dict] = {}

@@ -33,13 +33,17 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from edge_iqa.data.preprocess import PreprocessSpec
+from edge_iqa.runtime.backends.base import InputRecord, input_records
+from edge_iqa.runtime.backends.openvino import exact_pixel_front
 from edge_iqa.runtime.bundle import read_manifest
 
 
-def batch_one_p50_ms(compiled: ov.CompiledModel, shapes: list[list[int]], iterations: int) -> tuple[float, np.ndarray]:
+def batch_one_p50_ms(compiled: ov.CompiledModel, records: list[InputRecord], size: tuple[int, int],
+                     iterations: int) -> tuple[float, np.ndarray]:
     """(p50 ms, output) of batch-1 calls on one seeded random input."""
     request = compiled.create_infer_request()
-    feed = {i: np.random.default_rng(0).random([1, *shape[1:]], dtype=np.float32) for i, shape in enumerate(shapes)}
+    feed = {i: record.example_rows(1, size) for i, record in enumerate(records)}
     output = np.array(request.infer(feed)[compiled.outputs[0]], copy=True)
     for _ in range(10):
         request.infer(feed)
@@ -64,17 +68,20 @@ def main() -> None:
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": args.threads,
               "INFERENCE_PRECISION_HINT": precision}
     core = ov.Core()
-    shapes = [record["shape"] for record in manifest.io["inputs"]]
+    records = input_records(manifest)
+    size = PreprocessSpec.from_dict(manifest.preprocess).input_size
     dynamic_output = None
     for round_index in range(args.rounds):
         for variant in ("dynamic", "bounded 1..16", "static 1", "static 1 no snippets", "dynamic no snippets"):
             model = core.read_model(str(args.bundle / manifest.model_file))
+            if records[0].pixels:  # as the runtime compiles it
+                exact_pixel_front(model, PreprocessSpec.from_dict(manifest.preprocess))
             if not variant.startswith("dynamic"):
                 batch = ov.Dimension(1, 16) if variant.startswith("bounded") else ov.Dimension(1)
-                model.reshape({port.get_any_name(): ov.PartialShape([batch, *shape[1:]])
-                               for port, shape in zip(model.inputs, shapes, strict=True)})
+                model.reshape({port.get_any_name(): ov.PartialShape([batch, *record.shape[1:]])
+                               for port, record in zip(model.inputs, records, strict=True)})
             snippets = {"SNIPPETS_MODE": "DISABLE"} if variant.endswith("no snippets") else {}
-            p50, output = batch_one_p50_ms(core.compile_model(model, "CPU", {**config, **snippets}), shapes,
+            p50, output = batch_one_p50_ms(core.compile_model(model, "CPU", {**config, **snippets}), records, size,
                                            args.iterations)
             dynamic_output = output if dynamic_output is None else dynamic_output
             print(f"round {round_index}  {variant:14s} threads {args.threads}  batch-1 p50 {p50:.2f} ms  "

@@ -146,7 +146,8 @@ def target_graph(model: Any, spec: Any, names: tuple[str, ...], target: str, wor
 
     profile = load_target(target)
     graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
-                        form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch)
+                        form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch,
+                        pixel_spec=spec if profile.pixel_input(names) else None)
     return profile, backend_module(profile.runtime), graph
 
 
@@ -187,8 +188,8 @@ def calibration_study(args: argparse.Namespace) -> dict[str, Any]:
                     start = time.perf_counter()
                     try:
                         built = backend.build(graph.path, out, "int8", trial,
-                                              lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names),
-                                              scratch)
+                                              lambda rows=rows, graph=graph: calibration.iter_calibration_feeds(
+                                                  rows, spec, names, pixels=graph.pixel_input), scratch)
                     except Exception as exc:  # noqa: BLE001 - one failed configuration is a row, not a crash
                         results.append({"target": target, "method": method, "samples": samples,
                                         "error": f"{type(exc).__name__}: {exc}"})
@@ -312,7 +313,8 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             graph = graphs[alpha]
             try:
                 built = _build_once(out, backend, graph.path, trial,
-                                    lambda rows=rows: calibration.iter_calibration_feeds(rows, spec, names), work)
+                                    lambda rows=rows, graph=graph: calibration.iter_calibration_feeds(
+                                        rows, spec, names, pixels=graph.pixel_input), work)
             except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
                 results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue

@@ -1,4 +1,7 @@
-"""CPU time of each stage of file -> score, one thread: decode, resize, uint8 -> float rows, network.
+"""CPU time of each stage of file -> score, one thread: decode, resize, the network's input rows, network.
+
+The rows are float32 normalised rows, or the crops' uint8 pixels for a bundle whose network takes
+pixels (manifest schema 2).
 
 CPU time (``time.process_time``, every thread of the process) instead of wall time, so that a busy
 machine changes the figures little; one intra-op thread, so no runtime spin-waits in them. Says
@@ -47,7 +50,7 @@ def main() -> None:
             marks.append(time.process_time())
             resized = spec.resize_image(image)
             marks.append(time.process_time())
-            rows = spec.to_tensor_batch(resized)
+            rows = spec.crops(resized) if scorer.takes_pixels else spec.to_tensor_batch(resized)
             marks.append(time.process_time())
             scorer.backend.run(rows)
             marks.append(time.process_time())

@@ -37,19 +37,22 @@ def dev_spec():
 
 
 @functools.cache
-def exported(form: str) -> ExportedGraph:
+def exported(form: str, pixels: bool = False) -> ExportedGraph:
+    """The dev model's graph in attention ``form``; with ``pixels``, taking uint8 pixels (schema 2)."""
     out = Path(tempfile.mkdtemp(prefix=f"edge-iqa-test-{form}-")) / "model.onnx"
-    return export_onnx(dev_model(), out, input_names=("image",), input_size=INPUT_SIZE, form=form, max_batch=8)
+    return export_onnx(dev_model(), out, input_names=("image",), input_size=INPUT_SIZE, form=form, max_batch=8,
+                       pixel_spec=dev_spec() if pixels else None)
 
 
-def artifact_scorer(model_path: Path, folder: Path, runtime: str = "onnxruntime", precision: str = "fp32"):
+def artifact_scorer(model_path: Path, folder: Path, runtime: str = "onnxruntime", precision: str = "fp32",
+                    io: dict | None = None):
     """``runtime.load`` of one built artifact of the dev model (copied, with its siblings of the same
     stem such as an OpenVINO ``.bin``, into ``folder``): the export's own way of scoring an
-    artifact (:func:`edge_iqa.export.staging.load_artifact`)."""
+    artifact (:func:`edge_iqa.export.staging.load_artifact`). ``io``: the graph's (default float rows)."""
     folder.mkdir(parents=True, exist_ok=True)
     for sibling in model_path.parent.glob(f"{model_path.stem}.*"):
         shutil.copyfile(sibling, folder / sibling.name)
-    io = {"inputs": [{"name": "image", "shape": [-1, 3, *INPUT_SIZE], "dtype": "float32"}], "output": "score"}
+    io = io or {"inputs": [{"name": "image", "shape": [-1, 3, *INPUT_SIZE], "dtype": "float32"}], "output": "score"}
     return load_artifact(folder / model_path.name,
                          artifact_document(runtime, precision, model_path.name, io, dev_spec(), model_name=MODEL))
 

@@ -125,9 +125,26 @@ class TinyNet:
                  numpy_helper.from_array(np.array([-1], dtype=np.int64), n["flat"])]
         return nodes, inits
 
-    def onnx_model(self, batch: int | str, size: tuple[int, int]) -> Any:
-        nodes, inits = self.onnx_nodes("image", "score")
-        return _model(nodes, inits, ["image"], batch, size)
+    def onnx_model(self, batch: int | str, size: tuple[int, int], pixel_spec: PreprocessSpec | None = None) -> Any:
+        """The graph on float rows, or with ``pixel_spec`` on (batch, H, W, 3) uint8 pixels that the graph
+        normalises itself the way :meth:`PreprocessSpec.normalize_pixels` does (a schema-2 bundle)."""
+        if pixel_spec is None:
+            nodes, inits = self.onnx_nodes("image", "score")
+            return _model(nodes, inits, ["image"], batch, size)
+        from onnx import TensorProto, helper, numpy_helper
+
+        front = [  # as export's ScoreWrapper: normalise on the pixels' own layout, then NCHW
+            helper.make_node("Cast", ["image"], ["as_float"], to=TensorProto.FLOAT),
+            helper.make_node("Div", ["as_float", "v255"], ["unit"]),
+            helper.make_node("Sub", ["unit", "mean"], ["centred"]),
+            helper.make_node("Div", ["centred", "std"], ["nhwc"]),
+            helper.make_node("Transpose", ["nhwc"], ["rows"], perm=[0, 3, 1, 2]),
+        ]
+        constants = [numpy_helper.from_array(np.array(255.0, np.float32), "v255"),
+                     numpy_helper.from_array(np.array(pixel_spec.mean, np.float32), "mean"),
+                     numpy_helper.from_array(np.array(pixel_spec.std, np.float32), "std")]
+        nodes, inits = self.onnx_nodes("rows", "score")
+        return _model(front + nodes, constants + inits, ["image"], batch, size, pixels=True)
 
 
 @dataclass(frozen=True)
@@ -169,13 +186,15 @@ class TinyDepthNet:
         return _model(nodes, rgb_inits + depth_inits, list(self.inputs), batch, size)
 
 
-def _model(nodes: list[Any], inits: list[Any], inputs: list[str], batch: int | str, size: tuple[int, int]) -> Any:
+def _model(nodes: list[Any], inits: list[Any], inputs: list[str], batch: int | str, size: tuple[int, int],
+           pixels: bool = False) -> Any:
     import onnx
     from onnx import TensorProto, helper
 
+    value_type, shape = (TensorProto.UINT8, [batch, *size, 3]) if pixels else (TensorProto.FLOAT, [batch, 3, *size])
     graph = helper.make_graph(
         nodes, "tiny_iqa",
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, 3, *size]) for name in inputs],
+        [helper.make_tensor_value_info(name, value_type, shape) for name in inputs],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, [batch])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
@@ -185,12 +204,13 @@ def _model(nodes: list[Any], inits: list[Any], inputs: list[str], batch: int | s
 def build_bundle(out_dir: Path, net: TinyNet | TinyDepthNet, *, runtime: str = "onnxruntime",
                  spec: PreprocessSpec = SPEC, fixed_batch: int | None = None, max_batch: int | None = None,
                  transform: dict[str, float] = TRANSFORM, target: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write ``net`` as a real bundle (ORT: model.onnx; OpenVINO: model.xml + model.bin)."""
+                 extra: dict[str, Any] | None = None, pixels: bool = False) -> Path:
+    """Write ``net`` as a real bundle (ORT: model.onnx; OpenVINO: model.xml + model.bin); with
+    ``pixels`` (TinyNet only) a schema-2 bundle whose network takes uint8 pixels and normalises."""
     import onnx
 
     batch = fixed_batch if fixed_batch else "batch"
-    model = net.onnx_model(batch, spec.input_size)
+    model = net.onnx_model(batch, spec.input_size, spec) if pixels else net.onnx_model(batch, spec.input_size)
 
     def populate(staging: Path) -> dict[str, Any]:
         if runtime == "openvino":
@@ -204,8 +224,9 @@ def build_bundle(out_dir: Path, net: TinyNet | TinyDepthNet, *, runtime: str = "
         else:
             onnx.save(model, staging / "model.onnx")
             model_file = "model.onnx"
-        io: dict[str, Any] = {"inputs": [{"name": name, "shape": [fixed_batch or -1, 3, *spec.input_size],
-                                          "dtype": "float32"} for name in net.inputs], "output": "score"}
+        shape = [fixed_batch or -1, *spec.input_size, 3] if pixels else [fixed_batch or -1, 3, *spec.input_size]
+        io: dict[str, Any] = {"inputs": [{"name": name, "shape": shape, "dtype": "uint8" if pixels else "float32"}
+                                         for name in net.inputs], "output": "score"}
         if max_batch is not None:
             io["max_batch"] = max_batch
         return {"edge_iqa_version": "0.1.0", "runtime": runtime, "precision": "fp32", "model_file": model_file,

@@ -174,7 +174,7 @@ def test_strip_qdq_puts_the_block_back_in_float(tmp_path) -> None:
 
     spec = dev_model_spec()
     rows = calibration.split(4, 0, 2).calibration
-    crops = calibration.prepare_images(rows, spec).rows()
+    crops = spec.normalize_pixels(calibration.prepare_images(rows, spec).rows())  # the float graph's rows
     graph_path = exported("matmul_softmax").path
     qdq = tmp_path / "qdq.onnx"
     quantize_int8_qdq(graph_path, qdq, {"image": crops}, method="minmax")

@@ -61,7 +61,16 @@ def test_feeds_follow_the_preprocess_spec() -> None:
     for feed in feeds:
         assert feed["image"].shape == (1, 3, *spec.input_size) and feed["image"].dtype == np.float32
         assert feed["depth"].shape == feed["image"].shape
-    assert np.array_equal(feeds[0]["image"][0], calibration.prepare_images(rows[:1], spec).rows()[0])
+    assert np.array_equal(feeds[0]["image"], calibration.prepare_images(rows[:1], spec, ("image", "depth")).rows())
+    # A single-input network's images are prepared as the crops' uint8 pixels, and its calibration
+    # feeds are the pixels of a uint8-input graph or the float rows they normalise to.
+    pixels = calibration.prepare_images(rows[:1], spec).rows()
+    assert pixels.shape == (1, *spec.input_size, 3) and pixels.dtype == np.uint8
+    (pixel_feed, *_), (float_feed, *_) = (calibration.iter_calibration_feeds(rows[:1], spec, ("image",), pixels=p)
+                                          for p in (True, False))
+    assert np.array_equal(pixel_feed["image"], pixels)
+    assert np.array_equal(float_feed["image"], spec.normalize_pixels(pixels)) and np.array_equal(
+        float_feed["image"], feeds[0]["image"])
     # The depth rows are what the runtime feeds for an 8-bit depth map of the photo (here the
     # stand-in map): min-max scaled, quantised to 8 bit, the photo's resize and crop, ImageNet mean/std.
     photo = load_image(calibration.image_file(rows[0]))

@@ -58,7 +58,9 @@ def test_embedded_bundle_scores_like_the_pytorch_path() -> None:
     torch_scorer, ort_scorer = load(MODEL), load(bundle())
     assert torch_scorer.manifest.runtime == "torch" and ort_scorer.manifest.runtime == "onnxruntime"
     atol = read_bundle_manifest(bundle())["target"]["parity"]["atol"]  # the export's FP32 parity tolerance
-    rows = np.concatenate([torch_scorer.preprocess(p) for p in PHOTOS])
+    # The embedded bundle takes the crops' uint8 pixels; the torch backend normalises the same pixels.
+    rows = np.concatenate([ort_scorer.preprocess(p) for p in PHOTOS])
+    assert ort_scorer.takes_pixels and rows.dtype == np.uint8
     reference, scores = (s.score_tensor(rows, raw=True) for s in (torch_scorer, ort_scorer))
     assert np.ptp(reference) > 0.01  # distinct photos, distinct scores: the comparison means something
     np.testing.assert_allclose(scores, reference, rtol=0, atol=atol)

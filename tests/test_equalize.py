@@ -33,8 +33,8 @@ def photos(default_model) -> tuple[np.ndarray, np.ndarray]:
     """(calibration rows, validation rows) of real shipped CLIVE photos at the model's input size."""
     spec = load_model_for_export(MODEL)[1]
     split = calibration.split(16, 0, 8, "mos_spread")
-    return (calibration.prepare_images(split.calibration, spec).rows(),
-            calibration.prepare_images(split.validation[:8], spec).rows())
+    return (spec.normalize_pixels(calibration.prepare_images(split.calibration, spec).rows()),
+            spec.normalize_pixels(calibration.prepare_images(split.validation[:8], spec).rows()))
 
 
 def test_streams_of_the_default_model_and_the_ones_left_alone(default_model) -> None:

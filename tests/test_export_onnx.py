@@ -83,6 +83,35 @@ def test_ort_mha_rewrite_runs_in_onnxruntime_and_matches(tmp_path, real_stacks: 
     assert np.abs(mha - base).max() < 1e-5
 
 
+def test_pixel_input_graph_normalises_like_the_float_rows(tmp_path, real_stacks: PreparedImages) -> None:
+    """input_dtype = "uint8": the graph takes the crops' pixels (batch, H, W, 3) and its first ops are
+    the spec's normalisation, so ONNX Runtime gives the float graph's scores bit for bit."""
+    graph = exported("onnx_attention", pixels=True)
+    session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert (inp.name, inp.shape, inp.type) == ("image", ["batch", *INPUT_SIZE, 3], "tensor(uint8)")
+    assert graph.io_record()["inputs"] == [{"name": "image", "shape": [-1, *INPUT_SIZE, 3], "dtype": "uint8"}]
+    pixels = artifact_scorer(graph.path, tmp_path / "pixels", io=graph.io_record())
+    rows = artifact_scorer(exported("onnx_attention").path, tmp_path / "rows")
+    assert pixels.takes_pixels and not rows.takes_pixels and real_stacks.rows().dtype == np.uint8
+    assert np.ptp(raw_scores(rows, real_stacks)) > 0
+    np.testing.assert_array_equal(raw_scores(pixels, real_stacks), raw_scores(rows, real_stacks))
+    # The module paths the keep_fp patterns match are the model's, not the wrapper's.
+    from edge_iqa.export.graph_scopes import nodes_matching
+
+    def kept(path):
+        model = onnx.load(str(path))
+        names = set(nodes_matching(model, ["backbone.0", "head"]))
+        return [node.op_type for node in model.graph.node if node.name in names]
+
+    assert "Conv" in kept(graph.path) and kept(graph.path) == kept(exported("onnx_attention").path)
+    with pytest.raises(ExportError, match="single-input"):
+        from edge_iqa.export.onnx_export import export_onnx
+
+        export_onnx(dev_model(), tmp_path / "x.onnx", input_names=("image", "depth"), input_size=INPUT_SIZE,
+                    form="onnx_attention", pixel_spec=dev_spec())
+
+
 def test_fused_count_mismatch_is_an_error() -> None:
     model = onnx.load(str(exported("onnx_attention").path))
     with pytest.raises(ExportError, match="fused attention"):

@@ -121,3 +121,28 @@ def test_openvino_fp16_ir_holds_fp16_weights(tmp_path, precision: str, weight_ty
     else:
         assert 'element_type="f16"' not in xml
     assert bin_size > 0
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_int8_of_a_pixel_input_graph_scores_like_the_float_graph(tmp_path, stacks, runtime) -> None:
+    """input_dtype = "uint8": the same INT8 network as from float rows, bit for bit. The calibration
+    sees the same float rows (OpenVINO: read_onnx rebuilds the pixels' normalisation exact, as the
+    runtime does), so the quantizer ranges and the scores are the float graph's."""
+    if runtime == "openvino":
+        pytest.importorskip("nncf")
+    module, target = (quantize_openvino, "cpu") if runtime == "openvino" else (quantize_ort, "onnxruntime")
+    scores = {}
+    for pixels in (False, True):
+        graph = exported("onnx_attention", pixels=pixels)
+        out = tmp_path / f"pixels{pixels}"
+        out.mkdir()
+        record = module.build(graph.path, out, "int8", tiny(target),
+                              lambda p=pixels: calibration.iter_calibration_feeds(
+                                  calibration.split(CALIBRATION, 0, 2).calibration, dev_spec(), ("image",), pixels=p),
+                              out)
+        scorer = artifact_scorer(out / record["model_file"], tmp_path / f"loaded{pixels}", runtime=runtime,
+                                 precision="int8", io=graph.io_record())
+        assert scorer.takes_pixels == pixels
+        scores[pixels] = raw_scores(scorer, stacks)
+    assert np.ptp(scores[False]) > 0
+    np.testing.assert_array_equal(scores[True], scores[False])

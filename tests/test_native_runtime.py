@@ -1,7 +1,10 @@
 """The native runtime (edge_iqa/runtime/native, libedgeiqa) against the Python runtime on real photos:
-bit-identical preprocessed tensors, the same scores from the default model's OpenVINO FP32 and INT8
-bundles, the same refusals of bad bundles and bad frames (also under AddressSanitizer + UBSan, through
-the C test driver), thread safety, the score_frames sample and the installed CMake package.
+bit-identical preprocessed tensors, bit-identical scores from the default model's OpenVINO FP32 and
+INT8 bundles (uint8 pixel input, whose normalisation both rebuild exact: exact_pixel_front), the same
+scores from tiny bundles of both input encodings (uint8 pixels, float32 rows, manifest schema 1 and 2;
+a pixel bundle bit for bit like the float bundle of its network), the same refusals of bad bundles
+and bad frames (also under AddressSanitizer + UBSan, through the C test driver), thread safety, the
+score_frames sample and the installed CMake package.
 
 The library is built once per session with CMake (incremental in build/native*), or taken from
 $EDGE_IQA_NATIVE_BUILD / $EDGE_IQA_NATIVE_ASAN_BUILD, which .ci/run sets after building it.
@@ -165,16 +168,20 @@ def test_default_model_scores_match_python_on_calibration_photos(native_build, d
     with NativeScorer.open(native_build, bundle, threads=2) as native:
         info = native.info
         assert (info.model, info.precision, info.runtime) == ("edge_hybrid_n", precision, "openvino")
+        # The cpu target's bundles take the crops' uint8 pixels: the scores below are a pixel bundle's.
+        assert info.input_dtype == python.info["input_dtype"] == "uint8"
         got, want = [], []
         for i, image in enumerate(images):
-            if i < 8:  # the network input itself, bit for bit, through the bundle's own spec
-                np.testing.assert_array_equal(native.preprocess(image), python.preprocess(image))
+            if i < 8:  # the normalised rows (what the network computes from the pixels), bit for bit
+                np.testing.assert_array_equal(native.preprocess(image), python.spec.apply(image))
             got.append(native.score(image))
             want.append(python.score_one(image))
         batch = paths[:20]
-        np.testing.assert_allclose(native.score_batch([load_image(p) for p in batch]), python.score(batch), rtol=1e-6)
+        np.testing.assert_array_equal(native.score_batch([load_image(p) for p in batch]), python.score(batch))
     assert len(got) == len(paths) >= 200
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    # Bit for bit: both runtimes rebuild the pixel network's /255, -mean, /std with exact divisions
+    # (exact_pixel_front) and compile it alike. Without that, int8 scores moved by up to 1.4 MOS points.
+    np.testing.assert_array_equal(got, want)
     assert np.std(got) > 1.0  # real, different scores: not a constant
 
 
@@ -231,6 +238,11 @@ def _edit_section(section: str, **changes):
     return edit
 
 
+def _inputs(**record):
+    """io.inputs: the tiny network's one input record, with ``record`` changed."""
+    return _edit_section("io", inputs=[{"name": "image", **record}])
+
+
 def _escape_by_symlink(bundle: Path) -> None:
     outside = bundle.parent / "outside.bin"
     shutil.copy(bundle / "model.bin", outside)
@@ -248,7 +260,7 @@ BAD_BUNDLES = {
     "absolute_name": (_edit(model_file="/etc/passwd", files={"/etc/passwd": {"sha256": "0" * 64}}), ERR_BUNDLE,
                       "'/etc/passwd', which is outside the bundle", BundleError),
     "symlink_out_of_the_bundle": (_escape_by_symlink, ERR_BUNDLE, "resolves outside the bundle", BundleError),
-    "newer_schema": (_edit(schema_version=2), ERR_BUNDLE, "schema version 2 comes from a newer edge-iqa", BundleError),
+    "newer_schema": (_edit(schema_version=3), ERR_BUNDLE, "schema version 3 comes from a newer edge-iqa", BundleError),
     "unknown_runtime": (_edit(runtime="coreml"), ERR_BUNDLE, "runtime \"coreml\", which this edge-iqa does not know",
                         BundleError),
     "another_runtime_tensorrt": (_edit(runtime="tensorrt"), ERR_BACKEND_UNAVAILABLE,
@@ -269,15 +281,28 @@ BAD_BUNDLES = {
     "infinite_transform": (_edit(output_transform={"scale": "inf"}), ERR_BUNDLE, "output_transform", BundleError),
     "model_not_listed": (_edit(model_file="other.xml"), ERR_BUNDLE, "model file is not listed with a checksum",
                          BundleError),
+    "input_dtype_int16": (_inputs(shape=[-1, 3, 96, 96], dtype="int16"), ERR_BUNDLE,
+                          "input dtype is .int16.; this runtime feeds float32 rows or uint8 pixels: re-export the "
+                          "bundle, or upgrade edge-iqa", BundleError),
+    "pixel_record_in_nchw": (_inputs(shape=[-1, 3, 96, 96], dtype="uint8"), ERR_BUNDLE,
+                             r"must be \{'name': str, 'shape': \[batch, H, W, 3\] \(uint8 pixels\)\}", BundleError),
+    # Like Python's exact_pixel_front: a float network has no pixel normalisation to rebuild.
+    "pixel_record_of_float_network": (_inputs(shape=[-1, 96, 96, 3], dtype="uint8"), ERR_BUNDLE,
+                                      "the bundle declares a uint8 pixel input but its network does not start "
+                                      "with the pixels' normalisation; re-export the bundle", BundleError),
 }
 
 
 @pytest.fixture(scope="module")
 def tiny_bundles(tmp_path_factory) -> dict[str, Path]:
-    """A valid tiny OpenVINO bundle and one damaged copy per fault (each in its own folder)."""
+    """Valid tiny OpenVINO bundles (float32 rows; the same as manifest schema 1; uint8 pixels) and one
+    damaged copy of the float one per fault (each in its own folder)."""
     root = tmp_path_factory.mktemp("native_bundles")
     good = build_bundle(root / "good" / "bundle", NET, runtime="openvino")
-    bundles = {"good": good}
+    schema_1 = Path(shutil.copytree(good, root / "schema_1" / "bundle"))
+    edit_manifest(schema_1, schema_version=1)  # a bundle exported before uint8 inputs existed
+    pixels = build_bundle(root / "pixels" / "bundle", NET, runtime="openvino", pixels=True)
+    bundles = {"good": good, "schema_1": schema_1, "pixels": pixels}
     for name, (damage, *_) in BAD_BUNDLES.items():
         bundle = Path(shutil.copytree(good, root / name / "bundle"))
         damage(bundle)
@@ -303,12 +328,15 @@ def test_depth_bundle_is_refused_plainly(native_build, tiny_bundles):
     assert caught.value.status == ERR_BACKEND_UNAVAILABLE
 
 
-def test_tiny_bundle_scores_match_python_with_bgr_and_bad_frames(native_build, tiny_bundles):
-    python = load(tiny_bundles["good"])
-    with NativeScorer.open(native_build, tiny_bundles["good"]) as native:
+@pytest.mark.parametrize(("kind", "dtype"), [("good", "float32"), ("schema_1", "float32"), ("pixels", "uint8")])
+def test_tiny_bundle_scores_match_python_with_bgr_and_bad_frames(native_build, tiny_bundles, kind, dtype):
+    python = load(tiny_bundles[kind])
+    with NativeScorer.open(native_build, tiny_bundles[kind]) as native:
+        assert native.info.input_dtype == python.info["input_dtype"] == dtype
         for path in photos():
             image = load_image(path)
             assert native.score(image) == pytest.approx(python.score_one(image), rel=1e-6)
+            np.testing.assert_array_equal(native.preprocess(image), python.spec.apply(image))
             assert native.score(np.ascontiguousarray(image[..., ::-1]), PIXEL_BGR8) == native.score(image)
         for bad in (np.zeros((15, 40, 3), np.uint8), np.zeros((0, 40, 3), np.uint8)):
             with pytest.raises(NativeError) as caught:
@@ -316,41 +344,65 @@ def test_tiny_bundle_scores_match_python_with_bgr_and_bad_frames(native_build, t
             assert caught.value.status == ERR_IMAGE and "16 pixels" in caught.value.message
 
 
+@pytest.mark.parametrize("pixels", [False, True], ids=["float32", "uint8"])
 @pytest.mark.parametrize("layout", [{"fixed_batch": 4}, {"max_batch": 4}])
-def test_grid_crops_straddling_batches_and_static_batch_padding_match_python(native_build, tmp_path, layout):
+def test_grid_crops_straddling_batches_and_static_batch_padding_match_python(native_build, tmp_path, layout, pixels):
     """6 crops per frame, 4 rows per inference: crops straddle two runs; a static batch is zero-padded."""
-    bundle = build_bundle(tmp_path / "grid", NET, runtime="openvino", spec=GRID_SPEC, **layout)
+    bundle = build_bundle(tmp_path / "grid", NET, runtime="openvino", spec=GRID_SPEC, pixels=pixels, **layout)
     python = load(bundle)
     images = [load_image(path) for path in photos()]
     with NativeScorer.open(native_build, bundle) as native:
         assert native.info.num_crops == 6 and native.info.max_batch == 4
         assert native.info.fixed_batch == layout.get("fixed_batch", 0)
+        assert native.info.input_dtype == ("uint8" if pixels else "float32")
         np.testing.assert_allclose(native.score_batch(images), python.score(images), rtol=1e-6)
         np.testing.assert_allclose([native.score(image) for image in images],
                                    [python.score_one(image) for image in images], rtol=1e-6)
         for image in images[:2]:
-            np.testing.assert_array_equal(native.preprocess(image), python.preprocess(image))
+            np.testing.assert_array_equal(native.preprocess(image), python.spec.apply(image))
 
 
-def test_compiled_model_cache_defaults_like_the_python_runtime(native_build, tiny_bundles, tmp_path, monkeypatch):
+@pytest.mark.parametrize("spec", [SPEC, GRID_SPEC], ids=["center", "grid"])
+def test_pixel_bundle_scores_like_the_float_bundle_of_the_same_network(native_build, tmp_path, spec):
+    """The library rebuilds a pixel network's /255, -mean, /std with exact divisions (Python's
+    exact_pixel_front), so it computes on the very float rows the float bundle is fed: the same
+    scores bit for bit, one frame at a time and in batches with crops straddling runs."""
+    rows = build_bundle(tmp_path / "rows", NET, runtime="openvino", spec=spec, max_batch=4)
+    pixels = build_bundle(tmp_path / "pixels", NET, runtime="openvino", spec=spec, max_batch=4, pixels=True)
+    images = [load_image(path) for path in photos()]
+    with NativeScorer.open(native_build, rows) as floats, NativeScorer.open(native_build, pixels) as uint8:
+        assert (floats.info.input_dtype, uint8.info.input_dtype) == ("float32", "uint8")
+        expected = floats.score_batch(images)
+        assert np.ptp(expected) > 0
+        np.testing.assert_array_equal(uint8.score_batch(images), expected)
+        np.testing.assert_array_equal([uint8.score(image) for image in images],
+                                      [floats.score(image) for image in images])
+
+
+@pytest.mark.parametrize("kind", ["good", "pixels"])
+def test_compiled_model_cache_defaults_like_the_python_runtime(native_build, tiny_bundles, tmp_path, monkeypatch,
+                                                               kind):
     """No cache_dir: $EDGE_IQA_CACHE_DIR/openvino (the Python backend's default), filled by the first open;
-    cache_dir="" turns it off; the scores do not depend on it."""
+    cache_dir="" turns it off; the scores do not depend on it. A pixel bundle's network is rebuilt
+    before compiling (exact_pixel_front): its blob is found by the rebuilt network, not the files."""
     monkeypatch.setenv("EDGE_IQA_CACHE_DIR", str(tmp_path / "cache"))
     image = load_image(photos()[0])
-    with NativeScorer.open(native_build, tiny_bundles["good"]) as native:
+    with NativeScorer.open(native_build, tiny_bundles[kind]) as native:
         assert native.info.cache_dir == str(tmp_path / "cache" / "openvino")
         cached = native.score(image)
     assert any((tmp_path / "cache" / "openvino").iterdir())  # the compiled blob
-    with NativeScorer.open(native_build, tiny_bundles["good"]) as warm:  # loads the blob
+    with NativeScorer.open(native_build, tiny_bundles[kind]) as warm:  # loads the blob
         assert warm.score(image) == cached
-    with NativeScorer.open(native_build, tiny_bundles["good"], cache_dir="") as uncached:
+    with NativeScorer.open(native_build, tiny_bundles[kind], cache_dir="") as uncached:
         assert uncached.info.cache_dir == "" and uncached.score(image) == cached
 
 
-def test_c_driver_under_address_and_undefined_behaviour_sanitizers(sanitizer_build, tiny_bundles):
+@pytest.mark.parametrize("good", ["good", "pixels"])
+def test_c_driver_under_address_and_undefined_behaviour_sanitizers(sanitizer_build, tiny_bundles, good):
     """Every bad bundle and bad frame through the C API, in a process built with ASan + UBSan: an
-    error code and a message each, no sanitizer report, no crash; threads agree; the leak check is on."""
-    args = [str(tiny_bundles["good"])]
+    error code and a message each, no sanitizer report, no crash; threads agree; the leak check is on.
+    The good frames go to a float32-row and to a uint8-pixel bundle."""
+    args = [str(tiny_bundles[good])]
     for fault, (_, status, *_) in BAD_BUNDLES.items():
         args += [str(tiny_bundles[fault]), str(status)]
     args += [str(tiny_bundles["depth"]), str(ERR_BACKEND_UNAVAILABLE)]

@@ -85,7 +85,7 @@ def test_exception_inside_populate_then_next_export(small_target: Path, tmp_path
     verify_files(out, read_manifest(out))
     new_score = load(out, threads=1).score_one(IMAGE)
     assert new_score != old_score
-    np.testing.assert_allclose(new_score, NEW.forward_numpy(load(out).preprocess(IMAGE)).mean(), rtol=1e-5)
+    np.testing.assert_allclose(new_score, NEW.forward_numpy(load(out).spec.apply(IMAGE)).mean(), rtol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 

@@ -137,10 +137,14 @@ def test_score_tensor_takes_preprocessed_rows(bundles, photos):
     scorer = load(bundles["grid"])
     rows = np.concatenate([scorer.preprocess(p) for p in photos[:2]])
     np.testing.assert_array_equal(scorer.score_tensor(rows), scorer.score(photos[:2]))
-    with pytest.raises(ArrayInputError, match="preprocessed rows"):
+    with pytest.raises(ArrayInputError, match="float32 rows"):
         scorer.score_tensor(rows[:5])  # not a whole number of images
     with pytest.raises(ArrayInputError, match="float32"):
         scorer.score_tensor(rows.astype(np.int32))
+    # The crops' uint8 pixels: a float-input bundle normalises them exactly as preprocess() does.
+    pixels = np.concatenate([scorer.spec.pixels(load_image(p)) for p in photos[:2]])
+    assert pixels.dtype == np.uint8 and pixels.shape[1:] == (*scorer.spec.input_size, 3)
+    np.testing.assert_array_equal(scorer.score_tensor(pixels), scorer.score(photos[:2]))
 
 
 def test_image_errors_propagate_typed(bundles):

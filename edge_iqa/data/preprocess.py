@@ -5,10 +5,16 @@ A :class:`PreprocessSpec` is stored with every checkpoint (``<name>.json``) and 
 training, evaluation, export calibration and the torch-free runtime. Resizing is Pillow's, so the
 PyTorch path and the runtime see bit-identical inputs.
 
-    image (HxWx3 uint8) -> resize (policy) -> crop(s) -> /255 -> (x - mean) / std -> (N, 3, H, W) float32
+    image (HxWx3 uint8) -> resize (policy) -> crop(s)            -> (N, H, W, 3) uint8 pixels
+                                              -> /255 -> (x - mean) / std -> (N, 3, H, W) float32
 
 ``N`` is the number of crops (1 for single-view models). Multi-crop protocols (LoDa's 15 crops,
 GlintIQA's 25) are a deterministic grid of crops fed as one batch and averaged after the model.
+
+The crops' pixels (:meth:`PreprocessSpec.pixels`) are what a bundle with a ``uint8`` image input
+takes: its network does the ``/255`` and the normalisation itself (in float32, in this order), so
+the runtime and camera firmware hand it the decoded bytes. :meth:`PreprocessSpec.normalize` turns
+the same pixels into the float rows training and float-input bundles take.
 """
 
 from __future__ import annotations
@@ -168,18 +174,36 @@ class PreprocessSpec:
         cols = np.linspace(0, width - cw, self.grid[1]).round().astype(int)
         return [(int(r), int(c)) for r in rows for c in cols]
 
-    def to_tensor_batch(self, image: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 (already resized) -> (num_crops, 3, H, W) float32, normalised per the spec."""
+    def crop_views(self, image: np.ndarray) -> list[np.ndarray]:
+        """HxWx3 uint8 (already resized) -> its crops, as views of ``image``, (H, W, 3) each."""
         ch, cw = self.input_size
-        boxes = self.crop_boxes(*image.shape[:2])
+        return [image[r : r + ch, c : c + cw] for r, c in self.crop_boxes(*image.shape[:2])]
+
+    def crops(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 (already resized) -> its crops' pixels, (num_crops, H, W, 3) uint8."""
+        return np.stack(self.crop_views(image))
+
+    def normalize_pixels(self, pixels: np.ndarray | list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 rows, ``/255`` then normalised per the
+        spec (into ``out`` when given)."""
         table = _channel_tables(self.mean, self.std, self.normalize)
-        batch = np.empty((len(boxes), 3, ch, cw), dtype=np.float32)
-        for row, (r, c) in zip(batch, boxes, strict=True):
-            planes = np.ascontiguousarray(image[r : r + ch, c : c + cw].transpose(2, 0, 1))
+        size = pixels[0].shape[:2] if len(pixels) else self.input_size
+        batch = np.empty((len(pixels), 3, *size), dtype=np.float32) if out is None else out
+        for row, crop in zip(batch, pixels, strict=True):
+            planes = np.ascontiguousarray(crop.transpose(2, 0, 1))
             for channel in range(3):
                 # A uint8 pixel has 256 values: look its float up instead of computing it per pixel.
                 np.take(table[channel], planes[channel], out=row[channel])
         return batch
+
+    def to_tensor_batch(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 (already resized) -> (num_crops, 3, H, W) float32, normalised per the spec."""
+        return self.normalize_pixels(self.crop_views(image))
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        """Decoded HxWx3 uint8 RGB image -> (num_crops, H, W, 3) uint8: resized and cropped, not
+        normalised (the input of a bundle whose network normalises)."""
+        return self.crops(self.resize_image(image))
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Decoded HxWx3 uint8 RGB image -> (num_crops, 3, H, W) float32 network input."""

@@ -17,7 +17,8 @@ Manifest keys the runtime relies on (others are informational)::
     runtime          "onnxruntime" | "openvino" | "tensorrt"
     precision        "fp32" | "fp16" | "int8"
     model_file       file name of the network inside the bundle
-    io               {"inputs": [{"name", "shape" (-1 = dynamic batch), "dtype"}], "output": name}
+    io               {"inputs": [{"name", "shape" (-1 = dynamic batch), "dtype"}], "output": name}:
+                     float32 rows [batch, 3, H, W], or (schema 2) uint8 pixels [batch, H, W, 3]
     preprocess       PreprocessSpec.to_dict()
     output_transform {"scale", "offset"}: score = raw * scale + offset
     model            {"name", "family", "inputs", ...}

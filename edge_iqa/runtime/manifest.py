@@ -20,7 +20,9 @@ from typing import Any
 from edge_iqa.errors import BundleError
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
+#: 2: an image input may take uint8 pixels (``io.inputs[i].dtype = "uint8"``, shape [batch, H, W, 3]),
+#: normalised inside the network. Version-1 bundles (float32 rows) keep loading.
+SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema_version", "runtime", "precision", "model_file", "io", "preprocess",
                  "output_transform", "files")
 

@@ -1,7 +1,13 @@
 """Loading a bundle and scoring images with it: numpy + Pillow + one backend, never torch.
 
-    image -> load_image -> PreprocessSpec.apply (num_crops rows) -> backend, max_batch rows at a
-    time -> mean over each image's crops (float64) -> raw * scale + offset
+    image -> load_image -> PreprocessSpec: resize, crops -> the network's input rows (num_crops per
+    image: uint8 pixels, or float32 normalised rows) -> backend, max_batch rows at a time -> mean
+    over each image's crops (float64) -> raw * scale + offset
+
+What a row is comes from the manifest (:class:`~edge_iqa.runtime.backends.base.InputRecord`): a
+schema-2 bundle's image input takes the crop's uint8 pixels ``(H, W, 3)`` and its network scales
+and normalises them; a version-1 bundle (and the torch backend) takes float32 rows ``(3, H, W)``
+normalised here (:meth:`PreprocessSpec.apply`).
 
 Over a list, the next images are decoded and preprocessed in ``prefetch`` worker threads while
 the network runs (:mod:`edge_iqa.runtime.prefetch`); that changes when an image's rows are made,
@@ -38,7 +44,14 @@ from edge_iqa.data.imageio import ImageSource, load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ArrayInputError, BackendUnavailableError, BundleError, ImageError
 from edge_iqa.runtime.backends import Backend, check_runtime, import_backend, load_backend
-from edge_iqa.runtime.backends.base import DEPTH_INPUT, IMAGE_INPUT, available_cpus, input_names, input_record
+from edge_iqa.runtime.backends.base import (
+    DEPTH_INPUT,
+    IMAGE_INPUT,
+    available_cpus,
+    input_names,
+    input_record,
+    input_records,
+)
 from edge_iqa.runtime.bundle import read_manifest, verify_files
 from edge_iqa.runtime.depth import OnnxDepthEstimator
 from edge_iqa.runtime.embedded import embedded_bundle
@@ -86,6 +99,9 @@ class Scorer:
         self.bundle_dir = bundle_dir
         self._spec, self.fixed_batch, self.max_batch, self.scale, self.offset = _plan(self._manifest, backend)
         self._inputs = input_names(self._manifest)
+        self._records = input_records(self._manifest)
+        #: The image input takes uint8 pixels (the network normalises), not float32 rows.
+        self.takes_pixels = input_record(self._manifest).pixels
         self.prefetch = _checked_count("prefetch", prefetch, 0)
         # Idle input buffer sets (one array per network input), reused by the next call.
         self._idle_buffers: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
@@ -124,7 +140,8 @@ class Scorer:
         return {"model": self._manifest.model_name,
                 "runtime": self._manifest.runtime, "precision": self._manifest.precision,
                 "input_size": list(self._spec.input_size), "num_crops": self._spec.num_crops,
-                "inputs": list(self._inputs), "depth_source": repr(self.depth) if self.depth is not None else None,
+                "inputs": list(self._inputs), "input_dtype": input_record(self._manifest).dtype,
+                "depth_source": repr(self.depth) if self.depth is not None else None,
                 "max_batch": self.max_batch, "fixed_batch": self.fixed_batch, "prefetch": self.prefetch,
                 **self._backend.describe()}
 
@@ -135,9 +152,11 @@ class Scorer:
 
     # --- scoring ----------------------------------------------------------------------------------
     def preprocess(self, image: ImageSource) -> np.ndarray:
-        """One image -> its ``(num_crops, 3, H, W)`` float32 network input (the image input only;
-        see :meth:`preprocess_inputs` for a two-input bundle)."""
-        return self._spec.apply(load_image(image))
+        """One image -> its network input rows (the image input only; see :meth:`preprocess_inputs`
+        for a two-input bundle): ``(num_crops, H, W, 3)`` uint8 pixels when the bundle's network
+        takes pixels (:attr:`takes_pixels`), else ``(num_crops, 3, H, W)`` float32 rows."""
+        decoded = load_image(image)
+        return self._spec.pixels(decoded) if self.takes_pixels else self._spec.apply(decoded)
 
     def preprocess_inputs(self, image: ImageSource, depth: DepthSource | DepthMapSource | None = None
                           ) -> dict[str, np.ndarray]:
@@ -233,7 +252,10 @@ class Scorer:
         return float(self.score([image], None if depth is None else [depth])[0])
 
     def score_tensor(self, batch: np.ndarray, depth: np.ndarray | None = None, *, raw: bool = False) -> np.ndarray:
-        """Scores of already-preprocessed input: ``(N * num_crops, 3, H, W)`` float -> ``(N,)`` float64.
+        """Scores of already-preprocessed input -> ``(N,)`` float64. ``batch``: the crops' uint8 pixels
+        ``(N * num_crops, H, W, 3)`` (:meth:`PreprocessSpec.pixels`; any single-input bundle: a
+        float-input network gets them normalised by the spec), or ``(N * num_crops, 3, H, W)`` float
+        rows (:meth:`PreprocessSpec.apply`; float-input networks only).
 
         Rows ``i * num_crops ... (i + 1) * num_crops - 1`` are the crops of image ``i`` (the order
         :meth:`PreprocessSpec.apply` produces) and are averaged. A two-input bundle also needs
@@ -261,12 +283,22 @@ class Scorer:
         batch = np.asarray(batch)
         h, w = self._spec.input_size
         crops = self._spec.num_crops
+        pixels_allowed = name == IMAGE_INPUT or not self.needs_depth
+        if pixels_allowed and batch.dtype == np.uint8 and batch.shape[1:] == (h, w, 3) \
+                and batch.shape[0] and not batch.shape[0] % crops:
+            pixels = np.ascontiguousarray(batch)
+            return pixels if self.takes_pixels else self._spec.normalize_pixels(pixels)
+        pixel_form = f"(N * {crops}, {h}, {w}, 3) uint8 pixels" if pixels_allowed else ""
+        if self.takes_pixels:
+            raise ArrayInputError(f"this bundle's network takes the crops' uint8 pixels: score_tensor expects "
+                                  f"{pixel_form} ({name!r}), got {batch.shape} {batch.dtype}; make them with "
+                                  "Scorer.preprocess(image) or PreprocessSpec.pixels(), or use score()")
+        forms = " or ".join(f for f in (pixel_form, f"(N * {crops}, 3, {h}, {w}) float32 rows") if f)
         if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or batch.shape[0] == 0 or batch.shape[0] % crops:
-            raise ArrayInputError(f"score_tensor expects (N * {crops}, 3, {h}, {w}) preprocessed rows ({name!r}), "
-                                  f"got {batch.shape}; use score() for images")
+            raise ArrayInputError(f"score_tensor expects {forms} ({name!r}), got {batch.shape}; use score() for images")
         if not np.issubdtype(batch.dtype, np.floating):
-            raise ArrayInputError(f"score_tensor expects float32 preprocessed rows ({name!r}), got {batch.dtype}; "
-                                  "use score() for uint8 images")
+            raise ArrayInputError(f"score_tensor expects {forms} ({name!r}), got {batch.dtype}; use score() for "
+                                  "decoded images")
         rows = np.ascontiguousarray(batch, dtype=np.float32)
         if not np.isfinite(rows).all():
             raise ArrayInputError(f"score_tensor got NaN or infinite values in {name!r} (or floats beyond float32); "
@@ -300,7 +332,7 @@ class Scorer:
 
     def _prepare(self, image: ImageSource, source: DepthSource | None) -> tuple[np.ndarray, ...]:
         """One image -> its row stacks, one per network input in manifest order."""
-        return network_inputs(load_image(image), self._spec, self._inputs, source)
+        return network_inputs(load_image(image), self._spec, self._inputs, source, pixels=self.takes_pixels)
 
     # --- batching --------------------------------------------------------------------------------------
     def _score_rows(self, per_image: Iterable[tuple[np.ndarray, ...]], raw: bool = False) -> np.ndarray:
@@ -342,13 +374,14 @@ class Scorer:
         try:
             return self._idle_buffers.get_nowait()
         except queue.Empty:
-            h, w = self._spec.input_size
-            return [np.empty((self.max_batch, 3, h, w), dtype=np.float32) for _ in self._inputs]
+            size = self._spec.input_size
+            return [np.empty((self.max_batch, *record.row_shape(size)), dtype=record.numpy_dtype)
+                    for record in self._records]
 
     def _run(self, backend: Backend, buffers: list[np.ndarray], rows: int) -> np.ndarray:
         if self.fixed_batch is not None:
             for buffer in buffers:
-                buffer[rows:] = 0.0  # a static-batch network always gets fixed_batch rows; padding is dropped
+                buffer[rows:] = 0  # a static-batch network always gets fixed_batch rows; padding is dropped
             batches = buffers
         else:
             batches = [buffer[:rows] for buffer in buffers]
@@ -375,14 +408,17 @@ class Scorer:
 
 
 def network_inputs(decoded: np.ndarray, spec: PreprocessSpec, inputs: tuple[str, ...],
-                   depth: DepthSource | None = None) -> tuple[np.ndarray, ...]:
-    """A decoded HxWx3 uint8 RGB image -> its ``(num_crops, 3, H, W)`` float32 row stacks, one per
-    network input in ``inputs`` order: the image through ``spec``; for an ``image`` + ``depth``
+                   depth: DepthSource | None = None, *, pixels: bool = False) -> tuple[np.ndarray, ...]:
+    """A decoded HxWx3 uint8 RGB image -> its row stacks, one per network input in ``inputs``
+    order: the image through ``spec``, as ``(num_crops, H, W, 3)`` uint8 pixels with ``pixels``
+    (single-input networks), else ``(num_crops, 3, H, W)`` float32 rows; for an ``image`` + ``depth``
     network also its depth, from ``depth``, through the runtime's depth path (8-bit map, the same
     resize and crops). The one preparation of network input: :meth:`Scorer.score` and the export's
     calibration and gates (:func:`edge_iqa.export.calibration.prepare_images`) call it."""
     if DEPTH_INPUT not in inputs:
-        return (spec.apply(decoded),)
+        return (spec.pixels(decoded) if pixels else spec.apply(decoded),)
+    if pixels:
+        raise ArrayInputError("an image + depth network takes float32 rows, not uint8 pixels")
     if depth is None:
         raise ArrayInputError(f"the network takes each image's depth map too (inputs {list(inputs)}) and none "
                               "was given: " + _HOW_TO_PASS_DEPTH)
@@ -424,22 +460,23 @@ def _plan(manifest: Manifest, backend: Backend | None = None
         raise BundleError(f"the bundle's preprocessing spec is invalid ({exc}); re-export the bundle or "
                           "upgrade edge-iqa") from exc
     _dry_run(spec)
-    shape = input_record(manifest)["shape"]
-    if any(0 < d != s for d, s in zip(shape[2:], spec.input_size, strict=True)):
-        raise BundleError(f"the network's input is {shape[2]}x{shape[3]} but the preprocessing produces "
+    record = input_record(manifest)
+    if any(0 < d != s for d, s in zip(record.size, spec.input_size, strict=True)):
+        raise BundleError(f"the network's input is {record.size[0]}x{record.size[1]} but the preprocessing produces "
                           f"{spec.input_size[0]}x{spec.input_size[1]}; the bundle is inconsistent, re-export it")
-    fixed = shape[0] if shape[0] > 0 else None
+    fixed = record.batch if record.batch > 0 else None
     declared = manifest.io.get("max_batch") or manifest.section("target").get("max_batch")
     if declared is not None and (not isinstance(declared, int) or isinstance(declared, bool) or declared < 1):
         raise BundleError(f"the bundle's max_batch {declared!r} is not a positive integer; re-export it")
     limits = [fixed, declared, getattr(backend, "max_batch", None)]
     max_batch = fixed or min([d for d in limits if d] or [DEFAULT_MAX_BATCH])
-    buffers = len(input_names(manifest))  # one per network input (image, depth)
-    buffer_bytes = buffers * max_batch * 3 * spec.input_size[0] * spec.input_size[1] * 4
+    records = input_records(manifest)  # one buffer per network input (image, depth)
+    buffer_bytes = sum(max_batch * 3 * spec.input_size[0] * spec.input_size[1] * np.dtype(r.numpy_dtype).itemsize
+                       for r in records)
     if buffer_bytes > MAX_BUFFER_BYTES:
         # A hostile or mistaken manifest must not make the runtime allocate terabytes.
-        raise BundleError(f"the bundle needs {buffer_bytes / 2**30:.1f} GiB of input buffers ({buffers} x "
-                          f"{max_batch} rows of 3x{spec.input_size[0]}x{spec.input_size[1]} float32), above the "
+        raise BundleError(f"the bundle needs {buffer_bytes / 2**30:.1f} GiB of input buffers ({len(records)} x "
+                          f"{max_batch} rows of 3x{spec.input_size[0]}x{spec.input_size[1]} {record.dtype}), above the "
                           f"runtime's {MAX_BUFFER_BYTES / 2**30:.0f} GiB limit; re-export with a smaller batch or "
                           "input size")
     transform = manifest.output_transform

@@ -13,8 +13,10 @@ backend is about fifty lines.
 
 Contract of :meth:`Backend.run`:
 
-- input: one C-contiguous float32 array of shape ``(n, 3, H, W)`` per network input, positional,
-  in the order of the manifest's ``io.inputs`` (:func:`input_records`): just the image for most
+- input: one C-contiguous array per network input, in the encoding its ``io.inputs`` record
+  declares (:class:`InputRecord`): float32 ``(n, 3, H, W)`` normalised rows, or, for an image input
+  of ``dtype`` uint8, the crops' pixels as decoded, ``(n, H, W, 3)`` uint8 (the network normalises);
+  positional, in the order of the manifest's ``io.inputs`` (:func:`input_records`): just the image for most
   models, the image and its depth crops for an ``image`` + ``depth`` network (DGIQA), all with the
   same ``n``, ``1 <= n <= max_batch`` (exactly ``fixed_batch`` rows when the bundle's network has
   a static batch: the scorer pads); the arrays are the scorer's buffers, valid only during the
@@ -35,6 +37,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,7 @@ from edge_iqa.runtime.manifest import Manifest
 
 
 class Backend(abc.ABC):
-    """A loaded network that maps ``(n, 3, H, W)`` float32 to ``n`` raw scores."""
+    """A loaded network that maps ``n`` input rows (see :class:`InputRecord`) to ``n`` raw scores."""
 
     #: The manifest's ``runtime`` value this backend serves.
     name: str = ""
@@ -87,48 +90,99 @@ class Backend(abc.ABC):
 IMAGE_INPUT, DEPTH_INPUT = "image", "depth"
 
 
-def input_records(manifest: Manifest) -> list[dict[str, Any]]:
+#: ``dtype`` of an image input that takes the crops' pixels, ``(n, H, W, 3)`` uint8 (manifest schema 2);
+#: the default, ``float32``, is ``(n, 3, H, W)`` rows the runtime normalised.
+PIXEL_DTYPE = "uint8"
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One network input as the manifest declares it: its name, its shape (-1: dynamic batch) and
+    its encoding: ``float32`` normalised rows (n, 3, H, W), or ``uint8`` pixels (n, H, W, 3) that
+    the network itself scales and normalises per the bundle's preprocessing spec."""
+
+    name: str
+    shape: tuple[int, int, int, int]
+    dtype: str = "float32"
+
+    @property
+    def pixels(self) -> bool:
+        return self.dtype == PIXEL_DTYPE
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W), -1 where dynamic."""
+        return (self.shape[1], self.shape[2]) if self.pixels else (self.shape[2], self.shape[3])
+
+    def row_shape(self, size: tuple[int, int]) -> tuple[int, int, int]:
+        """One row of this input for crops of ``size`` = (H, W)."""
+        return (*size, 3) if self.pixels else (3, *size)
+
+    @property
+    def numpy_dtype(self) -> type[np.generic]:
+        return np.uint8 if self.pixels else np.float32
+
+    def example_rows(self, rows: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+        """Seeded random rows of this input (timing and profiling scripts): uniform pixels, or
+        standard-normal float rows."""
+        rng = np.random.default_rng(seed)
+        shape = (rows, *self.row_shape(size))
+        if self.pixels:
+            return rng.integers(0, 256, shape, dtype=np.uint8)
+        return rng.standard_normal(shape, dtype=np.float32)
+
+
+def input_records(manifest: Manifest) -> list[InputRecord]:
     """The network inputs declared in the manifest's ``io``, in manifest order: the single image
-    input (any name), or ``image`` and ``depth`` with the same shape."""
+    input (any name, float32 rows or uint8 pixels), or ``image`` and ``depth`` with the same shape
+    (float32 rows)."""
     inputs = manifest.io.get("inputs") if isinstance(manifest.io, Mapping) else None
     if not isinstance(inputs, list) or not 1 <= len(inputs) <= 2 or not all(isinstance(i, Mapping) for i in inputs):
         raise BundleError("manifest io.inputs must list the network's input: the preprocessed image, or the "
                           f"image and its depth map ('{IMAGE_INPUT}', '{DEPTH_INPUT}'); re-export the bundle")
     records = [_checked_record(record, index) for index, record in enumerate(inputs)]
     if len(records) == 2:
-        names = sorted(record["name"] for record in records)
+        names = sorted(record.name for record in records)
         if names != sorted((IMAGE_INPUT, DEPTH_INPUT)):
-            raise BundleError(f"the bundle's network has the inputs {[r['name'] for r in records]}; the runtime "
+            raise BundleError(f"the bundle's network has the inputs {[r.name for r in records]}; the runtime "
                               f"serves two-input networks only as '{IMAGE_INPUT}' + '{DEPTH_INPUT}' (RGB and depth "
                               "crops, as DGIQA): re-export the bundle with those input names")
-        if records[0]["shape"] != records[1]["shape"]:
-            raise BundleError(f"the bundle's image and depth inputs differ in shape ({records[0]['shape']} vs "
-                              f"{records[1]['shape']}); depth crops lie under the image crops, re-export the bundle")
+        if any(record.pixels for record in records):
+            raise BundleError("the bundle's image + depth network declares uint8 pixel inputs; such networks take "
+                              "float32 rows (depth crops lie under the image crops): re-export the bundle")
+        if records[0].shape != records[1].shape or records[0].dtype != records[1].dtype:
+            raise BundleError(f"the bundle's image and depth inputs differ in shape ({list(records[0].shape)} vs "
+                              f"{list(records[1].shape)}); depth crops lie under the image crops, re-export the bundle")
     return records
 
 
-def _checked_record(declared: Mapping[str, Any], index: int) -> dict[str, Any]:
-    record = dict(declared)
-    shape = record.get("shape")
-    if not isinstance(record.get("name"), str) or not isinstance(shape, list) or len(shape) != 4 \
-            or not all(isinstance(d, int) for d in shape) or shape[1] != 3:
-        raise BundleError(f"manifest io.inputs[{index}] must be {{'name': str, 'shape': [batch, 3, H, W]}}, got "
+def _checked_record(declared: Mapping[str, Any], index: int) -> InputRecord:
+    shape, dtype = declared.get("shape"), declared.get("dtype", "float32")
+    if dtype not in ("float32", PIXEL_DTYPE):
+        raise BundleError(f"the bundle's input dtype is {dtype!r}; this runtime feeds float32 rows or uint8 "
+                          "pixels: re-export the bundle, or upgrade edge-iqa")
+    channels = 3 if dtype == PIXEL_DTYPE else 1
+    if not isinstance(declared.get("name"), str) or not isinstance(shape, list) or len(shape) != 4 \
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) or shape[channels] != 3:
+        layout = "[batch, H, W, 3] (uint8 pixels)" if dtype == PIXEL_DTYPE else "[batch, 3, H, W]"
+        raise BundleError(f"manifest io.inputs[{index}] must be {{'name': str, 'shape': {layout}}}, got "
                           f"{declared!r}; re-export the bundle")
-    if record.get("dtype", "float32") != "float32":
-        raise BundleError(f"the bundle's input dtype is {record.get('dtype')!r}; the runtime feeds float32 "
-                          "preprocessed tensors, re-export with a float32 input")
-    return record
+    return InputRecord(declared["name"], tuple(shape), dtype)
 
 
-def input_record(manifest: Manifest) -> dict[str, Any]:
-    """The image input declared in ``manifest["io"]`` (name, shape, dtype); see :func:`input_records`."""
+def input_record(manifest: Manifest) -> InputRecord:
+    """The image input declared in ``manifest["io"]``; see :func:`input_records`."""
     records = input_records(manifest)
-    return next((r for r in records if r["name"] == IMAGE_INPUT), records[0]) if len(records) == 2 else records[0]
+    return next((r for r in records if r.name == IMAGE_INPUT), records[0]) if len(records) == 2 else records[0]
 
 
 def input_names(manifest: Manifest) -> tuple[str, ...]:
     """The network's input names in manifest order: the order :meth:`Backend.run` gets its arrays in."""
-    return tuple(record["name"] for record in input_records(manifest))
+    return tuple(record.name for record in input_records(manifest))
 
 
 def output_name(manifest: Manifest) -> str | None:

@@ -64,6 +64,7 @@ from edge_iqa.runtime.backends.base import (
     check_options,
     input_names,
     input_record,
+    input_records,
     list_streams_option,
     member,
     output_name,
@@ -133,8 +134,8 @@ class OpenVINOBackend(Backend):
             raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {inputs[0].shape} input "
                               f"({first_line(exc)}); the bundle is inconsistent: re-export it") from exc
 
-    def warm_up(self, shape: tuple[int, ...]) -> None:
-        """Run the network once, on this thread, on zeros of ``shape`` (one per input), before any
+    def warm_up(self, shapes: list[tuple[tuple[int, ...], type[np.generic]]]) -> None:
+        """Run the network once, on this thread, on zeros of each input's (shape, dtype), before any
         caller can run it from several threads.
 
         Why: OpenVINO's Python bindings build some lookup tables on their first use, inside
@@ -147,8 +148,8 @@ class OpenVINOBackend(Backend):
         per process, so one call here makes every later ``infer`` safe; its request is dropped so
         the pool holds only requests that callers made.
         """
-        zeros = np.zeros(shape, dtype=np.float32)
-        self._infer(self.compiled.create_infer_request(), (zeros,) * len(self.input_names))
+        zeros = tuple(np.zeros(shape, dtype=dtype) for shape, dtype in shapes)
+        self._infer(self.compiled.create_infer_request(), zeros)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "openvino": ov.__version__, "device": self.device,
@@ -165,6 +166,58 @@ class _ListSetup:
     xml: Path
     output_index: int
     streams: int
+
+
+#: OpenVINO's run-time attribute that keeps a Divide a division: its transformations otherwise turn
+#: ``x / c`` into ``x * (1 / c)``, which differs from the division in the last bit for some x.
+NONCONVERTIBLE_DIVIDE = "nonconvertable_divide_0"  # (sic: OpenVINO's spelling)
+#: The ops a pixel-input network's normalisation is made of, before and after OpenVINO rewrote it.
+_FRONT_OPS = {"Convert", "Multiply", "Add", "Divide", "Subtract", "Transpose"}
+
+
+def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
+    """Replace the normalisation at the front of a pixel-input network by its exact form.
+
+    A uint8-input bundle's first ops scale and normalise the pixels
+    (:class:`edge_iqa.export.onnx_export.ScoreWrapper`: ``/ 255``, ``- mean``, ``/ std`` in float32,
+    then NHWC -> NCHW), the operations of the runtime's lookup table for float-input bundles.
+    OpenVINO rewrites them on conversion and compile (reciprocal multiplications, one fused
+    scale-shift, even folded into the first convolution's weights), which moves the first layer's
+    input by a float32 step for some pixel values; an INT8 network turns such steps into score
+    changes of whole MOS points at its quantizers' bin edges (docs/benchmarks.md). Rebuilt here
+    from the bundle's spec, with the divisions kept as divisions, the network computes on exactly
+    the float rows a float-input bundle is fed, so both score alike, INT8 included. Every reader of
+    the network (export calibration, this backend, the native library) applies it after reading:
+    the attribute that keeps a division is not saved in the IR."""
+    import openvino.opset13 as ops
+
+    pixels = model.inputs[0]
+    end = pixels.get_node()
+    while True:  # the last op of the front: its output is the (N, 3, H, W) float rows
+        # (the pixels also feed shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front)
+        front = [c.get_node() for c in end.output(0).get_target_inputs() if c.get_node().get_type_name() in _FRONT_OPS]
+        if len(front) != 1:
+            break
+        end = front[0]
+    if end is pixels.get_node():
+        raise BundleError("the bundle declares a uint8 pixel input but its network does not start with the "
+                          "pixels' normalisation; re-export the bundle")
+
+    def exact_divide(x: ov.Node, divisor: np.ndarray) -> ov.Node:
+        node = ops.divide(x, ops.constant(divisor))
+        node.get_rt_info()[NONCONVERTIBLE_DIVIDE] = True
+        return node
+
+    # NCHW first (on the bytes: a quarter of the traffic), so that the per-channel constants broadcast
+    # over planes: OpenVINO's division broadcasting over the last axis of NHWC ran 5x slower.
+    planes = ops.transpose(pixels, ops.constant(np.array([0, 3, 1, 2], np.int64)))
+    nchw = exact_divide(ops.convert(planes, "f32"), np.float32(255.0))
+    if spec.normalize:
+        mean, std = (np.asarray(values, np.float32).reshape(1, 3, 1, 1) for values in (spec.mean, spec.std))
+        nchw = exact_divide(ops.subtract(nchw, ops.constant(mean)), std)
+    for target in end.output(0).get_target_inputs():
+        target.replace_source_output(nchw.output(0))
+    model.validate_nodes_and_infer_types()
 
 
 def _compile(core: ov.Core, model: ov.Model, device: str, config: Mapping[str, Any], xml: Path) -> ov.CompiledModel:
@@ -227,6 +280,8 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     except (RuntimeError, UnicodeDecodeError) as exc:  # the message may quote the corrupt bytes
         raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({first_line(exc)}); re-export "
                           "the bundle for this OpenVINO version or upgrade openvino") from exc
+    if input_record(manifest).pixels:
+        exact_pixel_front(model, PreprocessSpec.from_dict(manifest.preprocess))
     names = [port.get_any_name() for port in model.inputs]
     if len(model.inputs) != len(declared) or not all(any(name in port.get_names() for port in model.inputs)
                                                      for name in declared):
@@ -242,10 +297,11 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     output = compiled.outputs[index]
     backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
                               list_setup=_ListSetup(core, model, xml, index, streams))
-    batch, _, height, width = input_record(manifest)["shape"]
     # Where the network's sides are dynamic: the bundle's preprocessed size; a depth network (loaded
     # without a preprocessing spec) gets a square that common depth models accept (multiple of 14 and 32).
     size = PreprocessSpec.from_dict(manifest.preprocess).input_size if manifest.preprocess else (224, 224)
-    backend.warm_up((batch if batch > 0 else 1, 3, height if height > 0 else size[0], width if width > 0 else size[1]))
+    backend.warm_up([((max(record.batch, 1), *record.row_shape(tuple(d if d > 0 else s for d, s in
+                                                                       zip(record.size, size, strict=True)))),
+                      record.numpy_dtype) for record in input_records(manifest)])
     return backend
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_iqa.errors import BundleError, EngineMismatchError
-from edge_iqa.runtime.backends.base import Backend, check_options, input_names, output_name
+from edge_iqa.runtime.backends.base import Backend, check_options, input_names, input_record, output_name
 from edge_iqa.runtime.manifest import Manifest
 from edge_iqa.runtime.tensorrt import cuda_memory
 from edge_iqa.runtime.tensorrt.builder import build_engine, current_device_key, import_tensorrt
@@ -104,6 +104,9 @@ class TensorRTBackend(Backend):
 
 def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None, options: dict[str, Any]) -> Backend:
     check_options(options, OPTIONS, "tensorrt")
+    if input_record(manifest).pixels:
+        raise BundleError("this TensorRT bundle declares a uint8 pixel input, which edge-iqa's TensorRT targets do not "
+                          "export (float32 rows only); re-export it with this edge-iqa")
     trt = import_tensorrt()
     recipe = read_recipe(bundle_dir)
     key = current_device_key(recipe, manifest.sha256(recipe.onnx_file))

@@ -4,7 +4,9 @@
  * BGR frames with it, exactly as the Python runtime `edge_iqa.runtime` does: the manifest and every
  * file's sha256 and size are verified at open, frames are preprocessed bit for bit like the Python
  * side (Pillow's antialiased resize, crops, normalisation), the network runs on OpenVINO, the crops
- * are averaged and the manifest's output_transform is applied.
+ * are averaged and the manifest's output_transform is applied. A bundle's network takes either
+ * float32 rows normalised here or (manifest schema 2, the cpu target's default) the crops' uint8
+ * pixels, which it scales and normalises itself; the library feeds each what it declares.
  *
  * Contract:
  *   - Every function returns an edgeiqa_status (or a value documented below); no C++ exception ever
@@ -126,6 +128,11 @@ EDGEIQA_API edgeiqa_status edgeiqa_get_info(const struct edgeiqa_scorer* scorer,
 EDGEIQA_API const char* edgeiqa_model_name(const struct edgeiqa_scorer* scorer);
 EDGEIQA_API const char* edgeiqa_precision(const struct edgeiqa_scorer* scorer);
 
+/* What the bundle's network takes (NULL if scorer is NULL): "uint8", the crops' pixels
+ * (num_crops, H, W, 3) as cut from the resized frame, normalised inside the network (manifest
+ * schema 2); or "float32", the rows of edgeiqa_preprocess. (Not in edgeiqa_info: its layout is fixed.) */
+EDGEIQA_API const char* edgeiqa_input_dtype(const struct edgeiqa_scorer* scorer);
+
 /* Quality score of one frame, on the model's MOS scale (higher is better). */
 EDGEIQA_API edgeiqa_status edgeiqa_score(struct edgeiqa_scorer* scorer, const edgeiqa_frame* frame,
                                          double* score);
@@ -136,9 +143,11 @@ EDGEIQA_API edgeiqa_status edgeiqa_score(struct edgeiqa_scorer* scorer, const ed
 EDGEIQA_API edgeiqa_status edgeiqa_score_batch(struct edgeiqa_scorer* scorer, const edgeiqa_frame* frames,
                                                size_t count, double* scores);
 
-/* Debug / parity: the network input of one frame, (num_crops, 3, H, W) float32 NCHW, exactly the
- * tensor the Python runtime's Scorer.preprocess() gives for the same RGB pixels. `capacity` is in
- * floats; *written (may be NULL) receives num_crops * 3 * H * W. */
+/* Debug / parity: the normalised rows of one frame, (num_crops, 3, H, W) float32 NCHW, exactly the
+ * tensor the Python runtime's Scorer.spec.apply() gives for the same RGB pixels, whatever the bundle's
+ * input dtype: the network input of a "float32" bundle, and what a "uint8" bundle's network computes
+ * inside from the crops' pixels (edgeiqa_input_dtype). `capacity` is in floats; *written (may be
+ * NULL) receives num_crops * 3 * H * W. */
 EDGEIQA_API edgeiqa_status edgeiqa_preprocess(const struct edgeiqa_scorer* scorer, const edgeiqa_frame* frame,
                                               float* tensor, size_t capacity, size_t* written);
 

@@ -1,6 +1,7 @@
 // The network runner behind the scorer (the native twin of edge_iqa.runtime.backends.base.Backend):
-// rows of preprocessed float32 NCHW in, one raw score per row out. run() may be called from
-// several threads at once and returns exactly what one thread would.
+// rows in the manifest's input encoding in (float32 NCHW rows or uint8 NHWC pixels), one raw score
+// per row out. run() may be called from several threads at once and returns exactly what one thread
+// would.
 #pragma once
 
 #include <memory>
@@ -24,9 +25,9 @@ std::string default_cache_dir();
 class Backend {
  public:
   virtual ~Backend() = default;
-  // `rows` rows of 3 x H x W floats (exactly fixed_batch rows for a static-batch network) ->
-  // `rows` raw scores in `out`.
-  virtual void run(const float* input, int rows, float* out) = 0;
+  // `rows` rows of the manifest's input encoding, back to back (3 x H x W floats, or H x W x 3 bytes;
+  // exactly fixed_batch rows for a static-batch network) -> `rows` raw scores in `out`.
+  virtual void run(const void* input, int rows, float* out) = 0;
 };
 
 // OpenVINO with the Python backend's compile settings (PERFORMANCE_HINT=LATENCY,

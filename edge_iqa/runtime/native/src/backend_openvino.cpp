@@ -4,7 +4,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <openvino/op/constant.hpp>
+#include <openvino/op/convert.hpp>
+#include <openvino/op/divide.hpp>
+#include <openvino/op/subtract.hpp>
+#include <openvino/op/transpose.hpp>
 #include <openvino/openvino.hpp>
+#include <set>
 #include <vector>
 
 #include "backend.hpp"
@@ -33,21 +39,30 @@ ov::AnyMap compile_config(const Manifest& m, int threads) {
   return config;
 }
 
+// The network input's element type and the shape of one row, per the manifest's encoding.
+ov::element::Type element_type(InputEncoding encoding) {
+  return encoding == InputEncoding::Pixels ? ov::element::u8 : ov::element::f32;
+}
+
+ov::Shape row_shape(const Manifest& m) {
+  const size_t h = m.spec.input_height, w = m.spec.input_width;
+  return m.input_encoding == InputEncoding::Pixels ? ov::Shape{h, w, 3} : ov::Shape{3, h, w};
+}
+
 class OpenVINOBackend final : public Backend {
  public:
   OpenVINOBackend(ov::CompiledModel compiled, ov::Output<const ov::Node> input, ov::Output<const ov::Node> output,
                   const Manifest& m)
       : compiled_(std::move(compiled)), input_(std::move(input)), output_(std::move(output)),
-        height_(m.spec.input_height), width_(m.spec.input_width) {}
+        element_(element_type(m.input_encoding)), row_shape_(row_shape(m)) {}
 
-  void run(const float* input, int rows, float* out) override {
+  void run(const void* input, int rows, float* out) override {
     ov::InferRequest request = borrow();
     try {
+      ov::Shape shape = row_shape_;
+      shape.insert(shape.begin(), static_cast<size_t>(rows));
       // Wraps the caller's buffer: no copy. OpenVINO only reads it.
-      ov::Tensor tensor(ov::element::f32, ov::Shape{static_cast<size_t>(rows), 3, static_cast<size_t>(height_),
-                                                    static_cast<size_t>(width_)},
-                        const_cast<float*>(input));
-      request.set_tensor(input_, tensor);
+      request.set_tensor(input_, ov::Tensor(element_, shape, const_cast<void*>(input)));
       request.infer();
       const ov::Tensor result = request.get_tensor(output_);
       if (result.get_size() != static_cast<size_t>(rows))
@@ -96,10 +111,59 @@ class OpenVINOBackend final : public Backend {
   ov::CompiledModel compiled_;
   ov::Output<const ov::Node> input_;
   ov::Output<const ov::Node> output_;
-  int height_, width_;
+  ov::element::Type element_;
+  ov::Shape row_shape_;  // one row: (3, H, W) or (H, W, 3)
   std::mutex mutex_;
   std::vector<ov::InferRequest> idle_;
 };
+
+// backends/openvino.py exact_pixel_front: a uint8-input network's first ops (NHWC -> NCHW, / 255,
+// - mean, / std) are rebuilt from the bundle's spec with the divisions kept as divisions. OpenVINO
+// otherwise rewrites them (reciprocal multiplications, a fused scale-shift, folding into the first
+// convolution), which moves the first layer's input by a float32 ulp for some pixel values, and an
+// INT8 network turns that into score changes of MOS points. Rebuilt, the network computes on exactly
+// the float rows a float-input bundle is fed: the scores are Python's, bit for bit. Applied after
+// read_model, before compile_model (the attribute that keeps a division is not saved in the IR).
+void exact_pixel_front(ov::Model& model, const PreprocessSpec& spec, const std::string& xml) {
+  // The ops the front is made of, before and after OpenVINO rewrote it (openvino.py _FRONT_OPS).
+  static const std::set<std::string> kFrontOps{"Convert", "Multiply", "Add", "Divide", "Subtract", "Transpose"};
+  const ov::Output<ov::Node> pixels = model.input(0);
+  std::shared_ptr<ov::Node> end = pixels.get_node_shared_ptr();
+  while (true) {  // the last op of the front: its output is the (N, 3, H, W) float rows
+    // (the pixels also feed shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front)
+    std::vector<std::shared_ptr<ov::Node>> front;
+    for (const ov::Input<ov::Node>& target : end->output(0).get_target_inputs())
+      if (kFrontOps.count(target.get_node()->get_type_name())) front.push_back(target.get_node()->shared_from_this());
+    if (front.size() != 1) break;
+    end = front[0];
+  }
+  if (end == pixels.get_node_shared_ptr())
+    bundle_error(xml + ": the bundle declares a uint8 pixel input but its network does not start with the "
+                       "pixels' normalisation; re-export the bundle");
+  const auto constant = [](const ov::Shape& shape, std::vector<float> values) {
+    return ov::op::v0::Constant::create(ov::element::f32, shape, values);
+  };
+  const auto exact_divide = [](const ov::Output<ov::Node>& x, const std::shared_ptr<ov::Node>& divisor) {
+    auto node = std::make_shared<ov::op::v1::Divide>(x, divisor);
+    node->get_rt_info()["nonconvertable_divide_0"] = true;  // (sic: OpenVINO's spelling) keeps x / c exact
+    return node;
+  };
+  // The manifest's mean and std as float32, as np.asarray(spec.mean, np.float32), shaped (1, 3, 1, 1):
+  // NCHW first (on the bytes: a quarter of the traffic), so that the per-channel constants broadcast
+  // over planes (OpenVINO's division broadcasting over the last axis of NHWC ran 5x slower).
+  const auto per_channel = [&](const std::array<double, 3>& v) {
+    return constant(ov::Shape{1, 3, 1, 1},
+                    {static_cast<float>(v[0]), static_cast<float>(v[1]), static_cast<float>(v[2])});
+  };
+  const auto planes = std::make_shared<ov::op::v1::Transpose>(
+      pixels, ov::op::v0::Constant::create(ov::element::i64, ov::Shape{4}, std::vector<int64_t>{0, 3, 1, 2}));
+  std::shared_ptr<ov::Node> rows =
+      exact_divide(std::make_shared<ov::op::v0::Convert>(planes, ov::element::f32), constant(ov::Shape{}, {255.0f}));
+  if (spec.normalize)
+    rows = exact_divide(std::make_shared<ov::op::v1::Subtract>(rows, per_channel(spec.mean)), per_channel(spec.std));
+  for (ov::Input<ov::Node> target : end->output(0).get_target_inputs()) target.replace_source_output(rows->output(0));
+  model.validate_nodes_and_infer_types();
+}
 
 bool has_name(const ov::Output<const ov::Node>& port, const std::string& name) {
   const auto names = port.get_names();
@@ -147,7 +211,9 @@ std::unique_ptr<Backend> open_openvino(const Manifest& m, const BackendOptions& 
     // With a compiled-model cache, compiling from the file lets a warm start skip reading the IR:
     // OpenVINO finds the blob by the files' hash. That needs the weights beside the IR under the
     // default name; otherwise (and without a cache) the model is read first, as the Python backend does.
-    const bool from_file = !options.cache_dir.empty() && weights == fs_default_weights(xml);
+    // A pixel bundle's network is changed before compiling (exact_pixel_front): always read.
+    const bool pixels = m.input_encoding == InputEncoding::Pixels;
+    const bool from_file = !options.cache_dir.empty() && weights == fs_default_weights(xml) && !pixels;
     std::shared_ptr<ov::Model> model;
     if (!from_file) {
       try {
@@ -158,6 +224,7 @@ std::unique_ptr<Backend> open_openvino(const Manifest& m, const BackendOptions& 
       }
     }
     try {
+      if (pixels) exact_pixel_front(*model, m.spec, xml);
       const ov::AnyMap config = compile_config(m, options.threads);
       compiled = from_file ? core.compile_model(xml, options.device, config)
                            : core.compile_model(model, options.device, config);
@@ -174,6 +241,11 @@ std::unique_ptr<Backend> open_openvino(const Manifest& m, const BackendOptions& 
       bundle_error(xml + ": the network's inputs [" + names + "] do not match the manifest's ['" + m.input_name +
                    "']; the bundle is inconsistent, re-export it");
     }
+    // Refused here rather than by every inference (the Python backend's warm-up fails at load too).
+    if (inputs[0].get_element_type() != element_type(m.input_encoding))
+      bundle_error(xml + ": the network's input '" + m.input_name + "' is " + inputs[0].get_element_type().get_type_name() +
+                   ", the manifest declares " + dtype_name(m.input_encoding) +
+                   "; the bundle is inconsistent, re-export it");
   } catch (const Error&) {
     throw;
   } catch (const std::exception& exc) {  // ov::Core() itself: plugins missing or broken

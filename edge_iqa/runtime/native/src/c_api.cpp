@@ -124,6 +124,10 @@ const char* edgeiqa_precision(const edgeiqa_scorer* scorer) {
   return scorer ? scorer->scorer.manifest().precision.c_str() : nullptr;
 }
 
+const char* edgeiqa_input_dtype(const edgeiqa_scorer* scorer) {
+  return scorer ? edgeiqa::dtype_name(scorer->scorer.manifest().input_encoding) : nullptr;
+}
+
 edgeiqa_status edgeiqa_score(edgeiqa_scorer* scorer, const edgeiqa_frame* frame, double* score) {
   return guarded([&] {
     need(scorer, "scorer");
@@ -164,7 +168,8 @@ edgeiqa_status edgeiqa_preprocess_spec(const char* preprocess_json, const edgeiq
     if (data.is_discarded()) edgeiqa::fail(EDGEIQA_ERR_ARGUMENT, "preprocess_json is not valid JSON");
     const edgeiqa::PreprocessSpec spec = edgeiqa::PreprocessSpec::from_json(data);
     edgeiqa::check_frame(frame, "frame");
-    copy_rows(edgeiqa::preprocess(spec, edgeiqa::InputEncoder(spec), edgeiqa::to_rgb(*frame)), tensor, capacity, written);
+    const edgeiqa::InputEncoder encoder(spec, edgeiqa::InputEncoding::FloatRows);
+    copy_rows(edgeiqa::preprocess(spec, encoder, edgeiqa::to_rgb(*frame)), tensor, capacity, written);
   });
 }
 

@@ -129,6 +129,25 @@ void verify_files(const Manifest& m) {
 
 namespace {
 
+// One io.inputs record (backends.base._checked_record): {name, shape [batch, 3, H, W]} of float32
+// rows, or {name, shape [batch, H, W, 3], dtype "uint8"} of pixels; returns its encoding.
+InputEncoding checked_record(const json& record, size_t index) {
+  const json dtype = record.value("dtype", json("float32"));
+  const bool pixels = dtype == dtype_name(InputEncoding::Pixels);
+  const json* shape = record.contains("shape") ? &record["shape"] : nullptr;
+  const bool shape_ok = shape && shape->is_array() && shape->size() == 4 &&
+                        std::all_of(shape->begin(), shape->end(), is_plain_int) &&
+                        (*shape)[pixels ? 3 : 1].get<int64_t>() == 3;
+  if (!record.contains("name") || !record["name"].is_string() || !shape_ok)
+    bundle_error("manifest io.inputs[" + std::to_string(index) + "] must be {'name': str, 'shape': " +
+                 (pixels ? "[batch, H, W, 3] (uint8 pixels)" : "[batch, 3, H, W]") + "}, got " + record.dump() +
+                 "; re-export the bundle");
+  if (!pixels && dtype != dtype_name(InputEncoding::FloatRows))
+    bundle_error("the bundle's input dtype is " + dtype.dump() +
+                 "; this runtime feeds float32 rows or uint8 pixels: re-export the bundle, or upgrade edge-iqa");
+  return pixels ? InputEncoding::Pixels : InputEncoding::FloatRows;
+}
+
 // The network's image input (backends.base.input_records), refusing what this library cannot feed.
 void read_input(Manifest& m) {
   const json& io = m.raw["io"];
@@ -138,16 +157,8 @@ void read_input(Manifest& m) {
     bundle_error("manifest io.inputs must list the network's input: the preprocessed image, or the image and its "
                  "depth map ('image', 'depth'); re-export the bundle");
   for (size_t i = 0; i < inputs->size(); ++i) {
-    const json& record = (*inputs)[i];
-    const json* shape = record.contains("shape") ? &record["shape"] : nullptr;
-    const bool shape_ok = shape && shape->is_array() && shape->size() == 4 &&
-                          std::all_of(shape->begin(), shape->end(), is_plain_int) && (*shape)[1].get<int64_t>() == 3;
-    if (!record.contains("name") || !record["name"].is_string() || !shape_ok)
-      bundle_error("manifest io.inputs[" + std::to_string(i) + "] must be {'name': str, 'shape': [batch, 3, H, W]}, got " +
-                   record.dump() + "; re-export the bundle");
-    if (record.contains("dtype") && record["dtype"] != "float32")
-      bundle_error("the bundle's input dtype is " + record["dtype"].dump() +
-                   "; the runtime feeds float32 preprocessed tensors, re-export with a float32 input");
+    const InputEncoding encoding = checked_record((*inputs)[i], i);
+    if (i == 0) m.input_encoding = encoding;
   }
   if (inputs->size() == 2)
     fail(EDGEIQA_ERR_BACKEND_UNAVAILABLE,
@@ -156,13 +167,15 @@ void read_input(Manifest& m) {
   const json& record = (*inputs)[0];
   m.input_name = record["name"].get<std::string>();
   const auto& shape = record["shape"];
+  // (H, W): axes 1, 2 of NHWC pixels, 2, 3 of NCHW rows.
+  const size_t first = m.input_encoding == InputEncoding::Pixels ? 1 : 2;
   for (int axis = 0; axis < 2; ++axis) {
-    const int64_t declared = shape[2 + axis].get<int64_t>();
+    const int64_t declared = shape[first + axis].get<int64_t>();
     const int produced = axis == 0 ? m.spec.input_height : m.spec.input_width;
     if (declared > 0 && declared != produced)
-      bundle_error("the network's input is " + shape[2].dump() + "x" + shape[3].dump() + " but the preprocessing produces " +
-                   std::to_string(m.spec.input_height) + "x" + std::to_string(m.spec.input_width) +
-                   "; the bundle is inconsistent, re-export it");
+      bundle_error("the network's input is " + shape[first].dump() + "x" + shape[first + 1].dump() +
+                   " but the preprocessing produces " + std::to_string(m.spec.input_height) + "x" +
+                   std::to_string(m.spec.input_width) + "; the bundle is inconsistent, re-export it");
   }
   const int64_t batch = shape[0].get<int64_t>();
   if (batch > kMaxThreads * 64) bundle_error("the network's static batch " + shape[0].dump() + " is absurd; re-export it");
@@ -188,12 +201,12 @@ void read_batch(Manifest& m) {
     limit = static_cast<int>(std::min<int64_t>(declared.get<int64_t>(), INT32_MAX));
   }
   m.max_batch = m.fixed_batch ? m.fixed_batch : (limit ? limit : kDefaultMaxBatch);
-  const double bytes = static_cast<double>(m.max_batch) * m.spec.row_floats() * 4;
+  const double bytes = static_cast<double>(m.max_batch) * m.spec.row_bytes(m.input_encoding);
   if (bytes > static_cast<double>(kMaxBufferBytes))
     bundle_error("the bundle needs " + std::to_string(bytes / (1 << 30)) + " GiB of input buffers (" +
                  std::to_string(m.max_batch) + " rows of 3x" + std::to_string(m.spec.input_height) + "x" +
-                 std::to_string(m.spec.input_width) +
-                 " float32), above the runtime's 2 GiB limit; re-export with a smaller batch or input size");
+                 std::to_string(m.spec.input_width) + " " + dtype_name(m.input_encoding) +
+                 "), above the runtime's 2 GiB limit; re-export with a smaller batch or input size");
 }
 
 void read_transform(Manifest& m) {

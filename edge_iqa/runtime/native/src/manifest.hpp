@@ -14,8 +14,9 @@
 
 namespace edgeiqa {
 
-// Manifest schema_version this library reads (edge_iqa.runtime.bundle.SCHEMA_VERSION).
-constexpr int kSchemaVersion = 1;
+// Manifest schema_version this library reads (edge_iqa.runtime.manifest.SCHEMA_VERSION). 2: the image
+// input may take uint8 pixels (io.inputs[0].dtype "uint8", shape [batch, H, W, 3]); 1 still loads.
+constexpr int kSchemaVersion = 2;
 // Runtimes edge-iqa knows (edge_iqa.runtime.backends.BACKENDS) and the one compiled in here.
 constexpr const char* kKnownRuntimes[] = {"onnxruntime", "openvino", "tensorrt"};
 constexpr const char* kNativeRuntime = "openvino";
@@ -47,6 +48,7 @@ struct Manifest {
   std::string model_file;
   std::string weights_file;
   std::string input_name;
+  InputEncoding input_encoding = InputEncoding::FloatRows;  // io.inputs[0].dtype
   std::string output_name;  // "" when the manifest does not say: the first output
   PreprocessSpec spec;
   int fixed_batch = 0;  // > 0: static batch

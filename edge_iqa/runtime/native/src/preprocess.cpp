@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <utility>
 #include <nlohmann/json.hpp>
@@ -174,7 +175,12 @@ Geometry apply_geometry(const PreprocessSpec& spec, const Rgb8Image& image) {
   return g;
 }
 
-InputEncoder::InputEncoder(const PreprocessSpec& spec) : height_(spec.input_height), width_(spec.input_width) {
+const char* dtype_name(InputEncoding encoding) {
+  return encoding == InputEncoding::Pixels ? "uint8" : "float32";
+}
+
+InputEncoder::InputEncoder(const PreprocessSpec& spec, InputEncoding encoding)
+    : height_(spec.input_height), width_(spec.input_width), encoding_(encoding) {
   for (int c = 0; c < 3; ++c) {
     const float mean = static_cast<float>(spec.mean[c]), std = static_cast<float>(spec.std[c]);
     for (int v = 0; v < 256; ++v) {
@@ -186,28 +192,33 @@ InputEncoder::InputEncoder(const PreprocessSpec& spec) : height_(spec.input_heig
   }
 }
 
-void InputEncoder::encode(const Geometry& geometry, float* out) const {
+void InputEncoder::encode(const Rgb8Image& resized, CropBox box, void* out) const {
+  if (encoding_ == InputEncoding::FloatRows) return normalize(resized, box, static_cast<float*>(out));
+  const size_t row = static_cast<size_t>(width_) * 3;
+  for (int y = 0; y < height_; ++y)
+    std::memcpy(static_cast<uint8_t*>(out) + y * row, resized.row(box.row + y) + static_cast<size_t>(box.col) * 3, row);
+}
+
+void InputEncoder::normalize(const Rgb8Image& resized, CropBox box, float* out) const {
   const size_t plane = static_cast<size_t>(height_) * width_;
-  for (const CropBox& box : geometry.crops) {
-    for (int y = 0; y < height_; ++y) {
-      const uint8_t* src = geometry.resized.row(box.row + y) + static_cast<size_t>(box.col) * 3;
-      float* r = out + static_cast<size_t>(y) * width_;
-      float* g = r + plane;
-      float* b = g + plane;
-      for (int x = 0; x < width_; ++x) {
-        r[x] = table_[0][src[x * 3]];
-        g[x] = table_[1][src[x * 3 + 1]];
-        b[x] = table_[2][src[x * 3 + 2]];
-      }
+  for (int y = 0; y < height_; ++y) {
+    const uint8_t* src = resized.row(box.row + y) + static_cast<size_t>(box.col) * 3;
+    float* r = out + static_cast<size_t>(y) * width_;
+    float* g = r + plane;
+    float* b = g + plane;
+    for (int x = 0; x < width_; ++x) {
+      r[x] = table_[0][src[x * 3]];
+      g[x] = table_[1][src[x * 3 + 1]];
+      b[x] = table_[2][src[x * 3 + 2]];
     }
-    out += 3 * plane;
   }
 }
 
 std::vector<float> preprocess(const PreprocessSpec& spec, const InputEncoder& encoder, const Rgb8Image& image) {
   const Geometry geometry = apply_geometry(spec, image);
   std::vector<float> rows(geometry.crops.size() * spec.row_floats());
-  encoder.encode(geometry, rows.data());
+  for (size_t i = 0; i < geometry.crops.size(); ++i)
+    encoder.normalize(geometry.resized, geometry.crops[i], rows.data() + i * spec.row_floats());
   return rows;
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "error.hpp"
 
@@ -45,18 +44,18 @@ double numpy_mean(const double* values, size_t n) {
 Scorer::Scorer(const std::string& bundle_dir, BackendOptions options)
     : manifest_(load_manifest(bundle_dir)),
       cache_dir_(options.cache_dir),
-      encoder_(manifest_.spec),
+      encoder_(manifest_.spec, manifest_.input_encoding),
       backend_(open_openvino(manifest_, with_target_threads(std::move(options), manifest_))) {}
 
-void Scorer::run(std::vector<float>& buffer, int rows, std::vector<double>& raw) {
-  const size_t row_floats = manifest_.spec.row_floats();
+void Scorer::run(uint8_t* batch, int rows, std::vector<double>& raw) {
+  const size_t row_bytes = manifest_.spec.row_bytes(manifest_.input_encoding);
   int fed = rows;
   if (manifest_.fixed_batch) {  // a static-batch network always gets fixed_batch rows; padding is dropped
-    std::fill(buffer.begin() + static_cast<std::ptrdiff_t>(rows * row_floats), buffer.end(), 0.0f);
+    std::fill(batch + rows * row_bytes, batch + manifest_.fixed_batch * row_bytes, uint8_t{0});  // pixels 0, floats 0.0f
     fed = manifest_.fixed_batch;
   }
   std::vector<float> out(fed);
-  backend_->run(buffer.data(), fed, out.data());
+  backend_->run(batch, fed, out.data());
   for (int i = 0; i < rows; ++i) {
     if (!std::isfinite(out[i]))
       // Finite inputs in, NaN/inf out: an overflowing (e.g. FP16) or broken network, never a score.
@@ -68,27 +67,27 @@ void Scorer::run(std::vector<float>& buffer, int rows, std::vector<double>& raw)
 
 void Scorer::score(const edgeiqa_frame* frames, size_t count, double* scores) {
   const PreprocessSpec& spec = manifest_.spec;
-  const size_t row_floats = spec.row_floats();
+  const size_t row_bytes = spec.row_bytes(manifest_.input_encoding);
   const int crops = spec.num_crops();
-  // Per call: thread-safe. Crops are packed max_batch rows at a time and may straddle two runs.
-  std::vector<float> buffer(static_cast<size_t>(manifest_.max_batch) * row_floats);
+  // Per call: thread-safe. Float storage, so that float rows are written to floats; pixel rows are
+  // written as bytes, which may alias anything.
+  std::vector<float> storage((manifest_.max_batch * row_bytes + sizeof(float) - 1) / sizeof(float));
+  uint8_t* batch = reinterpret_cast<uint8_t*>(storage.data());
   std::vector<double> raw;
   raw.reserve(count * crops);
   int fill = 0;
   for (size_t i = 0; i < count; ++i) {
-    const std::vector<float> rows = preprocess(spec, encoder_, to_rgb(frames[i]));
-    for (int start = 0; start < crops;) {
-      const int take = std::min(crops - start, manifest_.max_batch - fill);
-      std::memcpy(buffer.data() + fill * row_floats, rows.data() + start * row_floats, take * row_floats * sizeof(float));
-      fill += take;
-      start += take;
-      if (fill == manifest_.max_batch) {
-        run(buffer, fill, raw);
+    const Geometry geometry = apply_geometry(spec, to_rgb(frames[i]));
+    // A frame's crops are packed max_batch rows at a time and may straddle two runs.
+    for (const CropBox& box : geometry.crops) {
+      encoder_.encode(geometry.resized, box, batch + fill * row_bytes);
+      if (++fill == manifest_.max_batch) {
+        run(batch, fill, raw);
         fill = 0;
       }
     }
   }
-  if (fill) run(buffer, fill, raw);
+  if (fill) run(batch, fill, raw);
   for (size_t i = 0; i < count; ++i)
     scores[i] = numpy_mean(raw.data() + i * crops, crops) * manifest_.scale + manifest_.offset;
 }

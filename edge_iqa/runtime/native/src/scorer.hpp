@@ -1,6 +1,6 @@
 // A verified bundle ready to score frames (the native twin of edge_iqa.runtime.Scorer):
-//   frame -> preprocess (num_crops rows) -> backend, max_batch rows at a time -> mean over each
-//   frame's crops (float64) -> raw * scale + offset
+//   frame -> geometry (num_crops crops) -> the network's input rows (uint8 pixels or float32 rows)
+//   -> backend, max_batch rows at a time -> mean over each frame's crops (float64) -> raw * scale + offset
 #pragma once
 
 #include <memory>
@@ -26,8 +26,9 @@ class Scorer {
   void score(const edgeiqa_frame* frames, size_t count, double* scores);
 
  private:
-  // Run `rows` rows of `buffer` (padded to the static batch) and append their raw scores.
-  void run(std::vector<float>& buffer, int rows, std::vector<double>& raw);
+  // Run the first `rows` rows of `batch` (max_batch rows; padded to the static batch) and append
+  // their raw scores.
+  void run(uint8_t* batch, int rows, std::vector<double>& raw);
 
   Manifest manifest_;
   std::string cache_dir_;

@@ -188,6 +188,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   check(strcmp(edgeiqa_precision(scorer), "") != 0 && edgeiqa_model_name(scorer) != NULL, "model/precision readable");
+  const char* dtype = edgeiqa_input_dtype(scorer);
+  check((strcmp(dtype, "uint8") == 0 || strcmp(dtype, "float32") == 0) && edgeiqa_input_dtype(NULL) == NULL,
+        "input dtype readable");
+  printf("input dtype %s\n", dtype);
   bad_frames(scorer);
   good_frames(scorer);
   edgeiqa_close(scorer);
