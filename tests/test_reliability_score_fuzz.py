@@ -427,3 +427,23 @@ def test_cli_subprocess_without_torch(scorer: Scorer, cli_inputs: list[Path]) ->
     lines = proc.stdout.splitlines()
     assert len(lines) == len(cli_inputs) and "Traceback" not in proc.stderr
     assert sum("score" in json.loads(line) for line in lines) == 3
+
+
+def test_cli_scores_files_in_list_chunks_in_order(scorer: Scorer, cli_inputs: list[Path], alone: dict,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edge-iqa score a b c ...` runs the runtime's list path a chunk at a time: lines in the files'
+    order across chunk boundaries, bad files reported where they stand, the same scores."""
+    from edge_iqa.cli import score as score_cli
+
+    monkeypatch.setattr(score_cli, "CHUNK", 2)
+    good = {"good.png": "png_bytes", "good.webp": "webp_lossless", "rotated.jpg": "exif_orientation_6"}
+    inputs = [p for p in cli_inputs if p.name in good] + cli_inputs  # good files in every chunk
+    result = CliRunner().invoke(app, ["score", "--json", "--bundle", str(scorer.bundle_dir), *map(str, inputs)])
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["image"] for r in records] == list(map(str, inputs))
+    for record in records:
+        name = Path(record["image"]).name
+        assert ("score" in record) == (name in good), record
+        if name in good:
+            assert record["score"] == round(alone[good[name]], 4)

@@ -1,11 +1,13 @@
-"""``edge-iqa score``: one line per image; a bad file is reported and the others still scored."""
+"""``edge-iqa score``: one line per image, in order; a bad file is reported and the others still scored."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
@@ -76,18 +78,41 @@ def score_command(
     except EdgeIQAError as exc:
         _fail(str(exc), exc)
     failures = 0
-    for index, path in enumerate(images):
-        try:
-            value = float((scorer.score([path], depth=[depth[index]]) if depth else scorer.score([path]))[0])
-        except EdgeIQAError as exc:
-            failures += 1
-            line = json.dumps({"image": str(path), "error": str(exc), "type": type(exc).__name__}) if as_json \
-                else f"{path}\terror: {exc}"
-            print(line, file=sys.stderr if not as_json else sys.stdout)
-            continue
-        print(json.dumps({"image": str(path), "score": round(value, 4)}) if as_json else f"{path}\t{value:.2f}")
+    try:
+        for path, value, error in _scored(scorer, images, depth):
+            if error is not None:
+                failures += 1
+                line = json.dumps({"image": str(path), "error": str(error), "type": type(error).__name__}) \
+                    if as_json else f"{path}\terror: {error}"
+                print(line, file=sys.stderr if not as_json else sys.stdout)
+                continue
+            print(json.dumps({"image": str(path), "score": round(value, 4)}) if as_json else f"{path}\t{value:.2f}")
+    except EdgeIQAError as exc:  # not one image's fault (a broken bundle): nothing more can be scored
+        _fail(str(exc), exc)
     if failures:
         raise typer.Exit(1)
+
+
+#: Files scored per list call: the runtime's list path (read-ahead, one image per stream) without
+#: holding the whole command line's scores back until the last file.
+CHUNK = 32
+
+
+def _scored(scorer: Any, images: list[Path], depth: list[Path]) -> Iterator[tuple[Path, float, Exception | None]]:
+    """(path, score, error) per image, in order. Without depth maps, CHUNK images at a time through
+    ``Scorer.score_each`` (a bad file is its own error; the others score exactly as one by one);
+    with them, one image per call, each with its map."""
+    if depth:
+        for path, depth_map in zip(images, depth, strict=True):
+            try:
+                yield path, float(scorer.score([path], depth=[depth_map])[0]), None
+            except EdgeIQAError as exc:
+                yield path, math.nan, exc
+        return
+    for start in range(0, len(images), CHUNK):
+        chunk = images[start : start + CHUNK]
+        scores, errors = scorer.score_each(chunk)
+        yield from zip(chunk, (float(v) for v in scores), errors, strict=True)
 
 
 def _source(bundle: Path | None, model: str | None) -> Path | str:

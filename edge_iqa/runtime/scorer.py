@@ -100,8 +100,7 @@ class Scorer:
         self._spec, self.fixed_batch, self.max_batch, self.scale, self.offset = _plan(self._manifest, backend)
         self._inputs = input_names(self._manifest)
         self._records = input_records(self._manifest)
-        #: The image input takes uint8 pixels (the network normalises), not float32 rows.
-        self.takes_pixels = input_record(self._manifest).pixels
+        self._image_record = input_record(self._manifest)
         self.prefetch = _checked_count("prefetch", prefetch, 0)
         # Idle input buffer sets (one array per network input), reused by the next call.
         self._idle_buffers: queue.SimpleQueue[list[np.ndarray]] = queue.SimpleQueue()
@@ -131,6 +130,12 @@ class Scorer:
         return self._inputs
 
     @property
+    def takes_pixels(self) -> bool:
+        """True when the network's image input is the crops' uint8 pixels (it normalises them itself,
+        manifest schema 2), False for float32 normalised rows."""
+        return self._image_record.pixels
+
+    @property
     def needs_depth(self) -> bool:
         """True for an ``image`` + ``depth`` bundle (DGIQA): every image needs a depth map or source."""
         return DEPTH_INPUT in self._inputs
@@ -140,7 +145,7 @@ class Scorer:
         return {"model": self._manifest.model_name,
                 "runtime": self._manifest.runtime, "precision": self._manifest.precision,
                 "input_size": list(self._spec.input_size), "num_crops": self._spec.num_crops,
-                "inputs": list(self._inputs), "input_dtype": input_record(self._manifest).dtype,
+                "inputs": list(self._inputs), "input_dtype": self._image_record.dtype,
                 "depth_source": repr(self.depth) if self.depth is not None else None,
                 "max_batch": self.max_batch, "fixed_batch": self.fixed_batch, "prefetch": self.prefetch,
                 **self._backend.describe()}
