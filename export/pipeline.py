@@ -150,7 +150,7 @@ def export_bundle(
         with _step(console, f"ONNX export (opset {profile.opset})") as note:
             graph = export_onnx(exported, work / "fp32.onnx", input_names=names, input_size=spec.input_size,
                                 form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch,
-                                pixel_spec=spec if profile.pixel_input(names) else None)
+                                pixel_spec=spec if profile.pixel_input(names, spec) else None)
             note["done"] = f"{graph.fused_attention_ops} fused attention op(s) for {graph.attention_calls} call(s)"
         with _step(console, f"PyTorch reference on {len(split.evaluation)} real images, parity gate on "
                             f"{profile.parity.images}") as note:

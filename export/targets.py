@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_iqa._compat import tomllib
+from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import TargetError
 from edge_iqa.runtime.tensorrt.versions import TensorRTRange
 
@@ -155,10 +156,13 @@ class TargetProfile:
                               f"choose one of {', '.join(self.precisions)}")
         return chosen
 
-    def pixel_input(self, input_names: tuple[str, ...]) -> bool:
-        """Whether a model with these inputs is exported taking uint8 pixels: ``input_dtype = "uint8"``
-        and a single image input (an image + depth network keeps float32 rows for both)."""
-        return self.input_dtype == "uint8" and tuple(input_names) == ("image",)
+    def pixel_input(self, input_names: tuple[str, ...], spec: PreprocessSpec) -> bool:
+        """Whether a model with these inputs and preprocessing is exported taking uint8 pixels:
+        ``input_dtype = "uint8"``, a single image input (an image + depth network keeps float32 rows
+        for both) and a spec that normalises. A model that normalises inside its own forward (TOPIQ,
+        ``normalize = False``) keeps float32 rows: OpenVINO fuses the pixels' ``/ 255`` into the
+        model's own normalisation, and the runtime could no longer rebuild the scaling exactly."""
+        return self.input_dtype == "uint8" and tuple(input_names) == ("image",) and spec.normalize
 
     def keeps_fp(self, module_paths: list[str] | tuple[str, ...]) -> bool:
         """True when any of the module paths (a layer and its ancestors) matches ``keep_fp``."""

@@ -147,7 +147,7 @@ def target_graph(model: Any, spec: Any, names: tuple[str, ...], target: str, wor
     profile = load_target(target)
     graph = export_onnx(model, work / f"{target}.onnx", input_names=names, input_size=spec.input_size,
                         form=profile.attention_form, opset=profile.opset, max_batch=profile.max_batch,
-                        pixel_spec=spec if profile.pixel_input(names) else None)
+                        pixel_spec=spec if profile.pixel_input(names, spec) else None)
     return profile, backend_module(profile.runtime), graph
 
 

@@ -98,3 +98,29 @@ def test_tensorrt_profiles_name_their_family_static_dla_batch_and_cuda_python_pi
     path = write(tmp_path, "dla.toml", 'inherits = "jetson-orin-agx-dla"\nname = "d"\nmax_batch = 8\n')
     with pytest.raises(TargetError, match="static batch"):
         load_target(path)
+
+
+def test_pixel_input_only_where_the_runtime_rebuilds_the_normalisation_exactly() -> None:
+    """cpu and onnxruntime export uint8 pixel inputs for single-input models whose spec normalises; a
+    model normalising inside its own forward (TOPIQ: OpenVINO fuses the /255 into its normalisation),
+    an image + depth network and the TensorRT targets keep float32 rows."""
+    from edge_iqa.models import get_model_info
+
+    edge, topiq = (get_model_info(name).preprocess for name in ("edge_hybrid_n", "topiq_nr_224"))
+    for name in ("cpu", "onnxruntime"):
+        profile = load_target(name)
+        assert profile.input_dtype == "uint8" and profile.pixel_input(("image",), edge)
+        assert not profile.pixel_input(("image",), topiq) and not profile.pixel_input(("image", "depth"), edge)
+    for name in ("jetson", "desktop-gpu"):
+        assert not load_target(name).pixel_input(("image",), edge)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('inherits = "jetson"\nname = "j"\ninput_dtype = "uint8"\n', "not offered for TensorRT"),
+    ('inherits = "cpu"\nname = "c"\ninput_dtype = "int16"\n', "input_dtype"),
+])
+def test_bad_input_dtype_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    with pytest.raises(TargetError, match=message):
+        load_target(path)

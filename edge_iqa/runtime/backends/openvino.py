@@ -173,6 +173,8 @@ class _ListSetup:
 NONCONVERTIBLE_DIVIDE = "nonconvertable_divide_0"  # (sic: OpenVINO's spelling)
 #: The ops a pixel-input network's normalisation is made of, before and after OpenVINO rewrote it.
 _FRONT_OPS = {"Convert", "Multiply", "Add", "Divide", "Subtract", "Transpose"}
+#: The name of the rebuilt front's last op, so that a network saved with it is recognised again.
+FRONT_END_NAME = "edge_iqa_pixel_rows"
 
 
 def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
@@ -193,13 +195,19 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
 
     pixels = model.inputs[0]
     end = pixels.get_node()
-    while True:  # the last op of the front: its output is the (N, 3, H, W) float rows
-        # (the pixels also feed shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front)
+    # Where the front ends: a front rebuilt here before (the export saves the calibrated network with
+    # it) names its last op; the exported graph's own front (ScoreWrapper normalises, then permutes)
+    # ends with its NCHW transpose. Never walk past either into the model's own ops. (The pixels also
+    # feed shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front.)
+    rebuilt = [op for op in model.get_ordered_ops() if op.get_friendly_name() == FRONT_END_NAME]
+    if rebuilt:
+        end = rebuilt[0]
+    while not rebuilt and end.get_type_name() != "Transpose":
         front = [c.get_node() for c in end.output(0).get_target_inputs() if c.get_node().get_type_name() in _FRONT_OPS]
         if len(front) != 1:
             break
         end = front[0]
-    if end is pixels.get_node():
+    if not rebuilt and end.get_type_name() != "Transpose":
         raise BundleError("the bundle declares a uint8 pixel input but its network does not start with the "
                           "pixels' normalisation; re-export the bundle")
 
@@ -215,6 +223,7 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
     if spec.normalize:
         mean, std = (np.asarray(values, np.float32).reshape(1, 3, 1, 1) for values in (spec.mean, spec.std))
         nchw = exact_divide(ops.subtract(nchw, ops.constant(mean)), std)
+    nchw.set_friendly_name(FRONT_END_NAME)
     for target in end.output(0).get_target_inputs():
         target.replace_source_output(nchw.output(0))
     model.validate_nodes_and_infer_types()

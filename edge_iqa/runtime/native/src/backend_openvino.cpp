@@ -127,17 +127,29 @@ class OpenVINOBackend final : public Backend {
 void exact_pixel_front(ov::Model& model, const PreprocessSpec& spec, const std::string& xml) {
   // The ops the front is made of, before and after OpenVINO rewrote it (openvino.py _FRONT_OPS).
   static const std::set<std::string> kFrontOps{"Convert", "Multiply", "Add", "Divide", "Subtract", "Transpose"};
+  // The rebuilt front's last op (openvino.py FRONT_END_NAME).
+  static const std::string kFrontEndName = "edge_iqa_pixel_rows";
   const ov::Output<ov::Node> pixels = model.input(0);
   std::shared_ptr<ov::Node> end = pixels.get_node_shared_ptr();
-  while (true) {  // the last op of the front: its output is the (N, 3, H, W) float rows
-    // (the pixels also feed shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front)
+  // Where the front ends (openvino.py): a front rebuilt by the export (the calibrated network is saved
+  // with it) names its last op; the exported graph's own front (normalise, then permute) ends with its
+  // NCHW transpose. Never walk past either into the model's own ops. (The pixels also feed shape-only
+  // ops, e.g. the ShapeOf of a dynamic batch: not the front.)
+  bool rebuilt = false;
+  for (const auto& op : model.get_ordered_ops())
+    if (op->get_friendly_name() == kFrontEndName) {
+      end = op;
+      rebuilt = true;
+      break;
+    }
+  while (!rebuilt && std::string(end->get_type_name()) != "Transpose") {
     std::vector<std::shared_ptr<ov::Node>> front;
     for (const ov::Input<ov::Node>& target : end->output(0).get_target_inputs())
       if (kFrontOps.count(target.get_node()->get_type_name())) front.push_back(target.get_node()->shared_from_this());
     if (front.size() != 1) break;
     end = front[0];
   }
-  if (end == pixels.get_node_shared_ptr())
+  if (!rebuilt && std::string(end->get_type_name()) != "Transpose")
     bundle_error(xml + ": the bundle declares a uint8 pixel input but its network does not start with the "
                        "pixels' normalisation; re-export the bundle");
   const auto constant = [](const ov::Shape& shape, std::vector<float> values) {
@@ -161,6 +173,7 @@ void exact_pixel_front(ov::Model& model, const PreprocessSpec& spec, const std::
       exact_divide(std::make_shared<ov::op::v0::Convert>(planes, ov::element::f32), constant(ov::Shape{}, {255.0f}));
   if (spec.normalize)
     rows = exact_divide(std::make_shared<ov::op::v1::Subtract>(rows, per_channel(spec.mean)), per_channel(spec.std));
+  rows->set_friendly_name(kFrontEndName);
   for (ov::Input<ov::Node> target : end->output(0).get_target_inputs()) target.replace_source_output(rows->output(0));
   model.validate_nodes_and_infer_types();
 }
