@@ -11,8 +11,10 @@ Protocol (the same for every row, PyTorch included):
 - concurrency: N Python threads each scoring ``concurrent_images`` batch-1 inputs at once on the
   same scorer; total images / wall time.
 
-The callables receive preprocessed ``(n * num_crops, 3, H, W)`` float32 rows, so decoding and
-resizing are outside the timed region (reported separately as end-to-end time per image).
+The callables receive each row's own preprocessed input (``Scorer.preprocess``): the crops' uint8
+pixels for a pixel bundle, whose network normalises them inside the clock, ``(n * num_crops, 3, H, W)``
+float32 rows normalised beforehand for every other row, PyTorch included. Decoding and resizing are
+outside the timed region (reported separately as end-to-end time per image).
 """
 
 from __future__ import annotations
