@@ -13,7 +13,7 @@ GlintIQA's 25) are a deterministic grid of crops fed as one batch and averaged a
 
 The crops' pixels (:meth:`PreprocessSpec.pixels`) are what a bundle with a ``uint8`` image input
 takes: its network does the ``/255`` and the normalisation itself (in float32, in this order), so
-the runtime and camera firmware hand it the decoded bytes. :meth:`PreprocessSpec.normalize` turns
+the runtime and camera firmware hand it the decoded bytes. :meth:`PreprocessSpec.normalize_pixels` turns
 the same pixels into the float rows training and float-input bundles take.
 """
 
@@ -183,12 +183,11 @@ class PreprocessSpec:
         """HxWx3 uint8 (already resized) -> its crops' pixels, (num_crops, H, W, 3) uint8."""
         return np.stack(self.crop_views(image))
 
-    def normalize_pixels(self, pixels: np.ndarray | list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
-        """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 rows, ``/255`` then normalised per the
-        spec (into ``out`` when given)."""
+    def normalize_pixels(self, pixels: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 rows, ``/255`` then normalised per the spec."""
         table = _channel_tables(self.mean, self.std, self.normalize)
         size = pixels[0].shape[:2] if len(pixels) else self.input_size
-        batch = np.empty((len(pixels), 3, *size), dtype=np.float32) if out is None else out
+        batch = np.empty((len(pixels), 3, *size), dtype=np.float32)
         for row, crop in zip(batch, pixels, strict=True):
             planes = np.ascontiguousarray(crop.transpose(2, 0, 1))
             for channel in range(3):

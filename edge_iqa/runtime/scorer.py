@@ -98,8 +98,8 @@ class Scorer:
         self._manifest = manifest
         self.bundle_dir = bundle_dir
         self._spec, self.fixed_batch, self.max_batch, self.scale, self.offset = _plan(self._manifest, backend)
-        self._inputs = input_names(self._manifest)
         self._records = input_records(self._manifest)
+        self._inputs = tuple(record.name for record in self._records)
         self._image_record = input_record(self._manifest)
         self.prefetch = _checked_count("prefetch", prefetch, 0)
         # Idle input buffer sets (one array per network input), reused by the next call.

@@ -154,7 +154,7 @@ def input_records(manifest: Manifest) -> list[InputRecord]:
         if any(record.pixels for record in records):
             raise BundleError("the bundle's image + depth network declares uint8 pixel inputs; such networks take "
                               "float32 rows (depth crops lie under the image crops): re-export the bundle")
-        if records[0].shape != records[1].shape or records[0].dtype != records[1].dtype:
+        if records[0].shape != records[1].shape:
             raise BundleError(f"the bundle's image and depth inputs differ in shape ({list(records[0].shape)} vs "
                               f"{list(records[1].shape)}); depth crops lie under the image crops, re-export the bundle")
     return records

@@ -61,6 +61,7 @@ from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import BundleError, first_line
 from edge_iqa.runtime.backends.base import (
     Backend,
+    InputRecord,
     check_options,
     input_names,
     input_record,
@@ -134,9 +135,9 @@ class OpenVINOBackend(Backend):
             raise BundleError(f"OpenVINO failed to run the bundle's network on a valid {inputs[0].shape} input "
                               f"({first_line(exc)}); the bundle is inconsistent: re-export it") from exc
 
-    def warm_up(self, shapes: list[tuple[tuple[int, ...], type[np.generic]]]) -> None:
-        """Run the network once, on this thread, on zeros of each input's (shape, dtype), before any
-        caller can run it from several threads.
+    def warm_up(self, records: list[InputRecord], size: tuple[int, int]) -> None:
+        """Run the network once, on this thread, on one row of zeros per input (``size``: the crops'
+        (H, W) where the network's sides are dynamic), before any caller can run it from several threads.
 
         Why: OpenVINO's Python bindings build some lookup tables on their first use, inside
         ``infer`` (``Type.to_dtype``'s table of numpy dtypes, a C++ function-local static that makes
@@ -148,7 +149,9 @@ class OpenVINOBackend(Backend):
         per process, so one call here makes every later ``infer`` safe; its request is dropped so
         the pool holds only requests that callers made.
         """
-        zeros = tuple(np.zeros(shape, dtype=dtype) for shape, dtype in shapes)
+        zeros = tuple(np.zeros((max(r.batch, 1), *r.row_shape(tuple(d if d > 0 else s for d, s in
+                                                                   zip(r.size, size, strict=True)))), r.numpy_dtype)
+                      for r in records)
         self._infer(self.compiled.create_infer_request(), zeros)
 
     def describe(self) -> dict[str, Any]:
@@ -194,22 +197,7 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
     import openvino.opset13 as ops
 
     pixels = model.inputs[0]
-    end = pixels.get_node()
-    # Where the front ends: a front rebuilt here before (the export saves the calibrated network with
-    # it) names its last op; the exported graph's own front (ScoreWrapper normalises, then permutes)
-    # ends with its NCHW transpose. Never walk past either into the model's own ops. (The pixels also
-    # feed shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front.)
-    rebuilt = [op for op in model.get_ordered_ops() if op.get_friendly_name() == FRONT_END_NAME]
-    if rebuilt:
-        end = rebuilt[0]
-    while not rebuilt and end.get_type_name() != "Transpose":
-        front = [c.get_node() for c in end.output(0).get_target_inputs() if c.get_node().get_type_name() in _FRONT_OPS]
-        if len(front) != 1:
-            break
-        end = front[0]
-    if not rebuilt and end.get_type_name() != "Transpose":
-        raise BundleError("the bundle declares a uint8 pixel input but its network does not start with the "
-                          "pixels' normalisation; re-export the bundle")
+    end = _front_end(model)
 
     def exact_divide(x: ov.Node, divisor: np.ndarray) -> ov.Node:
         node = ops.divide(x, ops.constant(divisor))
@@ -227,6 +215,24 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
     for target in end.output(0).get_target_inputs():
         target.replace_source_output(nchw.output(0))
     model.validate_nodes_and_infer_types()
+
+
+def _front_end(model: ov.Model) -> ov.Node:
+    """The last op of a pixel-input network's front: the op a front rebuilt before names (the export
+    saves the calibrated network with it), else the exported graph's NCHW transpose (ScoreWrapper
+    normalises, then permutes). Never past either, into the model's own ops. (The pixels also feed
+    shape-only ops, e.g. the ShapeOf of a dynamic batch: not the front.)"""
+    rebuilt = next((op for op in model.get_ordered_ops() if op.get_friendly_name() == FRONT_END_NAME), None)
+    if rebuilt is not None:
+        return rebuilt
+    end = model.inputs[0].get_node()
+    while end.get_type_name() != "Transpose":
+        front = [c.get_node() for c in end.output(0).get_target_inputs() if c.get_node().get_type_name() in _FRONT_OPS]
+        if len(front) != 1:
+            raise BundleError("the bundle declares a uint8 pixel input but its network does not start with the "
+                              "pixels' normalisation; re-export the bundle")
+        end = front[0]
+    return end
 
 
 def _compile(core: ov.Core, model: ov.Model, device: str, config: Mapping[str, Any], xml: Path) -> ov.CompiledModel:
@@ -289,8 +295,10 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     except (RuntimeError, UnicodeDecodeError) as exc:  # the message may quote the corrupt bytes
         raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({first_line(exc)}); re-export "
                           "the bundle for this OpenVINO version or upgrade openvino") from exc
+    # A depth network is loaded without a preprocessing spec.
+    spec = PreprocessSpec.from_dict(manifest.preprocess) if manifest.preprocess else None
     if input_record(manifest).pixels:
-        exact_pixel_front(model, PreprocessSpec.from_dict(manifest.preprocess))
+        exact_pixel_front(model, spec)
     names = [port.get_any_name() for port in model.inputs]
     if len(model.inputs) != len(declared) or not all(any(name in port.get_names() for port in model.inputs)
                                                      for name in declared):
@@ -306,11 +314,8 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     output = compiled.outputs[index]
     backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
                               list_setup=_ListSetup(core, model, xml, index, streams))
-    # Where the network's sides are dynamic: the bundle's preprocessed size; a depth network (loaded
-    # without a preprocessing spec) gets a square that common depth models accept (multiple of 14 and 32).
-    size = PreprocessSpec.from_dict(manifest.preprocess).input_size if manifest.preprocess else (224, 224)
-    backend.warm_up([((max(record.batch, 1), *record.row_shape(tuple(d if d > 0 else s for d, s in
-                                                                       zip(record.size, size, strict=True)))),
-                      record.numpy_dtype) for record in input_records(manifest)])
+    # Where the network's sides are dynamic: the bundle's preprocessed size; a depth network gets a
+    # square that common depth models accept (multiple of 14 and 32).
+    backend.warm_up(input_records(manifest), spec.input_size if spec else (224, 224))
     return backend
 
