@@ -63,6 +63,7 @@ from edge_iqa.export.staging import load_artifact
 from edge_iqa.runtime.bundle import read_manifest
 
 if TYPE_CHECKING:
+    from edge_iqa.export.score_correction import Correct
     from edge_iqa.export.targets import TargetProfile
     from edge_iqa.runtime.scorer import Scorer
 
@@ -292,10 +293,13 @@ MIN_VALIDATION_IMAGES = 8
 
 def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str, Any], profile: TargetProfile,
             feeds: Callable[[], Any], work: Path, validation: Validation, budget: AccuracyBudget,
-            progress: Progress = lambda _: None) -> tuple[dict[str, Any], dict[str, Any]]:
+            progress: Progress = lambda _: None, correct: Correct | None = None
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rebuild the INT8 artifact in ``staging`` with the most sensitive blocks in floating point;
     returns the new build record and the accuracy-control record (kept blocks, sensitivity figures,
-    speed cost). The caller measures the new artifact and enforces the budget."""
+    speed cost). The caller measures the new artifact and enforces the budget. ``correct``: the
+    export's score correction, fitted anew on every candidate and on the final build (each is
+    judged as it would ship)."""
     spec = profile.quantization
     full_dir = work / "full_int8"
     full_dir.mkdir(parents=True, exist_ok=True)
@@ -316,7 +320,10 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     counter = itertools.count()
 
     def build_candidate(nodes: list[str]) -> Path:
-        return candidate(nodes, work / "candidates" / str(next(counter)))
+        path = candidate(nodes, work / "candidates" / str(next(counter)))
+        if correct is not None:
+            correct(path, staged)
+        return path
 
     result = search(blocks, build_candidate, scorer_for, validation, budget, full_int8=full_int8,
                     sensitivity_images=spec.sensitivity_images, max_kept_blocks=spec.max_kept_blocks,
@@ -326,6 +333,8 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
         if path.is_file():
             path.unlink()
     new_built = backend.build(onnx_fp32, staging, "int8", profile, feeds, work, exclude_nodes=result.kept_nodes)
+    if correct is not None:
+        new_built["score_correction"] = correct(staging / new_built["model_file"], staged).record()
     record = {"tool": "edge_iqa.export.accuracy_control", "candidates": backend.SEARCH_PROXY,
               "blocks_searched": len(blocks), "sensitivity_images": min(spec.sensitivity_images,
                                                                         len(validation.images)),

@@ -32,7 +32,7 @@ from torch import nn
 import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
-from edge_iqa.export import accuracy_control, calibration, equalize
+from edge_iqa.export import accuracy_control, calibration, equalize, score_correction
 from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import export_backend
@@ -177,6 +177,14 @@ def export_bundle(
                               f"{needed}): lower calibration_samples or raise [parity] accuracy_images")
         validation = accuracy_control.Validation(images.take(slice(0, n_check)), reference[:n_check], mos[:n_check])
 
+        correct = None
+        if precision == "int8" and quant.score_correction == "affine":
+            with _step(console, f"PyTorch reference on the {len(split.calibration)} calibration images "
+                                "(score correction)"):
+                calibration_images = calibration.prepare_images(split.calibration, spec, names)
+                correct = score_correction.corrector(backend, calibration_images, raw_scores(
+                    reference_scorer(model, spec, names), calibration_images))
+
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
             return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
                              onnx_parity, accuracy, split, quant, equalized)
@@ -191,6 +199,11 @@ def export_bundle(
                 built = backend.build(graph.path, staging, precision, profile, feeds, work)
                 kernels = built.get("integer_kernels")
                 note["done"] = f"{kernels['integer_kernel_count']} integer kernels" if kernels else ""
+            if correct is not None:
+                with _step(console, "score correction fitted on the calibration images") as note:
+                    fitted = correct(staging / built["model_file"], manifest_for(built, None))
+                    built["score_correction"] = fitted.record()
+                    note["done"] = f"score x {fitted.slope:.4f} {fitted.intercept:+.4f} (raw units)"
             what = "held-out validation" if precision == "int8" else "held-out"
             with _step(console, f"staged {precision} bundle (runtime.load) vs PyTorch on {n_check} {what} images"
                        ) as note:
@@ -218,7 +231,7 @@ def export_bundle(
                     with console.status("mixed precision ...") as status:
                         built, found = accuracy_control.restore(
                             backend, graph.path, staging, built, profile, feeds, work, validation,
-                            budget, lambda m: status.update(f"mixed precision: {m}"))
+                            budget, lambda m: status.update(f"mixed precision: {m}"), correct=correct)
                     control.update(found)
                     control["search_s"] = round(time.perf_counter() - started, 1)
                     console.print(f"[green]✓[/green] mixed precision [dim]{control['search_s']:.1f}s[/dim] "
@@ -336,7 +349,8 @@ def _manifest(model_name: str, info: Any, profile: TargetProfile, precision: str
                         "samples": len(split.calibration) if precision == "int8" else 0,
                         "seed": quant.seed, "selection": quant.calibration_selection,
                         "keep_fp_patterns": list(quant.keep_fp), **split.record(),
-                        "equalized_streams": equalized_streams},
+                        "equalized_streams": equalized_streams,
+                        "score_correction": built.get("score_correction")},
         "quantization": built["quantization"],
         "integer_kernels": built["integer_kernels"],
         "parity": {"onnx_fp32_vs_torch": onnx_parity},

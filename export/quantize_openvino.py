@@ -157,6 +157,32 @@ def quantize_int8(model: Any, onnx_fp32: Path, target: TargetProfile, feeds: Fee
     return quantized, record
 
 
+def append_score_affine(xml: Path, slope: float, intercept: float) -> None:
+    """Append ``score * slope + intercept`` (float32) in front of the IR's output, in place
+    (:mod:`edge_iqa.export.score_correction`); the output keeps its name. Written beside and then
+    renamed over the old files: a loaded model may still map the old ``.bin``."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    model = ov.Core().read_model(str(xml))
+    if len(model.outputs) != 1:
+        raise ExportError(f"{xml}: score correction needs a network with one output, got {len(model.outputs)}")
+    result = model.get_results()[0]
+    score = result.input_value(0)
+    names = score.get_names()
+    corrected = ops.add(ops.multiply(score, ops.constant(np.float32(slope))), ops.constant(np.float32(intercept)))
+    score.get_tensor().set_names(set())
+    corrected.output(0).get_tensor().set_names(names)
+    result.input(0).replace_source_output(corrected.output(0))
+    model.validate_nodes_and_infer_types()
+    tmp = xml.with_name(f"corrected-{xml.name}")
+    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    del model
+    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    tmp.replace(xml)
+
+
 # --- candidates of the accuracy search (export/accuracy_control.py) ------------------------------------
 SEARCH_PROXY = ("candidates: the full INT8 model (NNCF, weights not yet compressed) with the FakeQuantize ops in "
                 "front of the block's ops bypassed (no recalibration)")

@@ -62,6 +62,32 @@ def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, f
 SEARCH_PROXY = "candidates: quantize_static with nodes_to_exclude from the cached calibration ranges"
 
 
+def append_score_affine(model_path: Path, slope: float, intercept: float) -> None:
+    """Append ``score * slope + intercept`` (float32 Mul, Add) in front of the graph's output, in
+    place (:mod:`edge_iqa.export.score_correction`); the output keeps its name."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(model_path))
+    if len(model.graph.output) != 1:
+        raise ExportError(f"{model_path}: score correction needs a network with one output, "
+                          f"got {len(model.graph.output)}")
+    score = model.graph.output[0].name
+    uncorrected = f"{score}_before_correction"
+    for node in model.graph.node:
+        node.output[:] = [uncorrected if name == score else name for name in node.output]
+        node.input[:] = [uncorrected if name == score else name for name in node.input]
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(slope, np.float32), f"{score}_slope"),
+                                    numpy_helper.from_array(np.array(intercept, np.float32), f"{score}_intercept")])
+    model.graph.node.extend([
+        helper.make_node("Mul", [uncorrected, f"{score}_slope"], [f"{score}_scaled"], name=f"{score}_correction_mul"),
+        helper.make_node("Add", [f"{score}_scaled", f"{score}_intercept"], [score], name=f"{score}_correction_add")])
+    onnx.checker.check_model(model)
+    tmp = model_path.with_name(f"corrected-{model_path.name}")
+    onnx.save(model, str(tmp))
+    tmp.replace(model_path)
+
+
 def to_fp16(src: Path, dst: Path) -> None:
     """FP16 weights and activations; float32 ``image`` in and ``score`` out (keep_io_types)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16

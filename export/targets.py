@@ -41,7 +41,7 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
              "quantization", "parity", "inherits", "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
-               "channel_alignment", "activation_equalization"}
+               "channel_alignment", "activation_equalization", "score_correction"}
 BIAS_CORRECTIONS = ("fast", "full")
 # Which shipped images calibrate: a seeded random draw, or spread evenly over the MOS range.
 CALIBRATION_SELECTIONS = ("random", "mos_spread")
@@ -49,6 +49,9 @@ CALIBRATION_SELECTIONS = ("random", "mos_spread")
 MODEL_TYPES = ("auto", "transformer", "default")
 # NNCF overflow fix (weights of the affected convolutions use 7 of 8 bits, for CPUs without VNNI).
 OVERFLOW_FIXES = ("first_layer", "enable", "disable")
+# "affine": the INT8 artifact's output gets the least-squares fit of the FP32 scores on the calibration
+# photos appended (export/score_correction.py); ONNX Runtime and OpenVINO artifacts only.
+SCORE_CORRECTIONS = ("none", "affine")
 _NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
@@ -86,6 +89,9 @@ class QuantizationSpec:
     # Every runtime: SmoothQuant-style alpha of the exact rescaling of MobileNetV2's linear bottleneck
     # streams before INT8 (``edge_iqa.export.equalize``); 0 = off, (0, 1] = on.
     activation_equalization: float = 0.0
+    # Every runtime but TensorRT: "affine" appends ``slope * score + intercept``, fitted on the
+    # calibration photos against FP32, to the INT8 artifact's output (``edge_iqa.export.score_correction``).
+    score_correction: str = "none"
 
 
 @dataclass(frozen=True)
@@ -340,6 +346,11 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if not 0 <= equalization <= 1:
         raise TargetError(f"{source}: 'quantization.activation_equalization' is an alpha in (0, 1] (0: off), "
                           f"got {equalization}")
+    correction = _choice(source, "quantization.score_correction", raw.get("score_correction", "none"),
+                         SCORE_CORRECTIONS)
+    if runtime == "tensorrt" and correction != "none":
+        raise TargetError(f"{source}: score_correction is appended to ONNX Runtime and OpenVINO artifacts; a TensorRT "
+                          "engine is built on the device from the Q/DQ graph: set score_correction = 'none'")
     nncf_only = [key for key in _NNCF_ONLY if key in raw]
     if runtime != "openvino" and nncf_only:
         raise TargetError(f"{source}: {', '.join(nncf_only)} are NNCF (OpenVINO) settings, not {runtime} ones")
@@ -356,7 +367,7 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
                             calibration_selection=_choice(source, "quantization.calibration_selection",
                                                           raw.get("calibration_selection", "random"),
                                                           CALIBRATION_SELECTIONS),
-                            activation_equalization=equalization)
+                            activation_equalization=equalization, score_correction=correction)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

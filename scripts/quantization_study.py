@@ -230,6 +230,7 @@ COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
     **{f"equalized bottlenecks {alpha:g}": {"activation_equalization": alpha} for alpha in (0.5, 0.75, 1.0)},
     "bottlenecks not equalized": {"activation_equalization": 0.0},
+    "no score correction": {"score_correction": "none"}, "score correction": {"score_correction": "affine"},
 }
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {**COMMON_VARIANTS, "percentile calibration": {"method": "percentile"},
@@ -311,10 +312,13 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
                 (graph_dir / f"eq{alpha:g}").mkdir(exist_ok=True)
                 graphs[alpha] = target_graph(equalized, spec, names, target, graph_dir / f"eq{alpha:g}")[2]
             graph = graphs[alpha]
+            template = artifact_document(trial.runtime, "int8", backend.MODEL_FILE, graph.io_record(), spec,
+                                         model_name=args.model, output_transform=transform, target=trial.to_dict())
             try:
                 built = _build_once(out, backend, graph.path, trial,
                                     lambda rows=rows, graph=graph: calibration.iter_calibration_feeds(
-                                        rows, spec, names, pixels=graph.pixel_input), work)
+                                        rows, spec, names, pixels=graph.pixel_input), work,
+                                    finish=_score_correction(trial, backend, model, spec, names, rows, template))
             except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not a crash
                 results.append({"target": target, "variant": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
@@ -410,9 +414,28 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def _build_once(out: Path, backend: Any, graph: Path, profile: Any, feeds: Any, work: Path) -> dict[str, Any]:
+def _score_correction(profile: Any, backend: Any, model: Any, spec: Any, names: tuple[str, ...], rows: Any,
+                      template: dict[str, Any]) -> Any:
+    """What the export does after the INT8 build when the recipe asks for it: the score correction
+    fitted on the variant's calibration photos (None: the recipe has none)."""
+    if profile.quantization.score_correction == "none":
+        return None
+    from edge_iqa.export import calibration, score_correction
+    from edge_iqa.export.parity import raw_scores, reference_scorer
+
+    def finish(out: Path, built: dict[str, Any]) -> None:
+        images = calibration.prepare_images(rows, spec, names)
+        correct = score_correction.corrector(backend, images, raw_scores(reference_scorer(model, spec, names), images))
+        built["score_correction"] = correct(out / built["model_file"], template).record()
+
+    return finish
+
+
+def _build_once(out: Path, backend: Any, graph: Path, profile: Any, feeds: Any, work: Path,
+                finish: Any = None) -> dict[str, Any]:
     """The backend's INT8 build record; a folder built by an earlier run (same --work) is reused,
-    so a later run can add rows and still time every variant in one process."""
+    so a later run can add rows and still time every variant in one process. ``finish(out, built)``
+    runs after the build (the score correction)."""
     record = out / "build.json"
     lock = out.with_name(out.name + ".lock")
     while not record.is_file():
@@ -429,6 +452,8 @@ def _build_once(out: Path, backend: Any, graph: Path, profile: Any, feeds: Any, 
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             built = backend.build(graph, out, "int8", profile, feeds, work)
+            if finish is not None:
+                finish(out, built)
             record.write_text(json.dumps(built, default=str))
         finally:
             lock.unlink()

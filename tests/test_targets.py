@@ -53,6 +53,8 @@ def test_user_file_inherits_and_overrides(tmp_path: Path) -> None:
     ('inherits = "cpu"\ninput_size = [8]', "input_size"),
     ('inherits = "cpu"\ninput_dtype = "int16"', "input_dtype"),
     ('inherits = "jetson"\ninput_dtype = "uint8"', "not offered for TensorRT"),
+    ('inherits = "cpu"\n[quantization]\nscore_correction = "quadratic"', "score_correction"),
+    ('inherits = "jetson"\n[quantization]\nscore_correction = "affine"', "TensorRT engine is built on the device"),
     ('name = "x"\nruntime = "openvino"', "missing the required key"),
     ('inherits = "nope"', "unknown target"),
     ('inherits = "loop.toml"', "cycle"),
