@@ -195,6 +195,7 @@ def export_bundle(
             return _artifact_accuracy(scorer, precision, profile, validation, budget)
 
         def populate(staging: Path) -> dict[str, Any]:
+            nonlocal budget  # a profile's SROCC budget finer than the validation photos resolve is raised
             with _step(console, f"{profile.runtime} {precision} build") as note:
                 built = backend.build(graph.path, staging, precision, profile, feeds, work)
                 kernels = built.get("integer_kernels")
@@ -215,13 +216,22 @@ def export_bundle(
                 # photos resolve is refused. The target profile's own budget is not: refusing it would make
                 # the plain `edge-iqa export --target T` fail for a model whose INT8 drift is noisy on these
                 # photos, so the search runs as it always did, and the manifest records the resolution.
+                raised_to = None
                 if explicit_budget:
                     refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
                 elif unresolvable(budget, accuracy):
+                    # Whether a drift below the photos' resolution passes would be a coin flip (and with it
+                    # whether the bundle keeps its INT8 speed): the profile's default is judged at the
+                    # resolution instead, said and recorded. A budget the user asks for was refused above.
+                    raised_to = accuracy["srocc_resolution"]
                     console.print(f"[yellow]![/yellow] the {profile.name} budget |delta SROCC| <= "
                                   f"{budget.delta_srocc:g} is finer than the {n_check} validation photos resolve "
-                                  f"(bootstrap standard error {accuracy['srocc_resolution']:.4f}); searching anyway")
-                control = {"budget": profile.accuracy_budget, "metric": "|delta SROCC| vs FP32 against MOS",
+                                  f"(bootstrap standard error {raised_to:.4f}): judged at {raised_to:.4f}")
+                    budget = dataclasses.replace(budget, delta_srocc=raised_to)
+                    accuracy.update(budget=raised_to, within_budget=budget.within(accuracy))
+                control = {"budget": budget.delta_srocc, "profile_budget": profile.accuracy_budget,
+                           "budget_raised_to_resolution": raised_to,
+                           "metric": "|delta SROCC| vs FP32 against MOS",
                            "max_score_error": profile.max_score_error, "p99_score_error": profile.p99_score_error,
                            "score_metric": "|score - score(FP32)| on the MOS scale over the validation photos",
                            "validation_images": n_check, "full_int8": _drift_only(accuracy),
@@ -290,7 +300,7 @@ def _artifact_accuracy(scorer: Any, precision: str, profile: TargetProfile,
     scores = raw_scores(scorer, validation.images)
     reference, mos = validation.reference, validation.mos
     record: dict[str, Any] = {**compare(scores, reference, mos), "images": len(validation.images),
-                              "budget": profile.accuracy_budget,
+                              "budget": budget.delta_srocc,
                               "srocc_reference": _srocc(reference, mos), "srocc_artifact": _srocc(scores, mos)}
     record.update(budget.score_errors(record), max_score_error=profile.max_score_error,
                   p99_score_error=profile.p99_score_error, score_scale=budget.score_scale)
