@@ -204,7 +204,8 @@ def export_bundle(
                 with _step(console, "score correction fitted on the calibration images") as note:
                     fitted = correct(staging / built["model_file"], manifest_for(built, None))
                     built["score_correction"] = fitted.record()
-                    note["done"] = f"score x {fitted.slope:.4f} {fitted.intercept:+.4f} (raw units)"
+                    note["done"] = (f"not applied: {fitted.skipped}" if fitted.skipped else
+                                    f"score x {fitted.slope:.4f} {fitted.intercept:+.4f} (raw units)")
             what = "held-out validation" if precision == "int8" else "held-out"
             with _step(console, f"staged {precision} bundle (runtime.load) vs PyTorch on {n_check} {what} images"
                        ) as note:

@@ -6,8 +6,8 @@ come out slightly stretched or shifted (on the default model's OpenVINO build, F
 the ones that set p99 and max |dscore|. Fitting ``reference ≈ slope x int8 + intercept`` by least
 squares on the calibration photos (the images NNCF / ONNX Runtime calibrated on, never the
 validation photos that judge the result) and appending that multiply-add to the artifact's output
-removes it at no speed cost. Every rank is kept (``slope > 0`` is required), so SROCC and PLCC
-against MOS do not change; only the per-photo distance to FP32 does.
+removes it at no speed cost. Every rank is kept (a line with ``slope <= 0`` is not applied), so SROCC
+and PLCC against MOS do not change; only the per-photo distance to FP32 does.
 
 The correction is part of the network (a Multiply and an Add in front of its output), not of the
 manifest: every reader of the bundle (the Python runtime, the native library, the export's own
@@ -39,29 +39,35 @@ class ScoreCorrection:
     photos: int
     mean_abs_diff_before: float  # on the fitting photos, raw units
     mean_abs_diff_after: float
+    skipped: str | None = None  # why nothing was appended (a fit that would flip or flatten the ranking)
 
     def record(self) -> dict[str, Any]:
         return {"slope": self.slope, "intercept": self.intercept, "fitted_on": "calibration photos",
                 "photos": self.photos, "mean_abs_diff_before": self.mean_abs_diff_before,
-                "mean_abs_diff_after": self.mean_abs_diff_after,
+                "mean_abs_diff_after": self.mean_abs_diff_after, "applied": self.skipped is None,
+                "skipped": self.skipped,
                 "method": "least squares of the FP32 (PyTorch) raw scores on the artifact's raw scores"}
 
 
 def fit(scores: np.ndarray, reference: np.ndarray) -> ScoreCorrection:
-    """Least-squares ``reference ≈ slope * scores + intercept``. A fit that would flip or flatten the
-    ranking (slope <= 0, or scores without spread) is an error: the artifact is broken, not biased."""
+    """Least-squares ``reference ≈ slope * scores + intercept``. A line that would flip or flatten the
+    ranking (slope <= 0, or scores without spread: an untrained model, a broken build) is not a bias
+    to correct: the result is the identity, ``skipped`` says why, and the accuracy gate judges the
+    artifact as built."""
     scores, reference = np.asarray(scores, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    if len(scores) < 3 or np.ptp(scores) == 0:
-        raise ExportError(f"score correction needs >= 3 calibration photos with different INT8 scores, got "
-                          f"{len(scores)} (spread {np.ptp(scores) if len(scores) else 0:g}); the INT8 artifact "
-                          "scores every photo alike: check the model, or set score_correction = 'none'")
+    if len(scores) != len(reference) or len(scores) < 3:
+        raise ExportError(f"score correction needs >= 3 calibration photos with a reference score each, got "
+                          f"{len(scores)} scores and {len(reference)} references; raise calibration_samples")
+    before = float(np.mean(np.abs(scores - reference)))
+    if np.ptp(scores) == 0:
+        return ScoreCorrection(1.0, 0.0, len(scores), before, before, "the artifact gives every photo one score")
     slope, intercept = np.polyfit(scores, reference, 1)
     if not slope > 0:
-        raise ExportError(f"score correction: the INT8 scores fit the FP32 ones with slope {slope:.3g} <= 0 (they "
-                          "rank the calibration photos backwards); the INT8 build is broken, not biased")
+        return ScoreCorrection(1.0, 0.0, len(scores), before, before,
+                               f"the fitted slope {slope:.3g} <= 0 would reverse the ranking")
     corrected = slope * scores + intercept
-    return ScoreCorrection(float(slope), float(intercept), len(scores),
-                           float(np.mean(np.abs(scores - reference))), float(np.mean(np.abs(corrected - reference))))
+    return ScoreCorrection(float(slope), float(intercept), len(scores), before,
+                           float(np.mean(np.abs(corrected - reference))))
 
 
 Correct = Callable[[Path, Mapping[str, Any]], ScoreCorrection]
@@ -75,7 +81,8 @@ def corrector(backend: Any, images: PreparedImages, reference: np.ndarray) -> Co
     def correct(artifact: Path, template: Mapping[str, Any]) -> ScoreCorrection:
         with load_artifact(artifact, template) as scorer:
             found = fit(raw_scores(scorer, images), reference)
-        backend.append_score_affine(artifact, found.slope, found.intercept)
+        if found.skipped is None:
+            backend.append_score_affine(artifact, found.slope, found.intercept)
         return found
 
     return correct

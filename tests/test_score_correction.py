@@ -34,17 +34,24 @@ def test_fit_recovers_the_line_and_lowers_the_error() -> None:
     found = score_correction.fit(scores, reference)
     assert found.slope == pytest.approx(0.97, abs=0.01) and found.intercept == pytest.approx(0.01, abs=0.005)
     assert found.mean_abs_diff_after < found.mean_abs_diff_before / 3
-    assert found.record()["photos"] == 200 and found.record()["fitted_on"] == "calibration photos"
+    assert found.record()["photos"] == 200 and found.record()["applied"] and found.skipped is None
 
 
-@pytest.mark.parametrize("scores, message", [
-    (np.full(10, 0.5), "scores every photo alike"),
-    (np.array([0.1, 0.2]), ">= 3 calibration photos"),
-    (np.linspace(0.8, 0.2, 10), "rank the calibration photos backwards"),
+@pytest.mark.parametrize("scores, reason", [
+    (np.full(10, 0.5), "every photo one score"),
+    (np.linspace(0.8, 0.2, 10), "would reverse the ranking"),
 ])
-def test_fit_refuses_a_broken_artifact(scores: np.ndarray, message: str) -> None:
-    with pytest.raises(ExportError, match=message):
-        score_correction.fit(scores, np.linspace(0.2, 0.8, len(scores)))
+def test_a_line_that_would_flatten_or_flip_the_ranking_is_not_applied(scores: np.ndarray, reason: str) -> None:
+    found = score_correction.fit(scores, np.linspace(0.2, 0.8, len(scores)))
+    assert (found.slope, found.intercept) == (1.0, 0.0) and reason in found.skipped
+    assert not found.record()["applied"] and found.mean_abs_diff_after == found.mean_abs_diff_before
+
+
+def test_fit_needs_three_photos_with_references() -> None:
+    with pytest.raises(ExportError, match=">= 3 calibration photos"):
+        score_correction.fit(np.array([0.1, 0.2]), np.array([0.1, 0.2]))
+    with pytest.raises(ExportError, match="a reference score each"):
+        score_correction.fit(np.linspace(0, 1, 5), np.linspace(0, 1, 4))
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
@@ -99,7 +106,7 @@ def test_export_fits_on_calibration_photos_and_corrects_every_candidate(tmp_path
                                  allow_over_budget=True)
     manifest = json.loads((out / "manifest.json").read_text())
     record = manifest["calibration"]["score_correction"]
-    assert record["photos"] == manifest["calibration"]["samples"] == 8 and record["slope"] > 0
+    assert record["photos"] == manifest["calibration"]["samples"] == 8 and record["applied"] and record["slope"] > 0
     assert record["mean_abs_diff_after"] <= record["mean_abs_diff_before"]
     # full INT8, one candidate per searched block, at least one give-back try, the final build
     assert len(fitted) >= 1 + 2 + 1 and any("candidates" in str(path) for path in fitted)

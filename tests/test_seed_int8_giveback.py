@@ -1,10 +1,10 @@
-"""The OpenVINO INT8 give-back (block sensitivity + ignored-scope rebuild, ``accuracy_control``)
+"""The OpenVINO INT8 give-back (block sensitivity + the chosen candidate shipped, ``accuracy_control``)
 completes on the seed models with their golden deterministic weights (issue 16).
 
 A per-photo budget nothing meets (``max_score_error`` 1e-6: golden weights have no meaningful MOS,
 so only the score error can drive the search) forces the whole search: every block's sensitivity,
-give-back steps up to ``max_kept_blocks``, the final NNCF build with the kept blocks in the ignored
-scope, the staged bundle measured through ``runtime.load``. The bundle must then load and score
+give-back steps up to ``max_kept_blocks``, the final build (the full INT8 model with the kept blocks'
+FakeQuantize ops bypassed), the staged bundle measured through ``runtime.load``. The bundle must then load and score
 real photos, with the kept blocks' ops fed by no FakeQuantize.
 
 ``slow``: ResNet-50 / ViT-B / 2x Swin-T INT8 calibrations take minutes each on a CPU (the trimmed
