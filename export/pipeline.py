@@ -181,9 +181,7 @@ def export_bundle(
         if precision == "int8" and quant.score_correction == "affine":
             with _step(console, f"PyTorch reference on the {len(split.calibration)} calibration images "
                                 "(score correction)"):
-                calibration_images = calibration.prepare_images(split.calibration, spec, names)
-                correct = score_correction.corrector(backend, calibration_images, raw_scores(
-                    reference_scorer(model, spec, names), calibration_images))
+                correct = score_correction.corrector(backend, model, spec, names, split.calibration)
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
             return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,

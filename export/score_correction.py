@@ -17,17 +17,23 @@ records the fit (``calibration.score_correction``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_iqa.errors import ExportError
-from edge_iqa.export.calibration import PreparedImages
-from edge_iqa.export.parity import raw_scores
+from edge_iqa.export import calibration
+from edge_iqa.export.parity import raw_scores, reference_scorer
 from edge_iqa.export.staging import load_artifact
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from edge_iqa.calibration_data import CalibrationImage
+    from edge_iqa.data.preprocess import PreprocessSpec
 
 
 @dataclass(frozen=True)
@@ -73,10 +79,14 @@ def fit(scores: np.ndarray, reference: np.ndarray) -> ScoreCorrection:
 Correct = Callable[[Path, Mapping[str, Any]], ScoreCorrection]
 
 
-def corrector(backend: Any, images: PreparedImages, reference: np.ndarray) -> Correct:
-    """``correct(artifact, manifest template)``: score the artifact on ``images`` (the calibration
-    photos, through ``runtime.load`` as every candidate is scored), fit, and append the fit to the
-    artifact in place (the backend's ``append_score_affine``)."""
+def corrector(backend: Any, model: nn.Module, spec: PreprocessSpec, names: tuple[str, ...],
+              photos: Sequence[CalibrationImage]) -> Correct:
+    """``correct(artifact, manifest template)``: score the artifact on ``photos`` (the calibration
+    photos, through ``runtime.load`` as every candidate is scored), fit against ``model``'s PyTorch
+    FP32 scores of them (computed once, here), and append the fit to the artifact in place (the
+    backend's ``append_score_affine``)."""
+    images = calibration.prepare_images(photos, spec, names)
+    reference = raw_scores(reference_scorer(model, spec, names), images)
 
     def correct(artifact: Path, template: Mapping[str, Any]) -> ScoreCorrection:
         with load_artifact(artifact, template) as scorer:

@@ -420,12 +420,10 @@ def _score_correction(profile: Any, backend: Any, model: Any, spec: Any, names: 
     fitted on the variant's calibration photos (None: the recipe has none)."""
     if profile.quantization.score_correction == "none":
         return None
-    from edge_iqa.export import calibration, score_correction
-    from edge_iqa.export.parity import raw_scores, reference_scorer
+    from edge_iqa.export import score_correction
 
     def finish(out: Path, built: dict[str, Any]) -> None:
-        images = calibration.prepare_images(rows, spec, names)
-        correct = score_correction.corrector(backend, images, raw_scores(reference_scorer(model, spec, names), images))
+        correct = score_correction.corrector(backend, model, spec, names, rows)
         built["score_correction"] = correct(out / built["model_file"], template).record()
 
     return finish
