@@ -412,7 +412,10 @@ def test_openvino_give_back_completes_on_the_default_model(tmp_path) -> None:
     assert manifest["target"]["max_score_error"] == 1.0 and manifest["target"]["p99_score_error"] == 0.5
     assert control["profile_budget"] == manifest["target"]["accuracy_budget"] == load_target("cpu").accuracy_budget
     assert control["budget"] == max(control["profile_budget"], control["budget_raised_to_resolution"] or 0)
-    assert control["final"]["max_abs_dscore"] < control["full_int8"]["max_abs_dscore"]
+    # The search lowers the worst budget ratio (here p99 / 0.5), not every figure (max may rise a little).
+    budget = AccuracyBudget(control["budget"], 1.0, 0.5, score_scale=manifest["output_transform"]["scale"])
+    assert budget.excess(control["final"]) < budget.excess(control["full_int8"])
+    assert control["final"]["p99_abs_dscore"] < control["full_int8"]["p99_abs_dscore"]
     assert manifest["accuracy"]["max_abs_dscore"] == control["final"]["max_abs_dscore"]
     assert manifest["accuracy"]["p99_abs_dscore"] == control["final"]["p99_abs_dscore"]
     assert control["speed_cost"]["final_ms"] > 0 and manifest["integer_kernels"]["integer_kernel_count"] > 0
