@@ -20,9 +20,11 @@ the budget holds, ``max_kept_blocks`` were given back, or nothing is left:
 The per-candidate artifacts come from each backend's ``candidate_builder`` without recalibrating:
 ONNX Runtime ``nodes_to_exclude`` with its calibration cache, OpenVINO the NNCF model with the
 FakeQuantize ops in front of the block bypassed, modelopt's TensorRT Q/DQ graph with the Q/DQ pairs
-in front of the block removed (``strip_qdq``). The final artifact is always built by the backend
-with the chosen exclusions (ORT ``nodes_to_exclude``, NNCF ``ignored_scope``, modelopt) and measured
-again by the pipeline.
+in front of the block removed (``strip_qdq``). The final artifact is built by the backend with the
+chosen exclusions and measured again by the pipeline: ORT ``nodes_to_exclude`` from the same cache and
+OpenVINO's ``give_back`` make exactly the candidate the search measured; modelopt recalibrates. With
+a score correction (``export/score_correction.py``) every candidate and the final artifact get their
+own fit before they are measured.
 
 Every candidate is scored the way the final bundle is: ``runtime.load`` of its folder with the
 staged bundle's manifest, the model file replaced (:func:`edge_iqa.export.staging.load_artifact`;
