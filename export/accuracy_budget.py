@@ -10,7 +10,8 @@ Resolution. |delta SROCC| measured on n photos is an estimate; its paired bootst
 (resample the photos, recompute SROCC(model) - SROCC(FP32) on each resample) is the smallest drift
 those photos can tell apart from zero. A budget below it would pass or fail by chance, so export
 refuses one the user asks for before the (minutes-long) give-back search instead of searching for
-noise; a target profile's default budget only gets a warning, so the plain export still runs.
+noise; a target profile's default budget is judged at the resolution instead (with a warning, and
+recorded), so the plain export still runs and its INT8 speed does not depend on chance.
 """
 
 from __future__ import annotations

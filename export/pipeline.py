@@ -212,16 +212,14 @@ def export_bundle(
             control = None
             if search:
                 # Before minutes of searching: a budget the user asked for that is finer than the validation
-                # photos resolve is refused. The target profile's own budget is not: refusing it would make
-                # the plain `edge-iqa export --target T` fail for a model whose INT8 drift is noisy on these
-                # photos, so the search runs as it always did, and the manifest records the resolution.
+                # photos resolve is refused. The target profile's own budget is not (refusing it would make the
+                # plain `edge-iqa export --target T` fail for a model whose INT8 drift is noisy on these photos):
+                # it is judged at the photos' resolution instead, said and recorded, because whether a drift
+                # below the resolution passes, and with it whether the bundle keeps its INT8 speed, is chance.
                 raised_to = None
                 if explicit_budget:
                     refuse_unresolvable(budget, accuracy, n_check, profile.runtime)
                 elif unresolvable(budget, accuracy):
-                    # Whether a drift below the photos' resolution passes would be a coin flip (and with it
-                    # whether the bundle keeps its INT8 speed): the profile's default is judged at the
-                    # resolution instead, said and recorded. A budget the user asks for was refused above.
                     raised_to = accuracy["srocc_resolution"]
                     console.print(f"[yellow]![/yellow] the {profile.name} budget |delta SROCC| <= "
                                   f"{budget.delta_srocc:g} is finer than the {n_check} validation photos resolve "
