@@ -24,7 +24,7 @@ import openvino as ov
 
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.runtime.backends.base import input_records
-from edge_iqa.runtime.backends.openvino import default_config, exact_pixel_front
+from edge_iqa.runtime.backends.openvino import as_runtime_compiles, default_config
 from edge_iqa.runtime.bundle import read_manifest
 
 
@@ -34,8 +34,7 @@ def profile(bundle: Path, threads: int, iterations: int, static: bool) -> dict:
     model = core.read_model(str(bundle / manifest.model_file))
     records = input_records(manifest)
     spec = PreprocessSpec.from_dict(manifest.preprocess)
-    if records[0].pixels:  # as the runtime compiles it
-        exact_pixel_front(model, spec)
+    as_runtime_compiles(model, manifest)
     if static:
         model.reshape({port.get_any_name(): ov.PartialShape([1, *record.shape[1:]])
                        for port, record in zip(model.inputs, records, strict=True)})

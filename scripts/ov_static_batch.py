@@ -35,7 +35,7 @@ import openvino as ov
 
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.runtime.backends.base import InputRecord, input_records
-from edge_iqa.runtime.backends.openvino import exact_pixel_front
+from edge_iqa.runtime.backends.openvino import as_runtime_compiles
 from edge_iqa.runtime.bundle import read_manifest
 
 
@@ -74,8 +74,7 @@ def main() -> None:
     for round_index in range(args.rounds):
         for variant in ("dynamic", "bounded 1..16", "static 1", "static 1 no snippets", "dynamic no snippets"):
             model = core.read_model(str(args.bundle / manifest.model_file))
-            if records[0].pixels:  # as the runtime compiles it
-                exact_pixel_front(model, PreprocessSpec.from_dict(manifest.preprocess))
+            as_runtime_compiles(model, manifest)
             if not variant.startswith("dynamic"):
                 batch = ov.Dimension(1, 16) if variant.startswith("bounded") else ov.Dimension(1)
                 model.reshape({port.get_any_name(): ov.PartialShape([batch, *record.shape[1:]])

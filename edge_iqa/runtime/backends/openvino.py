@@ -217,6 +217,14 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
     model.validate_nodes_and_infer_types()
 
 
+def as_runtime_compiles(model: ov.Model, manifest: Manifest) -> None:
+    """A bundle's IR as read -> the network the runtime compiles: a pixel-input network gets its
+    exact front (:func:`exact_pixel_front`); a float-input one is left as it is. Every reader of a
+    bundle's IR that compiles it (this backend, the profiling scripts) calls this."""
+    if input_record(manifest).pixels:
+        exact_pixel_front(model, PreprocessSpec.from_dict(manifest.preprocess))
+
+
 def _front_end(model: ov.Model) -> ov.Node:
     """The last op of a pixel-input network's front: the op a front rebuilt before names (the export
     saves the calibrated network with it), else the exported graph's NCHW transpose (ScoreWrapper
@@ -295,10 +303,7 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     except (RuntimeError, UnicodeDecodeError) as exc:  # the message may quote the corrupt bytes
         raise BundleError(f"{xml}: OpenVINO {ov.__version__} cannot read the IR ({first_line(exc)}); re-export "
                           "the bundle for this OpenVINO version or upgrade openvino") from exc
-    # A depth network is loaded without a preprocessing spec.
-    spec = PreprocessSpec.from_dict(manifest.preprocess) if manifest.preprocess else None
-    if input_record(manifest).pixels:
-        exact_pixel_front(model, spec)
+    as_runtime_compiles(model, manifest)
     names = [port.get_any_name() for port in model.inputs]
     if len(model.inputs) != len(declared) or not all(any(name in port.get_names() for port in model.inputs)
                                                      for name in declared):
@@ -314,8 +319,9 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     output = compiled.outputs[index]
     backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,
                               list_setup=_ListSetup(core, model, xml, index, streams))
-    # Where the network's sides are dynamic: the bundle's preprocessed size; a depth network gets a
-    # square that common depth models accept (multiple of 14 and 32).
-    backend.warm_up(input_records(manifest), spec.input_size if spec else (224, 224))
+    # Where the network's sides are dynamic: the bundle's preprocessed size; a depth network (loaded
+    # without a preprocessing spec) gets a square that common depth models accept (multiple of 14 and 32).
+    size = PreprocessSpec.from_dict(manifest.preprocess).input_size if manifest.preprocess else (224, 224)
+    backend.warm_up(input_records(manifest), size)
     return backend
 
