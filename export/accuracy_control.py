@@ -295,14 +295,16 @@ MIN_VALIDATION_IMAGES = 8
 
 def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str, Any], profile: TargetProfile,
             feeds: Callable[[], Any], work: Path, validation: Validation, budget: AccuracyBudget,
-            progress: Progress = lambda _: None, correct: Correct | None = None
+            progress: Progress = lambda _: None, correct: Correct | None = None, prequantized: Path | None = None,
             ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rebuild the INT8 artifact in ``staging`` with the most sensitive blocks in floating point;
     returns the new build record and the accuracy-control record (kept blocks, sensitivity figures,
     speed cost). The caller measures the new artifact and enforces the budget. ``correct``: the
     export's score correction, fitted anew on every candidate and on the final build (each is
-    judged as it would ship)."""
+    judged as it would ship). ``prequantized``: the fine-tuned INT8 network the full build came from
+    (OpenVINO, ``[quantization] qat_steps``); candidates and the final build start from it too."""
     spec = profile.quantization
+    from_network = {"prequantized": prequantized} if prequantized is not None else {}
     full_dir = work / "full_int8"
     full_dir.mkdir(parents=True, exist_ok=True)
     for path in staging.iterdir():
@@ -318,7 +320,7 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
 
     blocks = block_nodes(fp32_model, static)
     progress("candidate builder")
-    candidate = backend.candidate_builder(onnx_fp32, full_int8, profile, feeds, work)
+    candidate = backend.candidate_builder(onnx_fp32, full_int8, profile, feeds, work, **from_network)
     counter = itertools.count()
 
     def build_candidate(nodes: list[str]) -> Path:
@@ -334,7 +336,8 @@ def restore(backend: ModuleType, onnx_fp32: Path, staging: Path, built: dict[str
     for path in staging.iterdir():
         if path.is_file():
             path.unlink()
-    new_built = backend.build(onnx_fp32, staging, "int8", profile, feeds, work, exclude_nodes=result.kept_nodes)
+    new_built = backend.build(onnx_fp32, staging, "int8", profile, feeds, work, exclude_nodes=result.kept_nodes,
+                              **from_network)
     if correct is not None:
         new_built["score_correction"] = correct(staging / new_built["model_file"], staged).record()
     record = {"tool": "edge_iqa.export.accuracy_control", "candidates": backend.SEARCH_PROXY,

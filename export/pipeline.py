@@ -32,10 +32,11 @@ from torch import nn
 import edge_iqa
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
-from edge_iqa.export import accuracy_control, calibration, equalize, score_correction
+from edge_iqa.export import accuracy_control, calibration, equalize, qat, score_correction
 from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import export_backend
+from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.onnx_export import export_onnx
 from edge_iqa.export.parity import compare, parity_gate, raw_scores, reference_scorer
 from edge_iqa.export.staging import artifact_document, load_staged
@@ -88,6 +89,7 @@ def export_bundle(
     max_score_error: float | None = None,
     p99_score_error: float | None = None,
     allow_over_budget: bool = False,
+    qat_steps: int | None = None,
     quiet: bool = False,
 ) -> Path:
     """Export ``model_name`` for ``target`` at ``precision`` (the target's default when None) into
@@ -101,7 +103,8 @@ def export_bundle(
     and is refused (AccuracyBudgetError, nothing written) if it still does not, unless
     ``allow_over_budget`` (then the manifest records it as over budget). ``accuracy_gate=False``
     skips the mixed-precision search and only records the drift (for untrained development
-    weights, whose SROCC means nothing). The FP32 parity gate always applies.
+    weights, whose SROCC means nothing). ``qat_steps`` overrides the target's quantization-aware
+    fine-tuning steps (OpenVINO INT8; 0 = off). The FP32 parity gate always applies.
     """
     console = Console(quiet=quiet, stderr=True)
     profile = target if isinstance(target, TargetProfile) else load_target(target)
@@ -115,6 +118,14 @@ def export_bundle(
             if not value > 0:
                 raise TargetError(f"--{key.replace('_', '-')} is a |score difference| in MOS points, > 0; got {value}")
             profile = dataclasses.replace(profile, **{key: float(value)})
+    if qat_steps is not None:
+        if qat_steps < 0:
+            raise TargetError(f"--qat-steps is a number of fine-tuning steps, >= 0 (0: off); got {qat_steps}")
+        if qat_steps and profile.runtime != "openvino":
+            raise TargetError(f"--qat-steps fine-tunes OpenVINO INT8 networks; target {profile.name!r} runs "
+                              f"{profile.runtime}")
+        profile = dataclasses.replace(profile, quantization=dataclasses.replace(profile.quantization,
+                                                                                 qat_steps=qat_steps))
     precision = profile.resolve_precision(precision)
     backend = backend_module(profile.runtime)
     info = get_model_info(model_name)
@@ -183,9 +194,30 @@ def export_bundle(
                                 "(score correction)"):
                 correct = score_correction.corrector(backend, model, spec, names, split.calibration)
 
+        prequantized, qat_skipped = None, None
+        if precision == "int8" and quant.qat_steps:
+            qat_skipped = qat.not_applicable(names, spec)
+            if qat_skipped:
+                console.print(f"[yellow]![/yellow] quantization-aware fine-tuning skipped: {qat_skipped}")
+            else:
+                with _step(console, f"quantization-aware fine-tuning ({quant.qat_steps} steps on the "
+                                    f"{len(split.calibration)} calibration images)") as note:
+                    tuned = qat.fine_tune(exported, model, spec, names, split.calibration, profile,
+                                          attention=backend.has_attention(graph.path), pixel_input=graph.pixel_input,
+                                          kept_fp_onnx_nodes=nodes_matching(_load_onnx(graph.path), quant.keep_fp),
+                                          out_scale=float(transform["scale"]))
+                    prequantized = backend.save_prequantized(tuned.model, tuned.record, work / "qat")
+                    losses = tuned.record["quantization_aware"]
+                    note["done"] = (f"distillation loss {losses['loss_first_mos2']:.3g} -> "
+                                    f"{losses['loss_last_mos2']:.3g} (squared MOS points)")
+        from_network = {"prequantized": prequantized} if prequantized is not None else {}
+
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
-            return _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
-                             onnx_parity, accuracy, split, quant, equalized)
+            document = _manifest(model_name, info, profile, precision, spec, transform, weights, graph, built,
+                                 onnx_parity, accuracy, split, quant, equalized)
+            if qat_skipped:
+                document["quantization"]["quantization_aware"] = {"steps": 0, "skipped": qat_skipped}
+            return document
 
         def measure(staging: Path, built: dict[str, Any]) -> dict[str, Any]:
             # The staged bundle through runtime.load: the code path and settings a user gets.
@@ -195,7 +227,7 @@ def export_bundle(
         def populate(staging: Path) -> dict[str, Any]:
             nonlocal budget  # a profile's SROCC budget finer than the validation photos resolve is raised
             with _step(console, f"{profile.runtime} {precision} build") as note:
-                built = backend.build(graph.path, staging, precision, profile, feeds, work)
+                built = backend.build(graph.path, staging, precision, profile, feeds, work, **from_network)
                 kernels = built.get("integer_kernels")
                 note["done"] = f"{kernels['integer_kernel_count']} integer kernels" if kernels else ""
             if correct is not None:
@@ -238,7 +270,8 @@ def export_bundle(
                     with console.status("mixed precision ...") as status:
                         built, found = accuracy_control.restore(
                             backend, graph.path, staging, built, profile, feeds, work, validation,
-                            budget, lambda m: status.update(f"mixed precision: {m}"), correct=correct)
+                            budget, lambda m: status.update(f"mixed precision: {m}"), correct=correct,
+                            prequantized=prequantized)
                     control.update(found)
                     control["search_s"] = round(time.perf_counter() - started, 1)
                     console.print(f"[green]✓[/green] mixed precision [dim]{control['search_s']:.1f}s[/dim] "

@@ -4,6 +4,7 @@ check that INT8 really runs integer kernels in the compiled CPU model."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
@@ -13,10 +14,11 @@ from typing import Any
 
 import onnx
 
+from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
 from edge_iqa.export.attention_forms import op_counts
-from edge_iqa.export.graph_scopes import nodes_matching
-from edge_iqa.export.targets import TargetProfile
+from edge_iqa.export.graph_scopes import WRAPPER_PREFIX, module_paths, nodes_matching
+from edge_iqa.export.targets import QuantizationSpec, TargetProfile
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
@@ -27,18 +29,29 @@ FeedFactory = Callable[[], Iterator[dict[str, Any]]]
 INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
 COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "MatMul", "FullyConnected", "Deconvolution")
 INTEGER_PRECISIONS = ("I8", "U8")
-NNCF_RANGE = {"minmax": "MINMAX", "percentile": "MEAN_QUANTILE"}
+# mean_minmax: NNCF's own choice (no range estimator passed): each per-tensor activation range is the
+# mean over the calibration crops of their own min / max, per-channel ones the extremes. Passing
+# MEAN_MINMAX explicitly is not the same: NNCF then applies it to every activation quantizer, and on
+# the default model (PyTorch backend) validation p99 |dscore| went 2.45 -> 4.77 MOS points.
+NNCF_RANGE = {"minmax": "MINMAX", "mean_minmax": None, "percentile": "MEAN_QUANTILE"}
+#: ``openvino.convert_model`` names each op of a PyTorch model after its module: ``__module.<path>/aten::...``.
+TORCH_SCOPE_PREFIX = f"__module.{WRAPPER_PREFIX}."
+PREQUANTIZED_RECORD = "quantization.json"
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
-          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = (), prequantized: Path | None = None,
+          ) -> dict[str, Any]:
     """Write ``out_dir/model.xml`` + ``model.bin`` at ``precision``; returns manifest fragments.
     INT8 keeps the profile's keep_fp layers in floating point through NNCF's ignored scope, and
     ``exclude_nodes`` (ONNX node names, the blocks the accuracy search gave back) the way the
     search's candidates did: the full INT8 model with the FakeQuantize ops in front of those nodes
     bypassed (:func:`give_back`). So the bundle is the candidate the search measured, bit for bit;
     an NNCF rerun with the blocks in its ignored scope would recalibrate and draw a new rounding
-    pattern (on the default model: validation p99 |dscore| 1.94 measured, 2.02 shipped)."""
+    pattern (on the default model: validation p99 |dscore| 1.94 measured, 2.02 shipped).
+    ``prequantized``: the folder of an INT8 network already quantized and fine-tuned
+    (:func:`save_prequantized`, ``[quantization] qat_steps``), used instead of NNCF's
+    post-training calibration."""
     import openvino as ov
 
     model = read_onnx(onnx_fp32)
@@ -46,9 +59,9 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
                               "runtime_options": runtime_options(precision, target)}
     if precision == "int8":
         model, record["quantization"] = quantize_int8(model, onnx_fp32, target, feeds,
-                                                      compress_weights=not exclude_nodes)
+                                                      compress_weights=not exclude_nodes, prequantized=prequantized)
         if exclude_nodes:
-            model = give_back(model, list(exclude_nodes))
+            model = give_back(model, op_names(onnx_fp32, exclude_nodes, prequantized is not None))
             quantization = record["quantization"]
             quantization["kept_fp_nodes"] = list(dict.fromkeys([*quantization["kept_fp_nodes"], *exclude_nodes]))
             quantization["kept_fp_by_accuracy_control"] = list(exclude_nodes)
@@ -112,9 +125,26 @@ def op_pattern(onnx_node: str) -> str:
 
 def _nncf_arguments(onnx_fp32: Path, target: TargetProfile, compress_weights: bool = True
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Keyword arguments of ``nncf.quantize`` and the manifest record they produce."""
+    """Keyword arguments of ``nncf.quantize`` for the ONNX graph and the manifest record they produce."""
     import nncf
     from nncf.openvino.quantization.backend_parameters import BackendParameters
+
+    spec = target.quantization
+    # The search's give-back is not NNCF's ignored scope: see build().
+    kept = nodes_matching(onnx.load(str(onnx_fp32)), spec.keep_fp)
+    patterns = [op_pattern(name) for name in kept]
+    kwargs, record = nncf_settings(spec, has_attention(onnx_fp32))
+    kwargs["advanced_parameters"].backend_params = {BackendParameters.COMPRESS_WEIGHTS: compress_weights}
+    kwargs["ignored_scope"] = nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None
+    record.update(kept_fp_nodes=kept, kept_fp_patterns=list(spec.keep_fp), kept_fp_by_accuracy_control=[])
+    return kwargs, record
+
+
+def nncf_settings(spec: QuantizationSpec, attention: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The profile's NNCF recipe, the same for the OpenVINO graph and for the PyTorch model of the
+    quantization-aware fine-tuning (:mod:`edge_iqa.export.qat`): ``nncf.quantize`` keyword arguments
+    without the ignored scope and subset size, and their manifest record."""
+    import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         AdvancedSmoothQuantParameters,
@@ -122,38 +152,36 @@ def _nncf_arguments(onnx_fp32: Path, target: TargetProfile, compress_weights: bo
     )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    spec = target.quantization
-    by_pattern = nodes_matching(onnx.load(str(onnx_fp32)), spec.keep_fp)
-    kept = list(by_pattern)  # the search's give-back is not NNCF's ignored scope: see build()
-    patterns = [op_pattern(name) for name in kept]
-    transformer = spec.model_type == "transformer" or (spec.model_type == "auto" and _has_attention(onnx_fp32))
+    transformer = spec.model_type == "transformer" or (spec.model_type == "auto" and attention)
+    estimator = NNCF_RANGE[spec.method]
     advanced = AdvancedQuantizationParameters(
-        activations_range_estimator_params=getattr(RangeEstimatorParametersSet, NNCF_RANGE[spec.method]),
+        activations_range_estimator_params=getattr(RangeEstimatorParametersSet, estimator) if estimator else None,
         overflow_fix=OverflowFix[spec.overflow_fix.upper()],  # first_layer | enable | disable
-        disable_channel_alignment=not spec.channel_alignment,
-        backend_params={BackendParameters.COMPRESS_WEIGHTS: compress_weights})
+        disable_channel_alignment=not spec.channel_alignment)
     if spec.smooth_quant_alpha is not None:
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=spec.smooth_quant_alpha)
     kwargs = {"preset": nncf.QuantizationPreset.MIXED, "target_device": nncf.TargetDevice.CPU,
-              "subset_size": spec.calibration_samples,
               "model_type": nncf.ModelType.TRANSFORMER if transformer else None,
-              "fast_bias_correction": spec.bias_correction == "fast",
-              "ignored_scope": nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None,
-              "advanced_parameters": advanced}
+              "fast_bias_correction": spec.bias_correction == "fast", "advanced_parameters": advanced}
     record = {"tool": "nncf.quantize", "nncf_preset": "mixed", "target_device": "CPU",
               "model_type": "transformer" if transformer else None, "overflow_fix": spec.overflow_fix,
               "channel_alignment": spec.channel_alignment,
               "method": spec.method,
-              "range_estimator": NNCF_RANGE[spec.method], "subset_size": spec.calibration_samples,
-              "smooth_quant_alpha": spec.smooth_quant_alpha, "bias_correction": spec.bias_correction,
-              "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp),
-              "kept_fp_by_accuracy_control": []}
+              "range_estimator": estimator or "NNCF default (MEAN_MINMAX per tensor, MINMAX per channel)",
+              "subset_size": spec.calibration_samples,
+              "smooth_quant_alpha": spec.smooth_quant_alpha, "bias_correction": spec.bias_correction}
     return kwargs, record
 
 
 def quantize_int8(model: Any, onnx_fp32: Path, target: TargetProfile, feeds: FeedFactory,
-                  compress_weights: bool = True) -> tuple[Any, dict]:
+                  compress_weights: bool = True, prequantized: Path | None = None) -> tuple[Any, dict]:
+    """The INT8 network with FakeQuantize ops (weights compressed to INT8 constants with
+    ``compress_weights``) and its manifest record: NNCF's post-training quantization of ``model``,
+    or the network of ``prequantized`` (:func:`save_prequantized`)."""
     import nncf
+
+    if prequantized is not None:
+        return read_prequantized(prequantized, compress_weights)
 
     kwargs, record = _nncf_arguments(onnx_fp32, target, compress_weights)
     # One feed per crop: a multi-crop model (LoDa 15, GlintIQA 25 crops per image) must see the crops
@@ -230,17 +258,19 @@ def give_back(quantized: Any, onnx_nodes: list[str]) -> Any:
 
 
 def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,
-                      work_dir: Path) -> Callable[[list[str], Path], Path]:
+                      work_dir: Path, prequantized: Path | None = None) -> Callable[[list[str], Path], Path]:
     """Candidates of the mixed-precision search: one NNCF run with uncompressed (FakeQuantize) weights,
     then per candidate the FakeQuantize ops in front of the block bypassed (seconds, not a
     recalibration). ``build(..., exclude_nodes=...)`` makes the chosen candidate again, bit for bit."""
     import openvino as ov
 
-    quantized, _ = quantize_int8(read_onnx(onnx_fp32), onnx_fp32, target, feeds, compress_weights=False)
+    quantized, _ = quantize_int8(read_onnx(onnx_fp32), onnx_fp32, target, feeds, compress_weights=False,
+                                 prequantized=prequantized)
 
     def build_candidate(nodes: list[str], out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
-        ov.save_model(give_back(quantized, nodes), str(out_dir / MODEL_FILE), compress_to_fp16=False)
+        given_back = give_back(quantized, op_names(onnx_fp32, nodes, prequantized is not None))
+        ov.save_model(given_back, str(out_dir / MODEL_FILE), compress_to_fp16=False)
         return out_dir / MODEL_FILE
 
     return build_candidate
@@ -248,7 +278,45 @@ def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, f
 
 
 
-def _has_attention(onnx_fp32: Path) -> bool:
+def op_names(onnx_fp32: Path, onnx_nodes: list[str] | tuple[str, ...], from_pytorch: bool) -> list[str]:
+    """How the OpenVINO ops of ``onnx_nodes`` are named: after the nodes in a network read from the
+    ONNX graph; after their PyTorch module (``__module.model.<path>``, the prefix of every op
+    ``openvino.convert_model`` makes for it) in a network converted from PyTorch (the fine-tuned one)."""
+    if not from_pytorch:
+        return list(onnx_nodes)
+    wanted = set(onnx_nodes)
+    return list(dict.fromkeys(f"{TORCH_SCOPE_PREFIX}{paths[-1]}" for node in onnx.load(str(onnx_fp32)).graph.node
+                              if node.name in wanted and (paths := module_paths(node))))
+
+
+def save_prequantized(model: Any, record: dict[str, Any], folder: Path) -> Path:
+    """Keep a quantized network (FakeQuantize weights) and its manifest record for :func:`build`."""
+    import openvino as ov
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(folder / MODEL_FILE), compress_to_fp16=False)
+    (folder / PREQUANTIZED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return folder
+
+
+def read_prequantized(folder: Path, compress_weights: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The network and record :func:`save_prequantized` kept, as NNCF's own output would be used
+    (the pixel front made exact again: its attribute is not saved in the IR)."""
+    import openvino as ov
+    from openvino._offline_transformations import compress_quantize_weights_transformation
+
+    from edge_iqa.runtime.backends.openvino import FRONT_END_NAME, exact_pixel_front
+
+    model = ov.Core().read_model(str(folder / MODEL_FILE))
+    record = json.loads((folder / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
+    if any(op.get_friendly_name() == FRONT_END_NAME for op in model.get_ordered_ops()):
+        exact_pixel_front(model, PreprocessSpec.from_dict(record["pixel_spec"]))  # not kept in the IR
+    if compress_weights:
+        compress_quantize_weights_transformation(model)
+    return model, {key: value for key, value in record.items() if key != "pixel_spec"}
+
+
+def has_attention(onnx_fp32: Path) -> bool:
     counts = op_counts(onnx.load(str(onnx_fp32)))
     return bool(counts["Attention"] or counts["Softmax"])
 

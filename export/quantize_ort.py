@@ -121,8 +121,11 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     spec = target.quantization
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
+    methods = {"minmax": CalibrationMethod.MinMax, "mean_minmax": CalibrationMethod.MinMax,
+               "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+    # mean_minmax: ORT's min-max calibrator with "moving average" over one pass of all calibration crops,
+    # i.e. each range the mean of the crops' own min / max (as NNCF's default), not their extremes.
+    calibration_options = {"CalibTensorRangeSymmetric": False, "CalibMovingAverage": spec.method == "mean_minmax"}
     # Shape inference + graph cleanup that ORT recommends before quantization. Its symbolic shape
     # inference does not know every op (e.g. the opset-23 Attention op): then quantize as exported.
     key = _source_key(src)
@@ -153,7 +156,7 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
         quantize_static(str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[spec.method], nodes_to_exclude=kept,
-                        extra_options={"CalibTensorRangeSymmetric": False}, calibration_cache_path=str(cache))
+                        extra_options=calibration_options, calibration_cache_path=str(cache))
     except Exception as exc:
         raise ExportError(f"ONNX Runtime INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
     finally:

@@ -31,7 +31,7 @@ RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_DTYPES = ("float32", "uint8")
 ATTENTION_FORMS = ("onnx_attention", "ort_mha", "matmul_softmax")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+CALIBRATION_METHODS = ("minmax", "mean_minmax", "percentile", "entropy")
 # The standard ONNX Attention op exists from opset 23 on.
 MIN_ATTENTION_OPSET = 23
 TARGETS_PACKAGE = "edge_iqa.targets"
@@ -41,7 +41,8 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
              "quantization", "parity", "inherits", "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
-               "channel_alignment", "activation_equalization", "score_correction"}
+               "channel_alignment", "activation_equalization", "score_correction", "qat_steps",
+               "qat_learning_rate"}
 BIAS_CORRECTIONS = ("fast", "full")
 # Which shipped images calibrate: a seeded random draw, or spread evenly over the MOS range.
 CALIBRATION_SELECTIONS = ("random", "mos_spread")
@@ -52,7 +53,8 @@ OVERFLOW_FIXES = ("first_layer", "enable", "disable")
 # "affine": the INT8 artifact's output gets the least-squares fit of the FP32 scores on the calibration
 # photos appended (export/score_correction.py); ONNX Runtime and OpenVINO artifacts only.
 SCORE_CORRECTIONS = ("none", "affine")
-_NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment")
+_NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment", "qat_steps",
+              "qat_learning_rate")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
@@ -92,6 +94,11 @@ class QuantizationSpec:
     # Every runtime but TensorRT: "affine" appends ``slope * score + intercept``, fitted on the
     # calibration photos against FP32, to the INT8 artifact's output (``edge_iqa.export.score_correction``).
     score_correction: str = "none"
+    # NNCF (OpenVINO) only: steps of quantization-aware fine-tuning of the INT8 network against the FP32
+    # model's scores on the calibration photos (``edge_iqa.export.qat``; 0 = post-training INT8 only),
+    # and its Adam learning rate (cosine-decayed to 0).
+    qat_steps: int = 0
+    qat_learning_rate: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -322,6 +329,8 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     method = _choice(source, "quantization.method", raw.get("method", "minmax"), CALIBRATION_METHODS)
     if runtime == "tensorrt" and method == "percentile":
         raise TargetError(f"{source}: NVIDIA modelopt calibrates with 'minmax' or 'entropy', not 'percentile'")
+    if runtime == "tensorrt" and method == "mean_minmax":
+        raise TargetError(f"{source}: NVIDIA modelopt calibrates with 'minmax' or 'entropy', not 'mean_minmax'")
     if runtime == "openvino" and method == "entropy":
         raise TargetError(f"{source}: NNCF (OpenVINO) has no entropy calibration; use 'minmax' or 'percentile'")
     samples = _check_type(source, "quantization.calibration_samples", raw.get("calibration_samples", 128), int)
@@ -351,6 +360,12 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if runtime == "tensorrt" and correction != "none":
         raise TargetError(f"{source}: score_correction is appended to ONNX Runtime and OpenVINO artifacts; a TensorRT "
                           "engine is built on the device from the Q/DQ graph: set score_correction = 'none'")
+    qat_steps = _check_type(source, "quantization.qat_steps", raw.get("qat_steps", 0), int)
+    qat_rate = float(_check_type(source, "quantization.qat_learning_rate", raw.get("qat_learning_rate", 1e-6),
+                                 (int, float)))
+    if qat_steps < 0 or not 0 < qat_rate < 1:
+        raise TargetError(f"{source}: [quantization] needs qat_steps >= 0 (0: off) and 0 < qat_learning_rate < 1, "
+                          f"got {qat_steps} and {qat_rate}")
     nncf_only = [key for key in _NNCF_ONLY if key in raw]
     if runtime != "openvino" and nncf_only:
         raise TargetError(f"{source}: {', '.join(nncf_only)} are NNCF (OpenVINO) settings, not {runtime} ones")
@@ -367,7 +382,8 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
                             calibration_selection=_choice(source, "quantization.calibration_selection",
                                                           raw.get("calibration_selection", "random"),
                                                           CALIBRATION_SELECTIONS),
-                            activation_equalization=equalization, score_correction=correction)
+                            activation_equalization=equalization, score_correction=correction,
+                            qat_steps=qat_steps, qat_learning_rate=qat_rate)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

@@ -27,7 +27,10 @@ FORM = "onnx_attention"
 
 def tiny_profile(tmp_path: Path, parent: str, budget: float, max_score_error: float | None = None,
                  **quant: int) -> Path:
-    """A user profile inheriting a shipped one: small input, few calibration/validation images."""
+    """A user profile inheriting a shipped one: small input, few calibration/validation images (and, for
+    cpu, OpenVINO's fine-tuning shortened to a few steps: tests/test_qat.py measures it)."""
+    if parent == "cpu":
+        quant.setdefault("qat_steps", 4)
     extra = "".join(f"{k} = {v}\n" for k, v in quant.items())
     score = f"max_score_error = {max_score_error}\n" if max_score_error else ""
     path = tmp_path / f"tiny-{parent}.toml"

@@ -24,8 +24,9 @@ CASES = [("onnxruntime", "onnx_attention", "int8", "onnxruntime"), ("cpu", "onnx
 
 def _profile(tmp_path: Path, parent: str, form: str):
     path = tmp_path / f"tiny_{parent}.toml"
+    tiny = TINY.replace("[quantization]\n", "[quantization]\nqat_steps = 4\n") if parent == "cpu" else TINY
     path.write_text(f'inherits = "{parent}"\nname = "tiny-{parent}"\nattention_form = "{form}"\n'
-                    f"input_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n{TINY}")
+                    f"input_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n{tiny}")
     return load_target(path)
 
 

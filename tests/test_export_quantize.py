@@ -165,3 +165,28 @@ def test_int8_of_a_pixel_input_graph_scores_like_the_float_graph(tmp_path, stack
         scores[pixels] = raw_scores(scorer, stacks)
     assert np.ptp(scores[False]) > 0
     np.testing.assert_array_equal(scores[True], scores[False])
+
+
+def test_ort_mean_minmax_ranges_are_narrower_than_the_extremes(tmp_path, ort_int8) -> None:
+    """``method = "mean_minmax"`` for ONNX Runtime: each activation range is the mean of the calibration
+    crops' own ranges, so no activation scale is wider than min-max's and some are narrower."""
+    minmax_path, _ = ort_int8
+    profile = tiny("onnxruntime")
+    assert profile.quantization.method == "mean_minmax"  # the shipped recipe; the fixture's bundle too
+    minmax = dataclasses.replace(profile, quantization=dataclasses.replace(profile.quantization, method="minmax"))
+    out = tmp_path / "minmax"
+    out.mkdir()
+    record = quantize_ort.build(exported("onnx_attention").path, out, "int8", minmax, feeds, out)
+    assert record["quantization"]["method"] == "minmax"
+
+    def activation_scales(path: Path) -> dict[str, float]:
+        graph = onnx.load(str(path)).graph
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+        return {n.input[0]: float(inits[n.input[1]]) for n in graph.node
+                if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1}
+
+    mean, extremes = activation_scales(minmax_path), activation_scales(out / record["model_file"])
+    shared = sorted(set(mean) & set(extremes))
+    assert len(shared) > 40
+    assert all(mean[name] <= extremes[name] * (1 + 1e-6) for name in shared)
+    assert sum(mean[name] < extremes[name] * 0.99 for name in shared) > len(shared) // 4

@@ -137,6 +137,7 @@ def test_odd_sized_and_strided_frames_preprocess_like_python(lib):
 TINY_PROFILE = """
 [quantization]
 calibration_samples = 8
+qat_steps = 10
 [parity]
 images = 4
 accuracy_images = 8

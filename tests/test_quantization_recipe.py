@@ -81,3 +81,21 @@ def test_nncf_gets_the_model_type_and_overflow_fix(tmp_path) -> None:
     assert kwargs["model_type"] is None and record["model_type"] is None
     assert kwargs["advanced_parameters"].overflow_fix == OverflowFix.DISABLE and record["overflow_fix"] == "disable"
     assert not kwargs["advanced_parameters"].disable_channel_alignment and record["channel_alignment"]
+
+
+def test_mean_minmax_leaves_the_range_estimator_to_nncf(tmp_path) -> None:
+    """``method = "mean_minmax"`` passes no activation range estimator (NNCF's own choice: per-tensor ranges
+    averaged over the calibration crops, per-channel ones the extremes); ``minmax`` passes MINMAX."""
+    pytest.importorskip("nncf")
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    from edge_iqa.export.quantize_openvino import nncf_settings
+
+    mean = load_target(_profile(tmp_path, "cpu", 'method = "mean_minmax"\n')).quantization
+    kwargs, record = nncf_settings(mean, attention=True)
+    assert kwargs["advanced_parameters"].activations_range_estimator_params is None
+    assert record["method"] == "mean_minmax" and record["range_estimator"].startswith("NNCF default")
+    plain = load_target(_profile(tmp_path, "cpu", 'method = "minmax"\n')).quantization
+    kwargs, record = nncf_settings(plain, attention=True)
+    assert kwargs["advanced_parameters"].activations_range_estimator_params == RangeEstimatorParametersSet.MINMAX
+    assert record["range_estimator"] == "MINMAX"

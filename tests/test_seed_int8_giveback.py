@@ -34,7 +34,7 @@ def giveback_profile(tmp: Path) -> Path:
     path = tmp / "giveback-cpu.toml"
     path.write_text('inherits = "cpu"\nname = "giveback-cpu"\nprecision = "int8"\naccuracy_budget = 1.0\n'
                     "max_score_error = 1e-6\n[quantization]\ncalibration_samples = 4\nsensitivity_images = 4\n"
-                    "max_kept_blocks = 1\n[parity]\nimages = 4\naccuracy_images = 8\n")
+                    "qat_steps = 0\nmax_kept_blocks = 1\n[parity]\nimages = 4\naccuracy_images = 8\n")
     return path
 
 

@@ -194,10 +194,36 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
     the float rows a float-input bundle is fed, so both score alike, INT8 included. Every reader of
     the network (export calibration, this backend, the native library) applies it after reading:
     the attribute that keeps a division is not saved in the IR."""
+    end = _front_end(model)
+    rows = _exact_front(model.inputs[0], spec)
+    for target in end.output(0).get_target_inputs():
+        target.replace_source_output(rows.output(0))
+    model.validate_nodes_and_infer_types()
+
+
+def with_pixel_front(model: ov.Model, spec: PreprocessSpec, input_name: str) -> ov.Model:
+    """A float-input network (``(N, 3, H, W)`` normalised rows) as a pixel-input one: a uint8
+    ``(N, H, W, 3)`` input named ``input_name`` and the exact front of :func:`exact_pixel_front`
+    in front of what read the rows. For networks that come into OpenVINO without the pixel
+    front (converted from PyTorch: ``edge_iqa.export.qat``); the front's last op carries the
+    name the runtime finds it by, so a bundle of it loads like any pixel bundle."""
     import openvino.opset13 as ops
 
-    pixels = model.inputs[0]
-    end = _front_end(model)
+    (rows,) = model.get_parameters()
+    shape = rows.get_partial_shape()
+    pixels = ops.parameter(ov.PartialShape([shape[0], shape[2], shape[3], shape[1]]), ov.Type.u8, name=input_name)
+    pixels.output(0).get_tensor().set_names({input_name})
+    front = _exact_front(pixels.output(0), spec)
+    for target in rows.output(0).get_target_inputs():
+        target.replace_source_output(front.output(0))
+    converted = ov.Model(model.get_results(), [pixels], model.get_friendly_name())
+    converted.validate_nodes_and_infer_types()
+    return converted
+
+
+def _exact_front(pixels: ov.Output, spec: PreprocessSpec) -> ov.Node:
+    """uint8 NHWC pixels -> the float32 NCHW rows of ``spec``, divisions kept as divisions."""
+    import openvino.opset13 as ops
 
     def exact_divide(x: ov.Node, divisor: np.ndarray) -> ov.Node:
         node = ops.divide(x, ops.constant(divisor))
@@ -212,9 +238,7 @@ def exact_pixel_front(model: ov.Model, spec: PreprocessSpec) -> None:
         mean, std = (np.asarray(values, np.float32).reshape(1, 3, 1, 1) for values in (spec.mean, spec.std))
         nchw = exact_divide(ops.subtract(nchw, ops.constant(mean)), std)
     nchw.set_friendly_name(FRONT_END_NAME)
-    for target in end.output(0).get_target_inputs():
-        target.replace_source_output(nchw.output(0))
-    model.validate_nodes_and_infer_types()
+    return nchw
 
 
 def as_runtime_compiles(model: ov.Model, manifest: Manifest) -> None:
