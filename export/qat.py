@@ -62,7 +62,7 @@ _WEIGHTED_OPS = ("conv2d", "linear", "conv_transpose2d", "matmul")
 @dataclass(frozen=True)
 class FineTuned:
     """The trained INT8 network as an OpenVINO model (FakeQuantize weights, not yet compressed)
-    and what was done, for the manifest's ``calibration.quantization_aware``."""
+    and its manifest record (``quantization``, with ``quantization_aware``: what the fine-tuning did)."""
 
     model: Any
     record: dict[str, Any]
