@@ -196,20 +196,8 @@ def export_bundle(
 
         prequantized, qat_skipped = None, None
         if precision == "int8" and quant.qat_steps:
-            qat_skipped = qat.not_applicable(names, spec)
-            if qat_skipped:
-                console.print(f"[yellow]![/yellow] quantization-aware fine-tuning skipped: {qat_skipped}")
-            else:
-                with _step(console, f"quantization-aware fine-tuning ({quant.qat_steps} steps on the "
-                                    f"{len(split.calibration)} calibration images)") as note:
-                    tuned = qat.fine_tune(exported, model, spec, names, split.calibration, profile,
-                                          attention=backend.has_attention(graph.path), pixel_input=graph.pixel_input,
-                                          kept_fp_onnx_nodes=nodes_matching(_load_onnx(graph.path), quant.keep_fp),
-                                          out_scale=float(transform["scale"]))
-                    prequantized = backend.save_prequantized(tuned.model, tuned.record, work / "qat")
-                    losses = tuned.record["quantization_aware"]
-                    note["done"] = (f"distillation loss {losses['loss_first_mos2']:.3g} -> "
-                                    f"{losses['loss_last_mos2']:.3g} (squared MOS points)")
+            prequantized, qat_skipped = _fine_tune(console, backend, exported, model, spec, names, split, profile,
+                                                   graph, float(transform["scale"]), work / "qat")
         from_network = {"prequantized": prequantized} if prequantized is not None else {}
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
@@ -292,6 +280,28 @@ def export_bundle(
         path = write_bundle(out, populate)
     console.print(f"[bold green]bundle written[/bold green] {path}")
     return path
+
+
+def _fine_tune(console: Console, backend: ModuleType, exported: nn.Module, model: nn.Module, spec: PreprocessSpec,
+               names: tuple[str, ...], split: calibration.CalibrationSplit, profile: TargetProfile, graph: Any,
+               out_scale: float, folder: Path) -> tuple[Path | None, str | None]:
+    """Quantization-aware fine-tuning (:mod:`edge_iqa.export.qat`) of ``exported`` against ``model``:
+    (the folder of the fine-tuned INT8 network for the backend's build, None) or, for a network it
+    does not cover, (None, why)."""
+    if skipped := qat.not_applicable(names, spec):
+        console.print(f"[yellow]![/yellow] quantization-aware fine-tuning skipped: {skipped}")
+        return None, skipped
+    quant = profile.quantization
+    with _step(console, f"quantization-aware fine-tuning ({quant.qat_steps} steps on the "
+                        f"{len(split.calibration)} calibration images)") as note:
+        tuned = qat.fine_tune(exported, model, spec, names, split.calibration, profile,
+                              attention=backend.has_attention(graph.path), pixel_input=graph.pixel_input,
+                              kept_fp_onnx_nodes=nodes_matching(_load_onnx(graph.path), quant.keep_fp),
+                              out_scale=out_scale)
+        losses = tuned.record["quantization_aware"]
+        note["done"] = (f"distillation loss {losses['loss_first_mos2']:.3g} -> {losses['loss_last_mos2']:.3g} "
+                        "(squared MOS points)")
+    return backend.save_prequantized(tuned.model, tuned.record, folder), None
 
 
 def _fmt(value: object) -> str:

@@ -5,6 +5,7 @@ in the runtime."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torch import nn
 pytest.importorskip("nncf")
 pytest.importorskip("openvino")
 
+from edge_iqa.errors import ExportError  # noqa: E402
 from edge_iqa.export import calibration, pipeline, qat, quantize_openvino  # noqa: E402
 from edge_iqa.export.graph_scopes import module_paths  # noqa: E402
 from edge_iqa.export.onnx_export import ScoreWrapper  # noqa: E402
@@ -134,3 +136,14 @@ def _fake_quantize_count(xml: Path) -> int:
     import openvino as ov
 
     return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(xml)).get_ordered_ops())
+
+
+def test_networks_the_fine_tuning_does_not_cover_are_named_with_the_reason() -> None:
+    spec = dev_spec()
+    assert qat.not_applicable(("image",), spec) is None
+    assert "takes image, depth" in qat.not_applicable(("image", "depth"), spec)
+    grid = dataclasses.replace(spec, crop="grid", grid=(3, 5))
+    assert "15 crops per photo" in qat.not_applicable(("image",), grid)
+    profile = load_target("cpu")
+    with pytest.raises(ExportError, match="qat_steps = 0"):
+        qat.fine_tune(dev_model(), dev_model(), grid, ("image",), [], profile, attention=True, pixel_input=False)
