@@ -128,7 +128,7 @@ def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_
     record.update(tool="nncf.quantize (PyTorch) + distillation against the FP32 model + openvino.convert_model",
                   kept_fp_nodes=list(kept_fp_onnx_nodes), nncf_ignored_names=ignored,
                   kept_fp_patterns=list(quant.keep_fp), kept_fp_by_accuracy_control=[],
-                  subset_size=len(rows), pixel_spec=spec.to_dict() if pixel_input else None,
+                  subset_size=len(rows),
                   quantization_aware={"steps": quant.qat_steps, "learning_rate": quant.qat_learning_rate,
                                       "batch": BATCH, "photos": len(photos), "seed": quant.seed,
                                       "schedule": "cosine", "augmentation": f"random crops (>= {MIN_CROP_SIDE:g} of "

@@ -54,20 +54,21 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
     post-training calibration."""
     import openvino as ov
 
-    model = read_onnx(onnx_fp32)
     record: dict[str, Any] = {"model_file": MODEL_FILE, "quantization": None, "integer_kernels": None,
                               "runtime_options": runtime_options(precision, target)}
     if precision == "int8":
-        model, record["quantization"] = quantize_int8(model, onnx_fp32, target, feeds,
-                                                      compress_weights=not exclude_nodes, prequantized=prequantized)
+        model, record["quantization"] = quantize_int8(onnx_fp32, target, feeds, compress_weights=not exclude_nodes,
+                                                      prequantized=prequantized)
         if exclude_nodes:
             model = give_back(model, op_names(onnx_fp32, exclude_nodes, prequantized is not None))
             quantization = record["quantization"]
             quantization["kept_fp_nodes"] = list(dict.fromkeys([*quantization["kept_fp_nodes"], *exclude_nodes]))
             quantization["kept_fp_by_accuracy_control"] = list(exclude_nodes)
             quantization["given_back_by"] = "FakeQuantize in front of the nodes bypassed in the full INT8 model"
-    elif precision == "fp16":
-        record["quantization"] = {"tool": "openvino.save_model", "compress_to_fp16": True}
+    else:
+        model = read_onnx(onnx_fp32)
+        if precision == "fp16":
+            record["quantization"] = {"tool": "openvino.save_model", "compress_to_fp16": True}
     ov.save_model(model, str(out_dir / MODEL_FILE), compress_to_fp16=precision == "fp16")
     if precision == "int8":
         record["integer_kernels"] = inspect_integer_kernels(out_dir / MODEL_FILE, precision)
@@ -80,14 +81,19 @@ def read_onnx(onnx_fp32: Path) -> Any:
     that NNCF's calibration sees the float rows of a float-input graph bit for bit."""
     import openvino as ov
 
-    from edge_iqa.export.onnx_export import pixel_spec_of
     from edge_iqa.runtime.backends.openvino import exact_pixel_front
 
     model = ov.convert_model(str(onnx_fp32))
-    spec = pixel_spec_of(onnx.load(str(onnx_fp32), load_external_data=False))
-    if spec is not None:
+    if (spec := graph_pixel_spec(onnx_fp32)) is not None:
         exact_pixel_front(model, spec)
     return model
+
+
+def graph_pixel_spec(onnx_fp32: Path) -> PreprocessSpec | None:
+    """The normalisation a pixel-input graph records in its metadata (None for float rows)."""
+    from edge_iqa.export.onnx_export import pixel_spec_of
+
+    return pixel_spec_of(onnx.load(str(onnx_fp32), load_external_data=False))
 
 
 def runtime_options(precision: str, target: TargetProfile) -> dict[str, Any]:
@@ -173,15 +179,16 @@ def nncf_settings(spec: QuantizationSpec, attention: bool) -> tuple[dict[str, An
     return kwargs, record
 
 
-def quantize_int8(model: Any, onnx_fp32: Path, target: TargetProfile, feeds: FeedFactory,
-                  compress_weights: bool = True, prequantized: Path | None = None) -> tuple[Any, dict]:
+def quantize_int8(onnx_fp32: Path, target: TargetProfile, feeds: FeedFactory, compress_weights: bool = True,
+                  prequantized: Path | None = None) -> tuple[Any, dict]:
     """The INT8 network with FakeQuantize ops (weights compressed to INT8 constants with
-    ``compress_weights``) and its manifest record: NNCF's post-training quantization of ``model``,
-    or the network of ``prequantized`` (:func:`save_prequantized`)."""
+    ``compress_weights``) and its manifest record: NNCF's post-training quantization of the ONNX
+    graph, or the network of ``prequantized`` (:func:`save_prequantized`) for that graph."""
     import nncf
 
     if prequantized is not None:
-        return read_prequantized(prequantized, compress_weights)
+        return read_prequantized(prequantized, graph_pixel_spec(onnx_fp32), compress_weights)
+    model = read_onnx(onnx_fp32)
 
     kwargs, record = _nncf_arguments(onnx_fp32, target, compress_weights)
     # One feed per crop: a multi-crop model (LoDa 15, GlintIQA 25 crops per image) must see the crops
@@ -264,8 +271,7 @@ def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, f
     recalibration). ``build(..., exclude_nodes=...)`` makes the chosen candidate again, bit for bit."""
     import openvino as ov
 
-    quantized, _ = quantize_int8(read_onnx(onnx_fp32), onnx_fp32, target, feeds, compress_weights=False,
-                                 prequantized=prequantized)
+    quantized, _ = quantize_int8(onnx_fp32, target, feeds, compress_weights=False, prequantized=prequantized)
 
     def build_candidate(nodes: list[str], out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,21 +305,22 @@ def save_prequantized(model: Any, record: dict[str, Any], folder: Path) -> Path:
     return folder
 
 
-def read_prequantized(folder: Path, compress_weights: bool = True) -> tuple[Any, dict[str, Any]]:
-    """The network and record :func:`save_prequantized` kept, as NNCF's own output would be used
-    (the pixel front made exact again: its attribute is not saved in the IR)."""
+def read_prequantized(folder: Path, pixel_spec: PreprocessSpec | None = None, compress_weights: bool = True,
+                      ) -> tuple[Any, dict[str, Any]]:
+    """The network and record :func:`save_prequantized` kept, as NNCF's own output would be used: a
+    pixel network (``pixel_spec``: its graph's, :func:`graph_pixel_spec`) gets its front made exact
+    again, as :func:`read_onnx` does (the attribute is not saved in the IR)."""
     import openvino as ov
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
-    from edge_iqa.runtime.backends.openvino import FRONT_END_NAME, exact_pixel_front
+    from edge_iqa.runtime.backends.openvino import exact_pixel_front
 
     model = ov.Core().read_model(str(folder / MODEL_FILE))
-    record = json.loads((folder / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
-    if any(op.get_friendly_name() == FRONT_END_NAME for op in model.get_ordered_ops()):
-        exact_pixel_front(model, PreprocessSpec.from_dict(record["pixel_spec"]))  # not kept in the IR
+    if pixel_spec is not None:
+        exact_pixel_front(model, pixel_spec)
     if compress_weights:
         compress_quantize_weights_transformation(model)
-    return model, {key: value for key, value in record.items() if key != "pixel_spec"}
+    return model, json.loads((folder / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
 
 
 def has_attention(onnx_fp32: Path) -> bool:

@@ -47,7 +47,7 @@ def test_kept_fp_nodes_are_the_weighted_layers_of_the_keep_fp_modules() -> None:
 def _ov_scores(folder: Path, rows: np.ndarray) -> np.ndarray:
     import openvino as ov
 
-    model, _ = quantize_openvino.read_prequantized(folder)
+    model, _ = quantize_openvino.read_prequantized(folder)  # float rows: no pixel front
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return np.concatenate([compiled(rows[i : i + 1])[0].reshape(-1) for i in range(len(rows))])
 
