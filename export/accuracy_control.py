@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from edge_iqa.export.accuracy_budget import AccuracyBudget
 from edge_iqa.export.calibration import PreparedImages
@@ -217,13 +218,16 @@ def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path],
 
 
 # --- the Q/DQ graph of modelopt without a re-run ------------------------------------------------------
-def strip_qdq(qdq_model: Path, nodes: list[str], out: Path) -> Path:
+def strip_qdq(qdq_model: Path, nodes: list[str], out: Path, dequantize_weights: bool = False) -> Path:
     """Copy of an explicit Q/DQ graph where ``nodes`` read their inputs in floating point: every
     QuantizeLinear -> DequantizeLinear pair feeding them is bypassed (the consumers that stay
     quantized keep their own pair). Equivalent to quantizing with ``nodes_to_exclude=nodes`` and the
-    same scales, without recalibrating."""
+    same scales, without recalibrating. ``dequantize_weights``: a ``DequantizeLinear`` of an integer
+    initializer feeding them (ONNX Runtime's INT8 weights and biases, which have no QuantizeLinear)
+    is replaced by its float values too, the very numbers the INT8 node used."""
     model = onnx.load(str(qdq_model))
     producer = {out_name: node for node in model.graph.node for out_name in node.output}
+    initializers = {t.name: t for t in model.graph.initializer}
     targets = set(nodes)
     for node in model.graph.node:
         if node.name not in targets:
@@ -235,6 +239,11 @@ def strip_qdq(qdq_model: Path, nodes: list[str], out: Path) -> Path:
             q = producer.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]
+            elif dequantize_weights and dq.input[0] in initializers:
+                node.input[i] = f"{dq.input[0]}_float"
+                if node.input[i] not in initializers:
+                    initializers[node.input[i]] = numpy_helper.from_array(_dequantized(dq, initializers), node.input[i])
+                    model.graph.initializer.append(initializers[node.input[i]])
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     # Drop the pairs nobody reads any more (twice: DQ first, then its Q).
     for _ in range(2):
@@ -243,9 +252,26 @@ def strip_qdq(qdq_model: Path, nodes: list[str], out: Path) -> Path:
         del model.graph.node[:]
         model.graph.node.extend(keep)
         used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    if dequantize_weights:  # the integer weights nobody reads any more
+        kept = [t for t in model.graph.initializer if t.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
     return out
+
+
+def _dequantized(dq: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> np.ndarray:
+    """What ``DequantizeLinear`` computes from its integer initializer, per tensor or along ``axis``."""
+    values = numpy_helper.to_array(initializers[dq.input[0]]).astype(np.float32)
+    scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
+    zero = (numpy_helper.to_array(initializers[dq.input[2]]).astype(np.float32)
+            if len(dq.input) > 2 and dq.input[2] else np.zeros_like(scale))
+    if scale.size > 1:
+        shape = [1] * values.ndim
+        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1) % values.ndim] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((values - zero) * scale).astype(np.float32)
 
 
 # --- speed cost -------------------------------------------------------------------------------------

@@ -9,7 +9,12 @@ of it is written here, not probed with ``hasattr``:
   cannot (TensorRT needs the device) and the module's ``proxy_bundle`` writes a stand-in bundle
   (the same graph in ONNX Runtime on the CPU) that ``runtime.load`` then scores;
 - ``accuracy_control``: ``"nncf"`` (the module's ``quantize_with_budget``) or ``"search"`` (the
-  block search of :mod:`edge_iqa.export.accuracy_control` over ``candidate_builder``).
+  block search of :mod:`edge_iqa.export.accuracy_control` over ``candidate_builder``);
+- ``fine_tunes``: what the quantization-aware fine-tuning (``[quantization] qat_steps``,
+  :mod:`edge_iqa.export.qat`) starts from: ``"pytorch"`` (NNCF quantizes the PyTorch model; OpenVINO),
+  ``"graph"`` (the post-training INT8 Q/DQ graph runs in PyTorch; ONNX Runtime) or None (not offered:
+  a TensorRT engine is built on the device). Both hand the module's ``save_prequantized`` a network
+  that its ``build`` and ``candidate_builder`` take as ``prequantized``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class ExportBackendEntry:
     module: str
     scored_by: Literal["runtime", "proxy"]
     accuracy_control: Literal["nncf", "search"]
+    fine_tunes: Literal["pytorch", "graph"] | None
 
     def load(self) -> Any:
         """The quantizer module (imported only for the runtime being exported)."""
@@ -61,9 +67,9 @@ class ExportBackendEntry:
 
 
 REGISTRY: dict[str, ExportBackendEntry] = {
-    "onnxruntime": ExportBackendEntry("onnxruntime", "edge_iqa.export.quantize_ort", "runtime", "search"),
-    "openvino": ExportBackendEntry("openvino", "edge_iqa.export.quantize_openvino", "runtime", "nncf"),
-    "tensorrt": ExportBackendEntry("tensorrt", "edge_iqa.export.quantize_tensorrt", "proxy", "search"),
+    "onnxruntime": ExportBackendEntry("onnxruntime", "edge_iqa.export.quantize_ort", "runtime", "search", "graph"),
+    "openvino": ExportBackendEntry("openvino", "edge_iqa.export.quantize_openvino", "runtime", "nncf", "pytorch"),
+    "tensorrt": ExportBackendEntry("tensorrt", "edge_iqa.export.quantize_tensorrt", "proxy", "search", None),
 }
 
 

@@ -35,7 +35,7 @@ from edge_iqa.errors import AccuracyBudgetError, ExportError, TargetError
 from edge_iqa.export import accuracy_control, calibration, equalize, qat, score_correction
 from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
-from edge_iqa.export.backends import export_backend
+from edge_iqa.export.backends import FeedFactory, export_backend
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.onnx_export import export_onnx
 from edge_iqa.export.parity import compare, parity_gate, raw_scores, reference_scorer
@@ -121,9 +121,9 @@ def export_bundle(
     if qat_steps is not None:
         if qat_steps < 0:
             raise TargetError(f"--qat-steps is a number of fine-tuning steps, >= 0 (0: off); got {qat_steps}")
-        if qat_steps and profile.runtime != "openvino":
-            raise TargetError(f"--qat-steps fine-tunes OpenVINO INT8 networks; target {profile.name!r} runs "
-                              f"{profile.runtime}")
+        if qat_steps and not export_backend(profile.runtime).fine_tunes:
+            raise TargetError(f"--qat-steps fine-tunes OpenVINO and ONNX Runtime INT8 networks; target "
+                              f"{profile.name!r} runs {profile.runtime}")
         profile = dataclasses.replace(profile, quantization=dataclasses.replace(profile.quantization,
                                                                                  qat_steps=qat_steps))
     precision = profile.resolve_precision(precision)
@@ -197,7 +197,7 @@ def export_bundle(
         prequantized, qat_skipped = None, None
         if precision == "int8" and quant.qat_steps:
             prequantized, qat_skipped = _fine_tune(console, backend, exported, model, spec, names, split, profile,
-                                                   graph, float(transform["scale"]), work / "qat")
+                                                   graph, feeds, work, float(transform["scale"]))
         from_network = {"prequantized": prequantized} if prequantized is not None else {}
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
@@ -284,24 +284,36 @@ def export_bundle(
 
 def _fine_tune(console: Console, backend: ModuleType, exported: nn.Module, model: nn.Module, spec: PreprocessSpec,
                names: tuple[str, ...], split: calibration.CalibrationSplit, profile: TargetProfile, graph: Any,
-               out_scale: float, folder: Path) -> tuple[Path | None, str | None]:
-    """Quantization-aware fine-tuning (:mod:`edge_iqa.export.qat`) of ``exported`` against ``model``:
-    (the folder of the fine-tuned INT8 network for the backend's build, None) or, for a network it
-    does not cover, (None, why)."""
+               feeds: FeedFactory, work: Path, out_scale: float) -> tuple[Path | None, str | None]:
+    """Quantization-aware fine-tuning (:mod:`edge_iqa.export.qat`) against ``model``'s scores: (the
+    folder of the fine-tuned INT8 network for the backend's build, None) or, for a network it does
+    not cover, (None, why). OpenVINO's starts from ``exported`` (NNCF quantizes the PyTorch model);
+    ONNX Runtime's from the post-training INT8 Q/DQ graph of ``graph``."""
     if skipped := qat.not_applicable(names, spec):
         console.print(f"[yellow]![/yellow] quantization-aware fine-tuning skipped: {skipped}")
         return None, skipped
     quant = profile.quantization
+    from_graph = export_backend(profile.runtime).fine_tunes == "graph"
+    if from_graph:
+        base_dir = work / "qat-base"
+        base_dir.mkdir()
+        with _step(console, f"{profile.runtime} int8 build (post-training, to fine-tune)"):
+            base = backend.build(graph.path, base_dir, "int8", profile, feeds, work)
     with _step(console, f"quantization-aware fine-tuning ({quant.qat_steps} steps on the "
                         f"{len(split.calibration)} calibration images)") as note:
-        tuned = qat.fine_tune(exported, model, spec, names, split.calibration, profile,
-                              attention=backend.has_attention(graph.path), pixel_input=graph.pixel_input,
-                              kept_fp_onnx_nodes=nodes_matching(_load_onnx(graph.path), quant.keep_fp),
-                              out_scale=out_scale)
+        if from_graph:
+            tuned = qat.fine_tune_graph(base_dir / base["model_file"], base["quantization"], model, spec,
+                                        names, split.calibration, profile, pixel_input=graph.pixel_input,
+                                        out_scale=out_scale)
+        else:
+            tuned = qat.fine_tune(exported, model, spec, names, split.calibration, profile,
+                                  attention=backend.has_attention(graph.path), pixel_input=graph.pixel_input,
+                                  kept_fp_onnx_nodes=nodes_matching(_load_onnx(graph.path), quant.keep_fp),
+                                  out_scale=out_scale)
         losses = tuned.record["quantization_aware"]
         note["done"] = (f"distillation loss {losses['loss_first_mos2']:.3g} -> {losses['loss_last_mos2']:.3g} "
                         "(squared MOS points)")
-    return backend.save_prequantized(tuned.model, tuned.record, folder), None
+    return backend.save_prequantized(tuned.model, tuned.record, work / "qat"), None
 
 
 def _fmt(value: object) -> str:

@@ -1,24 +1,33 @@
-"""Quantization-aware fine-tuning of the OpenVINO INT8 network (``[quantization] qat_steps``).
+"""Quantization-aware fine-tuning of the INT8 network (``[quantization] qat_steps``): OpenVINO
+(:func:`fine_tune`) and ONNX Runtime (:func:`fine_tune_graph`).
 
 Post-training INT8 rounds every weight and activation once, and this network amplifies the
 rounding noise of its early tensors (docs/quantization.md): on the default model, after every
 export setting that helps, a few photos still move by 2-3 MOS points. Here the INT8 network
-learns to give the FP32 scores back:
+learns to give the FP32 scores back.
+
+OpenVINO (the backend registry's ``fine_tunes = "pytorch"``):
 
 1. NNCF quantizes the PyTorch model (the same NNCF settings as the OpenVINO backend's
    post-training build, :func:`edge_iqa.export.quantize_openvino.nncf_settings`, with the profile's
    ``keep_fp`` layers in floating point): FakeQuantize on weights and activations, ranges
    calibrated on the calibration photos.
-2. Distillation: the quantized network's weights and biases are trained, the ranges fixed, to
-   give the FP32 model's score (the teacher: the model being exported) on random crops and
-   mirror images of the calibration photos (mean squared difference, Adam, cosine-decayed
-   learning rate, the profile's seed). No MOS is used: the target is the FP32 network itself,
-   so the bundle stays a copy of it, not a new model. Batch norm and dropout stay in inference
-   mode. The validation photos (the budget check) are never trained on.
+2. Distillation (:func:`_distil`, shared by both runtimes): the quantized network's weights and
+   biases are trained, the ranges fixed, to give the FP32 model's score (the teacher: the model
+   being exported) on random crops and mirror images of the calibration photos (mean squared
+   difference, Adam, cosine-decayed learning rate, the profile's seed). No MOS is used: the target
+   is the FP32 network itself, so the bundle stays a copy of it, not a new model. Batch norm and
+   dropout stay in inference mode. The validation photos (the budget check) are never trained on.
 3. ``openvino.convert_model`` turns the trained network into an OpenVINO model with its
    FakeQuantize ops; a pixel-input target gets the exact pixel front
    (:func:`edge_iqa.runtime.backends.openvino.with_pixel_front`). The backend then compresses the
    weights to INT8 as it does NNCF's own output (and gives blocks back from it the same way).
+
+ONNX Runtime (``fine_tunes = "graph"``): ONNX Runtime's own post-training Q/DQ graph is the
+network trained, run in PyTorch node by node (:class:`edge_iqa.export.qdq_network.QDQNetwork`), so
+its quantizers stay where ONNX Runtime put them, with its scales; step 2 trains its INT8 weights
+and INT32 biases on their grid, and the graph is written back with the same nodes (ONNX Runtime
+fuses and runs it as before).
 
 The FP32 reference of every gate and report stays the model as given, so the figures measure
 what the fine-tuning buys against the network users asked for.
@@ -33,7 +42,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +59,7 @@ from edge_iqa.export.attention_forms import TORCH_FORM
 from edge_iqa.export.calibration import CalibrationImage
 from edge_iqa.export.graph_scopes import WRAPPER_PREFIX
 from edge_iqa.export.onnx_export import OUTPUT_NAME, ScoreWrapper
-from edge_iqa.export.targets import TargetProfile
+from edge_iqa.export.targets import QuantizationSpec, TargetProfile
 from edge_iqa.models.layers.attention import attention_form
 
 #: Photos per optimisation step; random crops keep at least this fraction of each side.
@@ -106,8 +115,13 @@ def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_
         except Exception as exc:
             raise ExportError(f"NNCF INT8 quantization (PyTorch, for fine-tuning) failed: {type(exc).__name__}: "
                               f"{exc}") from exc
-        losses = _distil(quantized, teacher, spec, photos, quant.qat_steps, quant.qat_learning_rate, quant.seed,
-                         out_scale)
+        # NNCF's own parameters (the quantizers' ranges) stay fixed: only the network's weights and biases train.
+        params = [p for name, p in quantized.named_parameters() if "__nncf_hooks" not in name and p.requires_grad]
+        for name, p in quantized.named_parameters():
+            if "__nncf_hooks" in name:
+                p.requires_grad_(False)
+        quantized.eval()  # batch norm statistics and dropout as in inference; gradients still flow
+        losses = _distil(quantized, params, teacher, spec, photos, quant, out_scale, pixel_input=False)
         example = rows[0]
         with warnings.catch_warnings():
             # The trace checks its output against a second run and finds the FakeQuantize rounding of
@@ -120,23 +134,10 @@ def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_
         converted = with_pixel_front(converted, spec, input_names[0])
     else:
         converted.inputs[0].get_tensor().set_names({input_names[0]})
-    window = max(1, min(25, len(losses) // 4))
-
-    def mean_loss(part: list[float]) -> float | None:
-        return round(float(np.mean(part)), 4) if part else None
-
     record.update(tool="nncf.quantize (PyTorch) + distillation against the FP32 model + openvino.convert_model",
                   kept_fp_nodes=list(kept_fp_onnx_nodes), nncf_ignored_names=ignored,
                   kept_fp_patterns=list(quant.keep_fp), kept_fp_by_accuracy_control=[],
-                  subset_size=len(rows),
-                  quantization_aware={"steps": quant.qat_steps, "learning_rate": quant.qat_learning_rate,
-                                      "batch": BATCH, "photos": len(photos), "seed": quant.seed,
-                                      "schedule": "cosine", "augmentation": f"random crops (>= {MIN_CROP_SIDE:g} of "
-                                      "each side) and mirror images of the calibration photos",
-                                      "loss": "mean squared difference from the FP32 score",
-                                      "loss_first_mos2": mean_loss(losses[:window]),
-                                      "loss_last_mos2": mean_loss(losses[-window:]),
-                                      "seconds": round(time.perf_counter() - started, 1)})
+                  subset_size=len(rows), quantization_aware=_aware_record(quant, photos, losses, started))
     return FineTuned(converted, record)
 
 
@@ -179,32 +180,77 @@ def kept_fp_nodes(wrapper: nn.Module, example: torch.Tensor, patterns: Sequence[
     return names
 
 
-def _distil(quantized: nn.Module, teacher: nn.Module, spec: PreprocessSpec, photos: Sequence[CalibrationImage],
-            steps: int, learning_rate: float, seed: int, out_scale: float) -> list[float]:
-    """Train ``quantized``'s weights and biases (its quantizer ranges fixed) towards ``teacher``;
-    returns the loss of every step in squared MOS points (raw differences x ``out_scale``)."""
-    if steps == 0:
+def fine_tune_graph(qdq_model: Path, base_record: dict[str, Any], teacher: nn.Module, spec: PreprocessSpec,
+                    input_names: tuple[str, ...], photos: Sequence[CalibrationImage], target: TargetProfile, *,
+                    pixel_input: bool, out_scale: float = 1.0) -> FineTuned:
+    """ONNX Runtime: the INT8 Q/DQ graph of the post-training build (``qdq_model``; ``base_record``, its
+    manifest record) trained against ``teacher``'s scores as :func:`fine_tune` trains NNCF's network.
+    The graph runs in PyTorch with ONNX's semantics (:class:`~edge_iqa.export.qdq_network.QDQNetwork`):
+    the quantizers ONNX Runtime calibrated stay where and what they are, the INT8 weights and INT32
+    biases train on their own grid, and the trained graph keeps the structure ONNX Runtime fuses into
+    integer kernels (same speed). ``FineTuned.model`` is the trained ``onnx.ModelProto``."""
+    import onnx
+
+    from edge_iqa.export.qdq_network import QDQNetwork
+
+    if reason := not_applicable(input_names, spec):
+        raise ExportError(f"quantization-aware fine-tuning: {reason}; set [quantization] qat_steps = 0")
+    started = time.perf_counter()
+    graph = onnx.load(str(qdq_model))
+    network = QDQNetwork(graph).eval()
+    teacher = ScoreWrapper(teacher, input_names).eval()
+
+    def student(batch: torch.Tensor) -> torch.Tensor:
+        return network(batch)[0].reshape(-1)
+
+    losses = _distil(student, list(network.parameters()), teacher, spec, photos, target.quantization, out_scale,
+                     pixel_input=pixel_input)
+    network.write_weights(graph)
+    record = {**base_record, "tool": f"{base_record['tool']} + distillation of the Q/DQ graph against the FP32 model",
+              "quantization_aware": _aware_record(target.quantization, photos, losses, started)}
+    return FineTuned(graph, record)
+
+
+def _aware_record(quant: QuantizationSpec, photos: Sequence[CalibrationImage], losses: list[float],
+                  started: float) -> dict[str, Any]:
+    """The manifest's ``quantization.quantization_aware``: what the fine-tuning did."""
+    window = max(1, min(25, len(losses) // 4))
+
+    def mean_loss(part: list[float]) -> float | None:
+        return round(float(np.mean(part)), 4) if part else None
+
+    return {"steps": quant.qat_steps, "learning_rate": quant.qat_learning_rate, "batch": BATCH,
+            "photos": len(photos), "seed": quant.seed, "schedule": "cosine",
+            "augmentation": f"random crops (>= {MIN_CROP_SIDE:g} of each side) and mirror images of the "
+                            "calibration photos",
+            "loss": "mean squared difference from the FP32 score", "loss_first_mos2": mean_loss(losses[:window]),
+            "loss_last_mos2": mean_loss(losses[-window:]), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.nn.Parameter], teacher: nn.Module,
+            spec: PreprocessSpec, photos: Sequence[CalibrationImage], quant: QuantizationSpec, out_scale: float, *,
+            pixel_input: bool) -> list[float]:
+    """Train ``params`` so that ``student`` gives ``teacher``'s scores; returns the loss of every step in
+    squared MOS points (raw differences x ``out_scale``). The student reads the crops' uint8 pixels
+    with ``pixel_input``, float rows otherwise (the teacher always reads the rows: the same numbers)."""
+    if quant.qat_steps == 0:
         return []
-    params = [p for name, p in quantized.named_parameters() if "__nncf_hooks" not in name and p.requires_grad]
-    for name, p in quantized.named_parameters():
-        if "__nncf_hooks" in name:
-            p.requires_grad_(False)
     # The loss is in MOS^2 and eps tiny so that Adam's step does not depend on the output's scale: for a
     # raw 0-1 score the squared differences are ~1e-4 and the default eps (1e-8) is about the size of
     # sqrt(v), which would damp every step by an amount that depends on the model's output units.
-    optimizer = torch.optim.Adam(params, lr=learning_rate, eps=1e-12)
+    optimizer = torch.optim.Adam(params, lr=quant.qat_learning_rate, eps=1e-12)
+    steps = quant.qat_steps
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
-    draw = random.Random(seed)
-    torch.manual_seed(seed)
+    draw = random.Random(quant.seed)
+    torch.manual_seed(quant.seed)
     files = [calibration.image_file(row) for row in photos]
     losses = []
-    quantized.eval()  # batch norm statistics and dropout as in inference; gradients still flow
     for _ in range(steps):
-        batch = torch.from_numpy(np.concatenate([_augmented_rows(draw, draw.choice(files), spec)
-                                                 for _ in range(BATCH)]))
+        pixels = np.concatenate([_augmented_pixels(draw, draw.choice(files), spec) for _ in range(BATCH)])
+        rows = torch.from_numpy(spec.normalize_pixels(pixels))  # exactly PreprocessSpec.apply's rows
         with torch.no_grad():
-            wanted = teacher(batch)
-        loss = torch.mean(((quantized(batch) - wanted) * out_scale) ** 2)
+            wanted = teacher(rows)
+        loss = torch.mean(((student(torch.from_numpy(pixels) if pixel_input else rows) - wanted) * out_scale) ** 2)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -215,9 +261,9 @@ def _distil(quantized: nn.Module, teacher: nn.Module, spec: PreprocessSpec, phot
     return losses
 
 
-def _augmented_rows(draw: random.Random, path: Path, spec: PreprocessSpec) -> np.ndarray:
+def _augmented_pixels(draw: random.Random, path: Path, spec: PreprocessSpec) -> np.ndarray:
     """A random crop (each side at least :data:`MIN_CROP_SIDE` of the photo's), mirrored half the
-    time, through the model's preprocessing: new views of the calibration photos at the scales a
+    time, as the model's resized uint8 pixels: new views of the calibration photos at the scales a
     photo of another size would be seen at."""
     image = load_image(path)
     height, width = image.shape[:2]
@@ -227,4 +273,4 @@ def _augmented_rows(draw: random.Random, path: Path, spec: PreprocessSpec) -> np
     image = image[top : top + crop_h, left : left + crop_w]
     if draw.random() < 0.5:
         image = image[:, ::-1]
-    return spec.apply(np.ascontiguousarray(image))
+    return spec.pixels(np.ascontiguousarray(image))

@@ -4,6 +4,7 @@ images), and the check that INT8 really runs integer kernels in ORT's optimized 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections import Counter
@@ -27,10 +28,15 @@ COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
-          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+          work_dir: Path, *, exclude_nodes: list[str] | tuple[str, ...] = (), prequantized: Path | None = None,
+          ) -> dict[str, Any]:
     """Write ``out_dir/model.onnx`` at ``precision``; returns the manifest fragments
     (``model_file``, ``quantization``, ``integer_kernels``, ``runtime_options``). INT8 keeps the
-    profile's keep_fp layers and ``exclude_nodes`` (ONNX node names) in floating point."""
+    profile's keep_fp layers and ``exclude_nodes`` (ONNX node names) in floating point.
+    ``prequantized``: the folder of the fine-tuned INT8 graph (:func:`save_prequantized`,
+    ``[quantization] qat_steps``), used instead of a new ``quantize_static``; ``exclude_nodes`` are
+    then given back in it as the search's candidates were (:func:`give_back`), so the bundle is the
+    candidate the search measured."""
     dst = out_dir / MODEL_FILE
     record: dict[str, Any] = {"model_file": MODEL_FILE, "quantization": None, "integer_kernels": None,
                               "runtime_options": {"intra_op_num_threads": target.threads,
@@ -40,6 +46,15 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
     elif precision == "fp16":
         to_fp16(onnx_fp32, dst)
         record["quantization"] = {"tool": "onnxruntime.transformers.float16", "keep_io_types": True}
+    elif prequantized is not None:
+        give_back(prequantized / MODEL_FILE, list(exclude_nodes), dst)
+        quantization = json.loads((prequantized / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
+        if exclude_nodes:
+            quantization["kept_fp_nodes"] = list(dict.fromkeys([*quantization["kept_fp_nodes"], *exclude_nodes]))
+            quantization["kept_fp_by_accuracy_control"] = list(exclude_nodes)
+            quantization["given_back_by"] = GIVEN_BACK_BY
+        record["quantization"] = quantization
+        record["integer_kernels"] = inspect_integer_kernels(dst, work_dir)
     else:
         record["quantization"] = quantize_int8(onnx_fp32, dst, target, feeds, work_dir, exclude_nodes)
         record["integer_kernels"] = inspect_integer_kernels(dst, work_dir)
@@ -47,19 +62,45 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
 
 
 def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, feeds: FeedFactory,
-                      work_dir: Path) -> Callable[[list[str], Path], Path]:
+                      work_dir: Path, prequantized: Path | None = None) -> Callable[[list[str], Path], Path]:
     """Candidates of the mixed-precision search: ``quantize_static`` with the nodes excluded, from the
-    cached activation ranges of the full INT8 build (no recalibration)."""
+    cached activation ranges of the full INT8 build (no recalibration); from a fine-tuned graph
+    (``prequantized``), that graph with the nodes given back (:func:`give_back`)."""
 
     def build_candidate(nodes: list[str], out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if prequantized is not None:
+            return give_back(prequantized / MODEL_FILE, nodes, out_dir / MODEL_FILE)
         quantize_int8(onnx_fp32, out_dir / MODEL_FILE, target, feeds, work_dir, nodes)
         return out_dir / MODEL_FILE
 
     return build_candidate
 
 
-SEARCH_PROXY = "candidates: quantize_static with nodes_to_exclude from the cached calibration ranges"
+PREQUANTIZED_RECORD = "quantization.json"
+GIVEN_BACK_BY = ("activation QuantizeLinear -> DequantizeLinear pairs in front of the nodes bypassed and their "
+                 "integer weights dequantized, in the fine-tuned INT8 graph")
+
+
+def save_prequantized(model: onnx.ModelProto, record: dict[str, Any], folder: Path) -> Path:
+    """Keep the fine-tuned INT8 graph and its manifest record for :func:`build` and the search."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / MODEL_FILE))
+    (folder / PREQUANTIZED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return folder
+
+
+def give_back(qdq_model: Path, nodes: list[str], out: Path) -> Path:
+    """Copy of an INT8 Q/DQ graph in which ``nodes`` compute in floating point: the activation pairs
+    in front of them bypassed and the integer weights and biases they read replaced by their float
+    values (:func:`~edge_iqa.export.accuracy_control.strip_qdq`). Nothing else changes."""
+    from edge_iqa.export.accuracy_control import strip_qdq
+
+    return strip_qdq(qdq_model, nodes, out, dequantize_weights=True)
+
+
+SEARCH_PROXY = ("candidates: quantize_static with nodes_to_exclude from the cached calibration ranges; from a "
+                "fine-tuned graph (qat_steps), that graph with the blocks given back (quantize_ort.give_back)")
 
 
 def append_score_affine(model_path: Path, slope: float, intercept: float) -> None:

@@ -53,8 +53,7 @@ OVERFLOW_FIXES = ("first_layer", "enable", "disable")
 # "affine": the INT8 artifact's output gets the least-squares fit of the FP32 scores on the calibration
 # photos appended (export/score_correction.py); ONNX Runtime and OpenVINO artifacts only.
 SCORE_CORRECTIONS = ("none", "affine")
-_NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment", "qat_steps",
-              "qat_learning_rate")
+_NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
@@ -94,9 +93,9 @@ class QuantizationSpec:
     # Every runtime but TensorRT: "affine" appends ``slope * score + intercept``, fitted on the
     # calibration photos against FP32, to the INT8 artifact's output (``edge_iqa.export.score_correction``).
     score_correction: str = "none"
-    # NNCF (OpenVINO) only: steps of quantization-aware fine-tuning of the INT8 network against the FP32
-    # model's scores on the calibration photos (``edge_iqa.export.qat``; 0 = post-training INT8 only),
-    # and its Adam learning rate (cosine-decayed to 0).
+    # OpenVINO and ONNX Runtime: steps of quantization-aware fine-tuning of the INT8 network against the
+    # FP32 model's scores on the calibration photos (``edge_iqa.export.qat``; 0 = post-training INT8
+    # only), and its Adam learning rate (cosine-decayed to 0).
     qat_steps: int = 0
     qat_learning_rate: float = 1e-6
 
@@ -366,6 +365,9 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if qat_steps < 0 or not 0 < qat_rate < 1:
         raise TargetError(f"{source}: [quantization] needs qat_steps >= 0 (0: off) and 0 < qat_learning_rate < 1, "
                           f"got {qat_steps} and {qat_rate}")
+    if runtime == "tensorrt" and qat_steps:
+        raise TargetError(f"{source}: qat_steps fine-tunes OpenVINO and ONNX Runtime INT8 networks; a TensorRT engine "
+                          "is built on the device from the Q/DQ graph: set qat_steps = 0")
     nncf_only = [key for key in _NNCF_ONLY if key in raw]
     if runtime != "openvino" and nncf_only:
         raise TargetError(f"{source}: {', '.join(nncf_only)} are NNCF (OpenVINO) settings, not {runtime} ones")

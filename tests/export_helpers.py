@@ -19,6 +19,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL = "edge_hybrid_n"
 # A small input keeps the tests fast; the architecture accepts any size (no position embeddings).
 INPUT_SIZE = (128, 128)
+#: Targets whose profiles fine-tune the INT8 network (minutes on the default model): tests shorten it.
+FINE_TUNED_TARGETS = ("cpu", "onnxruntime")
+
+
+def fine_tuning_steps(target: str, steps: int) -> str:
+    """The ``[quantization]`` line that sets a fine-tuning target's ``qat_steps`` ('' for the others)."""
+    return f"qat_steps = {steps}\n" if target in FINE_TUNED_TARGETS else ""
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,3 +71,23 @@ def first_blocks_only(monkeypatch, count: int) -> None:
     every_block = accuracy_control.block_nodes
     monkeypatch.setattr(accuracy_control, "block_nodes",
                         lambda model, kept=frozenset(): dict(list(every_block(model, kept).items())[:count]))
+
+
+def assert_scores_as_measured(bundle: Path, profile: Path) -> None:
+    """The exported dev-model bundle scores its validation photos through ``runtime.load`` as the
+    export measured them (the manifest's max |diff| against PyTorch)."""
+    import numpy as np
+    import pytest
+
+    from edge_iqa.export import calibration
+    from edge_iqa.export.parity import raw_scores, reference_scorer
+    from edge_iqa.export.staging import load_staged
+    from edge_iqa.export.targets import load_target
+    from edge_iqa.runtime.bundle import read_manifest
+
+    manifest = read_manifest(bundle)
+    photos = calibration.profile_split(load_target(profile)).validation[: manifest["accuracy"]["images"]]
+    scores = raw_scores(load_staged(bundle), calibration.prepare_images(photos, dev_spec()))
+    reference = raw_scores(reference_scorer(dev_model(), dev_spec(), ("image",)),
+                           calibration.prepare_images(photos, dev_spec()))
+    assert np.max(np.abs(scores - reference)) == pytest.approx(manifest["accuracy"]["max_abs_diff"], rel=1e-3, abs=1e-6)

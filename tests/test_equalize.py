@@ -104,7 +104,7 @@ def test_int8_export_with_equalization_passes_the_parity_gate_and_records_it(tmp
     pytest.importorskip("onnxruntime.quantization")
     profile = tmp_path / "tiny.toml"
     profile.write_text(f'inherits = "onnxruntime"\nname = "tiny-eq"\ninput_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n'
-                       "[quantization]\ncalibration_samples = 8\nactivation_equalization = 0.5\n"
+                       "[quantization]\ncalibration_samples = 8\nactivation_equalization = 0.5\nqat_steps = 4\n"
                        "[parity]\nimages = 8\naccuracy_images = 8\n")
     out = export_bundle(MODEL, load_target(profile), "int8", model=dev_model(), out=tmp_path / "bundle",
                         accuracy_gate=False, quiet=True)

@@ -17,7 +17,7 @@ from edge_iqa.errors import ExportError, ParityError
 from edge_iqa.export import pipeline, quantize_ort
 from edge_iqa.export.targets import load_target
 from edge_iqa.runtime.bundle import REQUIRED_KEYS, read_manifest, verify_files
-from tests.export_helpers import INPUT_SIZE, MODEL, dev_model, exported
+from tests.export_helpers import INPUT_SIZE, MODEL, dev_model, exported, fine_tuning_steps
 
 TINY = """
 [quantization]
@@ -30,8 +30,8 @@ accuracy_images = 4
 
 def profile(tmp_path: Path, parent: str, extra: str = ""):
     path = tmp_path / f"tiny_{parent}.toml"
-    # OpenVINO's fine-tuning shortened to a few steps (the whole path runs; tests/test_qat.py measures it).
-    tiny = TINY.replace("[quantization]\n", "[quantization]\nqat_steps = 4\n") if parent == "cpu" else TINY
+    # The fine-tuning shortened to a few steps (the whole path runs; tests/test_qat*.py measure it).
+    tiny = TINY.replace("[quantization]\n", "[quantization]\n" + fine_tuning_steps(parent, 4))
     path.write_text(f'inherits = "{parent}"\nname = "tiny-{parent}"\nattention_form = "onnx_attention"\n'
                     f"input_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n{extra}{tiny}")
     return load_target(path)
@@ -129,7 +129,8 @@ def test_full_export_through_the_cli(tmp_path: Path) -> None:
 
     dev_model()  # points EDGE_IQA_WEIGHTS_DIR at the shared ImageNet weights when present
     target = tmp_path / "t.toml"
-    target.write_text(f'inherits = "onnxruntime"\nname = "t"\n{TINY}')
+    target.write_text('inherits = "onnxruntime"\nname = "t"\n'
+                      + TINY.replace("[quantization]\n", "[quantization]\n" + fine_tuning_steps("onnxruntime", 4)))
     result = CliRunner().invoke(app, ["export", "--target", str(target), "--precision", "int8", "--random-weights",
                                       "--no-accuracy-gate", "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output

@@ -15,7 +15,7 @@ from edge_iqa.export.parity import compare, raw_scores, reference_scorer
 from edge_iqa.export.staging import load_staged
 from edge_iqa.export.targets import load_target
 from edge_iqa.runtime.bundle import read_manifest
-from tests.export_helpers import INPUT_SIZE, MODEL, dev_model, dev_spec, exported
+from tests.export_helpers import INPUT_SIZE, MODEL, dev_model, dev_spec, exported, fine_tuning_steps
 
 TINY = "[quantization]\ncalibration_samples = 4\n[parity]\nimages = 4\naccuracy_images = 8\n"
 CASES = [("onnxruntime", "onnx_attention", "int8", "onnxruntime"), ("cpu", "onnx_attention", "int8", "openvino"),
@@ -24,7 +24,7 @@ CASES = [("onnxruntime", "onnx_attention", "int8", "onnxruntime"), ("cpu", "onnx
 
 def _profile(tmp_path: Path, parent: str, form: str):
     path = tmp_path / f"tiny_{parent}.toml"
-    tiny = TINY.replace("[quantization]\n", "[quantization]\nqat_steps = 4\n") if parent == "cpu" else TINY
+    tiny = TINY.replace("[quantization]\n", "[quantization]\n" + fine_tuning_steps(parent, 4))
     path.write_text(f'inherits = "{parent}"\nname = "tiny-{parent}"\nattention_form = "{form}"\n'
                     f"input_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n{tiny}")
     return load_target(path)

@@ -23,10 +23,17 @@ from edge_iqa.export import calibration, pipeline, qat, quantize_openvino  # noq
 from edge_iqa.export.graph_scopes import module_paths  # noqa: E402
 from edge_iqa.export.onnx_export import ScoreWrapper  # noqa: E402
 from edge_iqa.export.parity import raw_scores, reference_scorer  # noqa: E402
-from edge_iqa.export.staging import load_staged  # noqa: E402
 from edge_iqa.export.targets import load_target  # noqa: E402
 from edge_iqa.runtime.bundle import read_manifest, verify_files  # noqa: E402
-from tests.export_helpers import INPUT_SIZE, MODEL, dev_model, dev_spec, exported, first_blocks_only  # noqa: E402
+from tests.export_helpers import (  # noqa: E402
+    INPUT_SIZE,
+    MODEL,
+    assert_scores_as_measured,
+    dev_model,
+    dev_spec,
+    exported,
+    first_blocks_only,
+)
 from tests.test_accuracy_control import tiny_profile  # noqa: E402
 
 FORM = "onnx_attention"
@@ -114,12 +121,7 @@ def test_export_ships_the_fine_tuned_network_and_gives_blocks_of_it_back(tmp_pat
     full = [count for nodes, count in built if not nodes]
     given_back = [count for nodes, count in built if nodes]
     assert given_back and all(count < max(full or [10**9]) for count in given_back), built
-    # The bundle scores through the runtime as the export measured it.
-    photos = calibration.profile_split(load_target(profile)).validation[: manifest["accuracy"]["images"]]
-    scores = raw_scores(load_staged(out), calibration.prepare_images(photos, dev_spec()))
-    reference = raw_scores(reference_scorer(dev_model(), dev_spec(), ("image",)),
-                           calibration.prepare_images(photos, dev_spec()))
-    assert np.max(np.abs(scores - reference)) == pytest.approx(manifest["accuracy"]["max_abs_diff"], rel=1e-3, abs=1e-6)
+    assert_scores_as_measured(out, profile)
     assert json.loads((out / "manifest.json").read_text())["target"]["quantization"]["qat_steps"] == 6
 
 

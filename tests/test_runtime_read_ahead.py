@@ -13,6 +13,7 @@ import pytest
 from edge_iqa.errors import ImageDecodeError
 from edge_iqa.runtime import load
 from edge_iqa.runtime.prefetch import read_ahead
+from tests.export_helpers import fine_tuning_steps
 from tests.helpers_runtime import GRID_SPEC, TinyNet, build_bundle, clive_photos_or_skip
 
 NET = TinyNet.random(seed=11)
@@ -159,7 +160,7 @@ def test_default_model_int8_list_scores_are_exactly_one_by_one(tmp_path, photos,
     from edge_iqa.export.targets import load_target
 
     profile = tmp_path / "tiny.toml"
-    steps = "qat_steps = 10\n" if parent == "cpu" else ""
+    steps = fine_tuning_steps(parent, 10)
     profile.write_text(f'inherits = "{parent}"\nname = "tiny-{parent}"\n[quantization]\ncalibration_samples = 8\n'
                        f"{steps}[parity]\nimages = 4\naccuracy_images = 8\n")
     bundle = pipeline.export_bundle("edge_hybrid_n", load_target(profile), "int8", out=tmp_path / "int8",

@@ -29,6 +29,7 @@ from edge_iqa.models import create_model, get_model_info
 from edge_iqa.models.checkpoint import load_into, save_checkpoint
 from edge_iqa.runtime import load
 from edge_iqa.runtime.bundle import read_manifest as read_bundle_manifest
+from tests.export_helpers import fine_tuning_steps
 from tests.golden import deterministic_state_dict
 
 GOLDEN_KEYS = {"topiq_nr_224": "topiq_nr", "topiq_nr_384": "topiq_nr", "topiq_nr": "topiq_nr"}
@@ -48,7 +49,7 @@ def golden_checkpoint(model_name: str, out_dir: Path) -> Path:
 def small_profile(tmp: Path, target: str, calibration: int = 2) -> Path:
     path = tmp / f"small-{target}.toml"
     # No fine-tuning of the seed models' INT8 (ResNet-50 / ViT backbones: long on a CPU); the post-training path.
-    steps = "qat_steps = 0\n" if target == "cpu" else ""
+    steps = fine_tuning_steps(target, 0)
     path.write_text(f'inherits = "{target}"\nname = "small-{target}"\n[quantization]\n'
                     f"calibration_samples = {calibration}\n{steps}[parity]\nimages = 4\naccuracy_images = 8\n")
     return path

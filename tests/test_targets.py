@@ -55,7 +55,7 @@ def test_user_file_inherits_and_overrides(tmp_path: Path) -> None:
     ('inherits = "jetson"\ninput_dtype = "uint8"', "not offered for TensorRT"),
     ('inherits = "cpu"\n[quantization]\nscore_correction = "quadratic"', "score_correction"),
     ('inherits = "jetson"\n[quantization]\nscore_correction = "affine"', "TensorRT engine is built on the device"),
-    ('inherits = "onnxruntime"\n[quantization]\nqat_steps = 10', "NNCF \\(OpenVINO\\) settings"),
+    ('inherits = "onnxruntime"\n[quantization]\nmodel_type = "transformer"', "NNCF \\(OpenVINO\\) settings"),
     ('inherits = "cpu"\n[quantization]\nqat_steps = -1', "qat_steps >= 0"),
     ('inherits = "jetson"\n[quantization]\nmethod = "mean_minmax"', "modelopt calibrates with"),
     ('inherits = "cpu"\n[quantization]\nqat_learning_rate = 0', "0 < qat_learning_rate < 1"),

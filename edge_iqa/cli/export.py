@@ -27,9 +27,9 @@ def export_command(
     allow_over_budget: bool = typer.Option(
         False, help="Write the bundle even if the budget cannot be met (the manifest records it as over budget)."),
     qat_steps: int = typer.Option(
-        None, help="Steps of quantization-aware fine-tuning of an OpenVINO INT8 network against the FP32 scores "
-                   "(default: the target's qat_steps, 300 for cpu: about 5 minutes on 2 cores; 0: post-training "
-                   "INT8 only)."),
+        None, help="Steps of quantization-aware fine-tuning of an OpenVINO or ONNX Runtime INT8 network against "
+                   "the FP32 scores (default: the target's qat_steps: 300 for cpu, about 5 minutes on 2 cores; "
+                   "900 for onnxruntime, about 10 minutes; 0: post-training INT8 only)."),
     accuracy_gate: bool = typer.Option(
         True, help="--no-accuracy-gate: no mixed-precision search and no refusal, only record the drift "
                    "(untrained weights)."),

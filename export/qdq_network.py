@@ -1,0 +1,275 @@
+"""A Q/DQ ONNX graph (ONNX Runtime's INT8 network) run by PyTorch, with its weights trainable on
+their integer grid: what :func:`edge_iqa.export.qat.fine_tune_graph` trains.
+
+The graph is executed node by node with the ONNX operators' own semantics, so the network that is
+trained is the one ONNX Runtime runs: the same quantizers at the same places with the same scales
+and zero points, which stay fixed. What trains:
+
+- every integer initializer read only by ``DequantizeLinear`` (the INT8 weights, the INT32 biases):
+  held as its dequantized float value and rounded back to its own grid (scale, zero point, integer
+  range) in every forward pass, with a straight-through gradient;
+- the float weights and biases of the nodes kept in floating point (Conv, Gemm, MatMul,
+  LayerNormalization, Add operands); never the pixel front's constants (Sub / Div), the
+  quantizers' scales or shape tensors.
+
+``QuantizeLinear`` rounds with a straight-through gradient as well (half to even, as ONNX does),
+so an activation's rounding is seen in the forward pass and passed through in the backward one.
+:meth:`QDQNetwork.write_weights` puts the trained integers and floats back into the graph, which
+keeps its structure: ONNX Runtime fuses and runs it exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+
+from edge_iqa.errors import ExportError
+
+#: Integer ranges of the quantized types ONNX Runtime's quantizer writes.
+INTEGER_RANGE = {onnx.TensorProto.INT8: (-128, 127), onnx.TensorProto.UINT8: (0, 255),
+                 onnx.TensorProto.INT32: (-(2**31), 2**31 - 1)}
+#: Ops whose float operands (initializers) train: the weights and biases of what stays in float.
+TRAINABLE_FLOAT_USERS = frozenset({"Conv", "Gemm", "MatMul", "LayerNormalization", "Add"})
+
+
+def _round(x: torch.Tensor) -> torch.Tensor:
+    """Round half to even in the forward pass, identity in the backward pass (straight through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def _per_axis(scale: torch.Tensor, rank: int, axis: int) -> torch.Tensor:
+    """``scale`` (or a zero point) shaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
+    if scale.numel() == 1:
+        return scale.reshape(())
+    shape = [1] * rank
+    shape[axis % rank if rank > 1 else 0] = -1
+    return scale.reshape(shape)
+
+
+class QDQNetwork(torch.nn.Module):
+    """``model`` (a Q/DQ ONNX graph) as a module; ``forward(*inputs)`` returns the graph's outputs."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        super().__init__()
+        graph = model.graph
+        self._nodes = list(graph.node)
+        unknown = sorted({n.op_type for n in self._nodes
+                          if n.op_type not in _OPS or n.domain not in _DOMAINS[n.op_type]})
+        unknown += sorted({f"{n.op_type} with {len(n.output)} outputs" for n in self._nodes if len(n.output) > 1})
+        if unknown:
+            raise ExportError(f"fine-tuning runs the INT8 graph in PyTorch and does not know the op(s) "
+                              f"{', '.join(unknown)}; set [quantization] qat_steps = 0 (or --qat-steps 0)")
+        initializers = {t.name: t for t in graph.initializer}
+        readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+        for node in self._nodes:
+            for slot, name in enumerate(node.input):
+                readers.setdefault(name, []).append((node, slot))
+        self.weights = torch.nn.ParameterDict()
+        self._parameter: dict[str, str] = {}  # initializer -> key in ``weights``
+        self._grid: dict[str, tuple[torch.Tensor, torch.Tensor, int, int]] = {}  # scale, zero point, low, high
+        self._constants: dict[str, torch.Tensor] = {}
+        for name, tensor in initializers.items():
+            value = numpy_helper.to_array(tensor)
+            users = readers.get(name, [])
+            if tensor.data_type in INTEGER_RANGE and users and all(
+                    n.op_type == "DequantizeLinear" and slot == 0 for n, slot in users):
+                dequantize = users[0][0]
+                axis = _attributes(dequantize).get("axis", 1)
+                scale = torch.from_numpy(numpy_helper.to_array(initializers[dequantize.input[1]]).astype(np.float32))
+                zero = (torch.from_numpy(numpy_helper.to_array(initializers[dequantize.input[2]]).astype(np.float32))
+                        if len(dequantize.input) > 2 and dequantize.input[2] else torch.zeros_like(scale))
+                scale, zero = _per_axis(scale, value.ndim, axis), _per_axis(zero, value.ndim, axis)
+                self._add(name, (torch.from_numpy(value.astype(np.float32)) - zero) * scale)
+                self._grid[name] = (scale, zero, *INTEGER_RANGE[tensor.data_type])
+            elif value.dtype == np.float32 and value.size > 1 and users and all(
+                    n.op_type in TRAINABLE_FLOAT_USERS for n, _ in users):
+                self._add(name, torch.from_numpy(value.copy()))
+            else:
+                self._constants[name] = torch.from_numpy(np.array(value))
+        self._inputs = [i.name for i in graph.input if i.name not in initializers]
+        self._outputs = [o.name for o in graph.output]
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        key = f"w{len(self.weights)}"
+        self.weights[key] = torch.nn.Parameter(value)
+        self._parameter[name] = key
+
+    def _value(self, name: str) -> torch.Tensor:
+        weight = self.weights[self._parameter[name]]
+        if name not in self._grid:
+            return weight
+        scale, zero, low, high = self._grid[name]
+        return torch.clamp(_round(weight / scale) + zero, low, high)  # the integers DequantizeLinear reads
+
+    def write_weights(self, model: onnx.ModelProto) -> None:
+        """The trained values into ``model``'s initializers, in place (integers as their own type)."""
+        with torch.no_grad():
+            for tensor in model.graph.initializer:
+                if tensor.name in self._parameter:
+                    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+                    tensor.CopyFrom(numpy_helper.from_array(self._value(tensor.name).numpy().astype(dtype),
+                                                            tensor.name))
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        env: dict[str, torch.Tensor] = dict(zip(self._inputs, inputs, strict=True))
+
+        def read(name: str) -> torch.Tensor | None:
+            if not name:
+                return None
+            if name in env:
+                return env[name]
+            return self._value(name) if name in self._parameter else self._constants[name]
+
+        for node in self._nodes:
+            env[node.output[0]] = _OPS[node.op_type](_attributes(node), *[read(name) for name in node.input])
+        return tuple(env[name] for name in self._outputs)
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+# --- the ONNX operators, with their ONNX semantics ---------------------------------------------------
+def _quantize(a: dict, x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None = None) -> torch.Tensor:
+    low, high = (-128, 127) if zero is not None and zero.dtype == torch.int8 else (0, 255)
+    axis = a.get("axis", 1)
+    zero_point = torch.zeros(()) if zero is None else _per_axis(zero.float(), x.dim(), axis)
+    return torch.clamp(_round(x / _per_axis(scale, x.dim(), axis)) + zero_point, low, high)
+
+
+def _dequantize(a: dict, x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None = None) -> torch.Tensor:
+    axis = a.get("axis", 1)
+    zero_point = torch.zeros(()) if zero is None else _per_axis(zero.float(), x.dim(), axis)
+    return (x.float() - zero_point) * _per_axis(scale, x.dim(), axis)
+
+
+def _conv(a: dict, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
+    padding: tuple[int, int] | str = (top, left)
+    if (top, left) != (bottom, right):
+        x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+    return F.conv2d(x, w, b, stride=a.get("strides", [1, 1]), padding=padding, dilation=a.get("dilations", [1, 1]),
+                    groups=a.get("group", 1))
+
+
+def _gemm(a: dict, x: torch.Tensor, w: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    x = x.t() if a.get("transA", 0) else x
+    w = w.t() if a.get("transB", 0) else w
+    y = a.get("alpha", 1.0) * (x @ w)
+    return y if c is None else y + a.get("beta", 1.0) * c
+
+
+def _reshape(a: dict, x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    wanted = [int(v) for v in shape.tolist()]
+    if not a.get("allowzero", 0):
+        wanted = [x.shape[i] if v == 0 else v for i, v in enumerate(wanted)]
+    return x.reshape(wanted)
+
+
+def _gather(a: dict, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    axis = a.get("axis", 0) % x.dim()
+    index = index.long()
+    taken = x.index_select(axis, index.reshape(-1) % x.shape[axis])
+    return taken.reshape(*x.shape[:axis], *index.shape, *x.shape[axis + 1:])
+
+
+def _cast(a: dict, x: torch.Tensor) -> torch.Tensor:
+    if a["to"] == onnx.TensorProto.FLOAT:
+        return x.float()
+    if a["to"] == onnx.TensorProto.INT64:
+        return x.long()
+    raise ExportError(f"fine-tuning's Cast knows float and int64, not ONNX type {a['to']}")
+
+
+def _layer_norm(a: dict, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    axis = a.get("axis", -1) % x.dim()
+    return F.layer_norm(x, x.shape[axis:], scale, bias, a.get("epsilon", 1e-5))
+
+
+def _average_pool(a: dict, x: torch.Tensor) -> torch.Tensor:
+    if any(a.get("pads", [0])) or a.get("ceil_mode", 0):
+        raise ExportError("fine-tuning's AveragePool knows unpadded pooling without ceil_mode")
+    return F.avg_pool2d(x, a["kernel_shape"], a.get("strides", a["kernel_shape"]))
+
+
+def _squeeze(a: dict, x: torch.Tensor, axes: torch.Tensor | None = None) -> torch.Tensor:
+    if axes is None:
+        return x.squeeze()
+    for axis in sorted((int(v) % x.dim() for v in axes.tolist()), reverse=True):
+        x = x.squeeze(axis)
+    return x
+
+
+def _multi_head_attention(a: dict, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """com.microsoft.MultiHeadAttention on 3-D query, key and value (B, S, D), no mask or bias."""
+    heads = a["num_heads"]
+    batch, length, width = q.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(batch, t.shape[1], heads, width // heads).transpose(1, 2)
+
+    weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) * a.get("scale", (width // heads) ** -0.5), dim=-1)
+    return (weights @ split(v)).transpose(1, 2).reshape(batch, length, width)
+
+
+def _attention(a: dict, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *rest: torch.Tensor | None,
+               ) -> torch.Tensor:
+    """ONNX Attention (opset 23) on 4-D (B, heads, S, D) query, key and value, without mask or cache."""
+    if any(t is not None for t in rest) or q.dim() != 4 or a.get("is_causal", 0) or a.get("softcap", 0.0) \
+            or a.get("qk_matmul_output_mode", 0):
+        raise ExportError("fine-tuning's Attention knows 4-D query / key / value without mask, cache, causal "
+                          "masking or softcap; set [quantization] qat_steps = 0")
+    weights = torch.softmax(q @ k.transpose(-1, -2) * a.get("scale", q.shape[-1] ** -0.5), dim=-1)
+    return weights @ v
+
+
+def _clip(a: dict, x: torch.Tensor, low: torch.Tensor | None = None, high: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.clamp(x, low, high)
+
+
+_OPS: dict[str, Callable[..., torch.Tensor]] = {
+    "QuantizeLinear": _quantize,
+    "DequantizeLinear": _dequantize,
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": lambda a, x, y: torch.matmul(x, y),
+    "Add": lambda a, x, y: x + y,
+    "Sub": lambda a, x, y: x - y,
+    "Mul": lambda a, x, y: x * y,
+    "Div": lambda a, x, y: x / y,
+    "Reshape": _reshape,
+    "Transpose": lambda a, x: x.permute(*a["perm"]),
+    "LayerNormalization": _layer_norm,
+    "Gelu": lambda a, x: F.gelu(x, approximate="tanh" if a.get("approximate", b"none") in (b"tanh", "tanh")
+                                else "none"),
+    "Gather": _gather,
+    "Cast": _cast,
+    "Shape": lambda a, x: torch.tensor(list(x.shape)[a.get("start", 0): a.get("end")], dtype=torch.int64),
+    "Concat": lambda a, *xs: torch.cat([x.reshape(-1) if x.dim() == 0 else x for x in xs], dim=a["axis"]),
+    "Expand": lambda a, x, shape: x.expand(*torch.broadcast_shapes(x.shape, tuple(int(v) for v in shape.tolist()))),
+    "Clip": _clip,
+    "Relu": lambda a, x: torch.relu(x),
+    "AveragePool": _average_pool,
+    "GlobalAveragePool": lambda a, x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True),
+    "Squeeze": _squeeze,
+    "Unsqueeze": lambda a, x, axes: x.reshape(_unsqueezed(x.shape, axes)),
+    "Flatten": lambda a, x: x.reshape(int(np.prod(x.shape[: a.get("axis", 1)])), -1),
+    "Softmax": lambda a, x: torch.softmax(x, dim=a.get("axis", -1)),
+    "MultiHeadAttention": _multi_head_attention,
+    "Attention": _attention,
+}
+_DOMAINS = {op: ("", "ai.onnx") for op in _OPS} | {"MultiHeadAttention": ("com.microsoft",)}
+
+
+def _unsqueezed(shape: torch.Size, axes: torch.Tensor) -> list[int]:
+    out = list(shape)
+    rank = len(shape) + axes.numel()
+    for axis in sorted(int(v) % rank for v in axes.tolist()):
+        out.insert(axis, 1)
+    return out
