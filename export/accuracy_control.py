@@ -217,6 +217,14 @@ def search(blocks: dict[str, list[str]], candidate: Callable[[list[str]], Path],
     return result
 
 
+def record_given_back(quantization: dict[str, Any], nodes: list[str] | tuple[str, ...], how: str) -> None:
+    """Add to a build's ``quantization`` record (in place) the nodes the search gave back to floating
+    point, and ``how`` the backend gave them back."""
+    quantization["kept_fp_nodes"] = list(dict.fromkeys([*quantization["kept_fp_nodes"], *nodes]))
+    quantization["kept_fp_by_accuracy_control"] = list(nodes)
+    quantization["given_back_by"] = how
+
+
 # --- the Q/DQ graph of modelopt without a re-run ------------------------------------------------------
 def strip_qdq(qdq_model: Path, nodes: list[str], out: Path, dequantize_weights: bool = False) -> Path:
     """Copy of an explicit Q/DQ graph where ``nodes`` read their inputs in floating point: every
@@ -242,7 +250,10 @@ def strip_qdq(qdq_model: Path, nodes: list[str], out: Path, dequantize_weights: 
             elif dequantize_weights and dq.input[0] in initializers:
                 node.input[i] = f"{dq.input[0]}_float"
                 if node.input[i] not in initializers:
-                    initializers[node.input[i]] = numpy_helper.from_array(_dequantized(dq, initializers), node.input[i])
+                    from edge_iqa.export.qdq_network import dequantize_operands
+
+                    integers, scale, zero = dequantize_operands(dq, initializers)
+                    initializers[node.input[i]] = numpy_helper.from_array((integers - zero) * scale, node.input[i])
                     model.graph.initializer.append(initializers[node.input[i]])
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     # Drop the pairs nobody reads any more (twice: DQ first, then its Q).
@@ -259,19 +270,6 @@ def strip_qdq(qdq_model: Path, nodes: list[str], out: Path, dequantize_weights: 
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
     return out
-
-
-def _dequantized(dq: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> np.ndarray:
-    """What ``DequantizeLinear`` computes from its integer initializer, per tensor or along ``axis``."""
-    values = numpy_helper.to_array(initializers[dq.input[0]]).astype(np.float32)
-    scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
-    zero = (numpy_helper.to_array(initializers[dq.input[2]]).astype(np.float32)
-            if len(dq.input) > 2 and dq.input[2] else np.zeros_like(scale))
-    if scale.size > 1:
-        shape = [1] * values.ndim
-        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1) % values.ndim] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return ((values - zero) * scale).astype(np.float32)
 
 
 # --- speed cost -------------------------------------------------------------------------------------

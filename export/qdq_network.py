@@ -52,22 +52,39 @@ def _per_axis(scale: torch.Tensor, rank: int, axis: int) -> torch.Tensor:
     return scale.reshape(shape)
 
 
+def dequantize_operands(dequantize: onnx.NodeProto, initializers: dict[str, onnx.TensorProto],
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(integers, scale, zero point) of a ``DequantizeLinear`` that reads an integer initializer, as
+    float32 arrays whose scale and zero point broadcast along the node's ``axis``: what it computes is
+    ``(integers - zero) * scale``. Shared by the runner and the give-back that dequantizes a block's
+    weights (:func:`edge_iqa.export.accuracy_control.strip_qdq`)."""
+    integers = numpy_helper.to_array(initializers[dequantize.input[0]]).astype(np.float32)
+    scale = numpy_helper.to_array(initializers[dequantize.input[1]]).astype(np.float32)
+    zero = (numpy_helper.to_array(initializers[dequantize.input[2]]).astype(np.float32)
+            if len(dequantize.input) > 2 and dequantize.input[2] else np.zeros_like(scale))
+    axis = _attributes(dequantize).get("axis", 1)
+    scale = _per_axis(torch.from_numpy(scale), integers.ndim, axis).numpy()
+    zero = _per_axis(torch.from_numpy(zero), integers.ndim, axis).numpy()
+    return integers, scale, zero
+
+
 class QDQNetwork(torch.nn.Module):
     """``model`` (a Q/DQ ONNX graph) as a module; ``forward(*inputs)`` returns the graph's outputs."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         super().__init__()
         graph = model.graph
-        self._nodes = list(graph.node)
-        unknown = sorted({n.op_type for n in self._nodes
+        unknown = sorted({n.op_type for n in graph.node
                           if n.op_type not in _OPS or n.domain not in _DOMAINS[n.op_type]})
-        unknown += sorted({f"{n.op_type} with {len(n.output)} outputs" for n in self._nodes if len(n.output) > 1})
+        unknown += sorted({f"{n.op_type} with {len(n.output)} outputs" for n in graph.node if len(n.output) > 1})
         if unknown:
             raise ExportError(f"fine-tuning runs the INT8 graph in PyTorch and does not know the op(s) "
                               f"{', '.join(unknown)}; set [quantization] qat_steps = 0 (or --qat-steps 0)")
         initializers = {t.name: t for t in graph.initializer}
+        # Each node as (op, its attributes, input names, output name), read once: forward runs every step.
+        self._steps = [(_OPS[n.op_type], _attributes(n), tuple(n.input), n.output[0]) for n in graph.node]
         readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-        for node in self._nodes:
+        for node in graph.node:
             for slot, name in enumerate(node.input):
                 readers.setdefault(name, []).append((node, slot))
         self.weights = torch.nn.ParameterDict()
@@ -79,13 +96,8 @@ class QDQNetwork(torch.nn.Module):
             users = readers.get(name, [])
             if tensor.data_type in INTEGER_RANGE and users and all(
                     n.op_type == "DequantizeLinear" and slot == 0 for n, slot in users):
-                dequantize = users[0][0]
-                axis = _attributes(dequantize).get("axis", 1)
-                scale = torch.from_numpy(numpy_helper.to_array(initializers[dequantize.input[1]]).astype(np.float32))
-                zero = (torch.from_numpy(numpy_helper.to_array(initializers[dequantize.input[2]]).astype(np.float32))
-                        if len(dequantize.input) > 2 and dequantize.input[2] else torch.zeros_like(scale))
-                scale, zero = _per_axis(scale, value.ndim, axis), _per_axis(zero, value.ndim, axis)
-                self._add(name, (torch.from_numpy(value.astype(np.float32)) - zero) * scale)
+                integers, scale, zero = map(torch.from_numpy, dequantize_operands(users[0][0], initializers))
+                self._add(name, (integers - zero) * scale)
                 self._grid[name] = (scale, zero, *INTEGER_RANGE[tensor.data_type])
             elif value.dtype == np.float32 and value.size > 1 and users and all(
                     n.op_type in TRAINABLE_FLOAT_USERS for n, _ in users):
@@ -126,8 +138,8 @@ class QDQNetwork(torch.nn.Module):
                 return env[name]
             return self._value(name) if name in self._parameter else self._constants[name]
 
-        for node in self._nodes:
-            env[node.output[0]] = _OPS[node.op_type](_attributes(node), *[read(name) for name in node.input])
+        for op, attributes, names, output in self._steps:
+            env[output] = op(attributes, *[read(name) for name in names])
         return tuple(env[name] for name in self._outputs)
 
 

@@ -60,11 +60,11 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
         model, record["quantization"] = quantize_int8(onnx_fp32, target, feeds, compress_weights=not exclude_nodes,
                                                       prequantized=prequantized)
         if exclude_nodes:
+            from edge_iqa.export.accuracy_control import record_given_back
+
             model = give_back(model, op_names(onnx_fp32, exclude_nodes, prequantized is not None))
-            quantization = record["quantization"]
-            quantization["kept_fp_nodes"] = list(dict.fromkeys([*quantization["kept_fp_nodes"], *exclude_nodes]))
-            quantization["kept_fp_by_accuracy_control"] = list(exclude_nodes)
-            quantization["given_back_by"] = "FakeQuantize in front of the nodes bypassed in the full INT8 model"
+            record_given_back(record["quantization"], exclude_nodes,
+                              "FakeQuantize in front of the nodes bypassed in the full INT8 model")
     else:
         model = read_onnx(onnx_fp32)
         if precision == "fp16":

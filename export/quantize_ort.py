@@ -47,13 +47,12 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
         to_fp16(onnx_fp32, dst)
         record["quantization"] = {"tool": "onnxruntime.transformers.float16", "keep_io_types": True}
     elif prequantized is not None:
+        from edge_iqa.export.accuracy_control import record_given_back
+
         give_back(prequantized / MODEL_FILE, list(exclude_nodes), dst)
-        quantization = json.loads((prequantized / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
+        record["quantization"] = json.loads((prequantized / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
         if exclude_nodes:
-            quantization["kept_fp_nodes"] = list(dict.fromkeys([*quantization["kept_fp_nodes"], *exclude_nodes]))
-            quantization["kept_fp_by_accuracy_control"] = list(exclude_nodes)
-            quantization["given_back_by"] = GIVEN_BACK_BY
-        record["quantization"] = quantization
+            record_given_back(record["quantization"], exclude_nodes, GIVEN_BACK_BY)
         record["integer_kernels"] = inspect_integer_kernels(dst, work_dir)
     else:
         record["quantization"] = quantize_int8(onnx_fp32, dst, target, feeds, work_dir, exclude_nodes)

@@ -94,30 +94,23 @@ def test_the_int8_graph_runs_in_pytorch_as_onnx_runtime_runs_it(tmp_path: Path) 
 
 def _intermediates(network: QDQNetwork, pixels: torch.Tensor, names: list[str]) -> dict[str, np.ndarray]:
     """The named tensors of one forward pass (the module keeps none: the ops' results are caught)."""
-    from edge_iqa.export import qdq_network
-
     caught: dict[str, np.ndarray] = {}
-    ops = dict(qdq_network._OPS)
-    producer = {n.output[0]: n for n in network._nodes}
-    wanted = {id(producer[name]): name for name in names}
-    nodes = iter(network._nodes)
 
-    def watched(op):
+    def watched(op, output):
         def run(attributes, *inputs):
             result = op(attributes, *inputs)
-            node = next(nodes)
-            if id(node) in wanted:
-                caught[wanted[id(node)]] = result.detach().numpy()
+            caught[output] = result.detach().numpy()
             return result
         return run
 
+    steps = network._steps
+    network._steps = [(watched(op, output) if output in names else op, attributes, inputs, output)
+                      for op, attributes, inputs, output in steps]
     try:
-        for key, op in ops.items():
-            qdq_network._OPS[key] = watched(op)
         with torch.no_grad():
             network(pixels)
     finally:
-        qdq_network._OPS.update(ops)
+        network._steps = steps
     return caught
 
 
