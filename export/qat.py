@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_iqa.data import distortions
 from edge_iqa.data.imageio import load_image
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
@@ -222,7 +223,8 @@ def _aware_record(quant: QuantizationSpec, photos: Sequence[CalibrationImage], l
     return {"steps": quant.qat_steps, "learning_rate": quant.qat_learning_rate, "batch": BATCH,
             "photos": len(photos), "seed": quant.seed, "schedule": "cosine",
             "augmentation": f"random crops (>= {MIN_CROP_SIDE:g} of each side) and mirror images of the "
-                            "calibration photos",
+                            "calibration photos" + (f", {quant.qat_distorted_share:g} of them with a random synthetic "
+                                                    "distortion" if quant.qat_distorted_share else ""),
             "loss": "mean squared difference from the FP32 score", "loss_first_mos2": mean_loss(losses[:window]),
             "loss_last_mos2": mean_loss(losses[-window:]), "seconds": round(time.perf_counter() - started, 1)}
 
@@ -242,11 +244,14 @@ def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.
     steps = quant.qat_steps
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     draw = random.Random(quant.seed)
+    # Distortions draw from their own stream: the crops are the same whatever the distorted share.
+    distortion_draw = random.Random(f"{quant.seed}-distortions")
     torch.manual_seed(quant.seed)
     files = [calibration.image_file(row) for row in photos]
     losses = []
     for _ in range(steps):
-        pixels = np.concatenate([_augmented_pixels(draw, draw.choice(files), spec) for _ in range(BATCH)])
+        pixels = np.concatenate([_augmented_pixels(draw, draw.choice(files), spec, quant.qat_distorted_share,
+                                                   distortion_draw) for _ in range(BATCH)])
         rows = torch.from_numpy(spec.normalize_pixels(pixels))  # exactly PreprocessSpec.apply's rows
         with torch.no_grad():
             wanted = teacher(rows)
@@ -261,10 +266,15 @@ def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.
     return losses
 
 
-def _augmented_pixels(draw: random.Random, path: Path, spec: PreprocessSpec) -> np.ndarray:
+def _augmented_pixels(draw: random.Random, path: Path, spec: PreprocessSpec, distorted_share: float = 0.0,
+                      distortion_draw: random.Random | None = None) -> np.ndarray:
     """A random crop (each side at least :data:`MIN_CROP_SIDE` of the photo's), mirrored half the
     time, as the model's resized uint8 pixels: new views of the calibration photos at the scales a
-    photo of another size would be seen at."""
+    photo of another size would be seen at. With probability ``distorted_share`` the crop first gets
+    one synthetic distortion (a random type of :mod:`edge_iqa.data.distortions` at a random level,
+    drawn from ``distortion_draw``):
+    the blur, noise, compression and exposure a camera's photos bring, at qualities the 128
+    calibration photos do not all cover."""
     image = load_image(path)
     height, width = image.shape[:2]
     side = draw.uniform(MIN_CROP_SIDE, 1.0)
@@ -273,4 +283,8 @@ def _augmented_pixels(draw: random.Random, path: Path, spec: PreprocessSpec) -> 
     image = image[top : top + crop_h, left : left + crop_w]
     if draw.random() < 0.5:
         image = image[:, ::-1]
-    return spec.pixels(np.ascontiguousarray(image))
+    image = np.ascontiguousarray(image)
+    if distortion_draw is not None and distortion_draw.random() < distorted_share:
+        image = distortions.distort(image, distortion_draw.choice(distortions.list_distortions()),
+                                    distortion_draw.choice(distortions.LEVELS), seed=distortion_draw.randrange(2**31))
+    return spec.pixels(image)

@@ -42,7 +42,7 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
                "channel_alignment", "activation_equalization", "score_correction", "qat_steps",
-               "qat_learning_rate"}
+               "qat_learning_rate", "qat_distorted_share"}
 BIAS_CORRECTIONS = ("fast", "full")
 # Which shipped images calibrate: a seeded random draw, or spread evenly over the MOS range.
 CALIBRATION_SELECTIONS = ("random", "mos_spread")
@@ -98,6 +98,10 @@ class QuantizationSpec:
     # only), and its Adam learning rate (cosine-decayed to 0).
     qat_steps: int = 0
     qat_learning_rate: float = 1e-6
+    # The share of the fine-tuning's crops given one random synthetic distortion (any of the 25 types of
+    # ``edge_iqa.data.distortions`` at level 1-5) before the model sees them: photos of every quality,
+    # made from the calibration photos, for the INT8 network to match the FP32 one on. 0 = none.
+    qat_distorted_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -365,6 +369,11 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if qat_steps < 0 or not 0 < qat_rate < 1:
         raise TargetError(f"{source}: [quantization] needs qat_steps >= 0 (0: off) and 0 < qat_learning_rate < 1, "
                           f"got {qat_steps} and {qat_rate}")
+    distorted = float(_check_type(source, "quantization.qat_distorted_share", raw.get("qat_distorted_share", 0.0),
+                                  (int, float)))
+    if not 0 <= distorted <= 1:
+        raise TargetError(f"{source}: 'quantization.qat_distorted_share' is a share of the fine-tuning crops, "
+                          f"in [0, 1] (0: none), got {distorted}")
     if runtime == "tensorrt" and qat_steps:
         raise TargetError(f"{source}: qat_steps fine-tunes OpenVINO and ONNX Runtime INT8 networks; a TensorRT engine "
                           "is built on the device from the Q/DQ graph: set qat_steps = 0")
@@ -385,7 +394,8 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
                                                           raw.get("calibration_selection", "random"),
                                                           CALIBRATION_SELECTIONS),
                             activation_equalization=equalization, score_correction=correction,
-                            qat_steps=qat_steps, qat_learning_rate=qat_rate)
+                            qat_steps=qat_steps, qat_learning_rate=qat_rate,
+                            qat_distorted_share=distorted)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

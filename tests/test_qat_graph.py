@@ -6,6 +6,7 @@ the export that ships it, gives blocks of it back and loads it in the runtime.""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
+from edge_iqa.data import distortions  # noqa: E402
 from edge_iqa.errors import ExportError, TargetError  # noqa: E402
-from edge_iqa.export import calibration, pipeline, quantize_ort  # noqa: E402
+from edge_iqa.export import calibration, pipeline, qat, quantize_ort  # noqa: E402
 from edge_iqa.export.onnx_export import ScoreWrapper  # noqa: E402
 from edge_iqa.export.qdq_network import QDQNetwork  # noqa: E402
 from edge_iqa.export.targets import load_target  # noqa: E402
@@ -241,3 +243,29 @@ def test_tensorrt_targets_refuse_the_fine_tuning(tmp_path: Path) -> None:
         load_target(profile)
     with pytest.raises(TargetError, match="--qat-steps fine-tunes OpenVINO and ONNX Runtime"):
         pipeline.export_bundle(MODEL, "jetson", model=dev_model(), out=tmp_path / "b", quiet=True, qat_steps=5)
+
+
+def test_distorted_share_distorts_that_share_of_the_same_crops() -> None:
+    """``qat_distorted_share``: the crops are those of the plain fine-tuning (the distortions draw from
+    their own stream), and exactly the crops whose distortion draw falls under the share are changed."""
+    spec = dev_spec()
+    photo = calibration.image_file(calibration.profile_split(load_target("onnxruntime")).calibration[0])
+
+    def crops(share: float | None) -> list[np.ndarray]:
+        draw, distortion_draw = random.Random(0), random.Random("0-distortions")
+        if share is None:  # the fine-tuning before the option existed
+            return [qat._augmented_pixels(draw, photo, spec) for _ in range(24)]
+        return [qat._augmented_pixels(draw, photo, spec, share, distortion_draw) for _ in range(24)]
+
+    plain = crops(None)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, crops(0.0), strict=True))
+    replay, expected = random.Random("0-distortions"), []
+    for _ in plain:  # the distortion stream's draws: one per crop, three more for a distorted one
+        expected.append(replay.random() < 0.5)
+        if expected[-1]:
+            replay.choice(distortions.list_distortions()), replay.choice(distortions.LEVELS), replay.randrange(2**31)
+    changed = [not np.array_equal(a, b) for a, b in zip(plain, crops(0.5), strict=True)]
+    assert changed == expected and 0 < sum(changed) < len(changed)
+    everything = crops(1.0)
+    assert all(not np.array_equal(a, b) for a, b in zip(plain, everything, strict=True))
+    assert all(c.shape == p.shape and c.dtype == np.uint8 for c, p in zip(everything, plain, strict=True))

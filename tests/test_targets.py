@@ -59,6 +59,7 @@ def test_user_file_inherits_and_overrides(tmp_path: Path) -> None:
     ('inherits = "cpu"\n[quantization]\nqat_steps = -1', "qat_steps >= 0"),
     ('inherits = "jetson"\n[quantization]\nmethod = "mean_minmax"', "modelopt calibrates with"),
     ('inherits = "cpu"\n[quantization]\nqat_learning_rate = 0', "0 < qat_learning_rate < 1"),
+    ('inherits = "onnxruntime"\n[quantization]\nqat_distorted_share = 1.5', "share of the fine-tuning crops"),
     ('name = "x"\nruntime = "openvino"', "missing the required key"),
     ('inherits = "nope"', "unknown target"),
     ('inherits = "loop.toml"', "cycle"),
