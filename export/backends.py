@@ -20,6 +20,7 @@ of it is written here, not probed with ``hasattr``:
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,16 @@ from edge_iqa.errors import TargetError
 from edge_iqa.export.targets import TargetProfile
 
 FeedFactory = Callable[[], Iterator[dict[str, Any]]]
+#: The manifest record kept beside a fine-tuned network by a module's ``save_prequantized``, for its ``build``.
+PREQUANTIZED_RECORD = "quantization.json"
+
+
+def write_prequantized_record(folder: Path, record: dict[str, Any]) -> None:
+    (folder / PREQUANTIZED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def read_prequantized_record(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
 
 
 class ExportBackend(Protocol):

@@ -4,7 +4,6 @@ check that INT8 really runs integer kernels in the compiled CPU model."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
@@ -17,13 +16,13 @@ import onnx
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import ExportError
 from edge_iqa.export.attention_forms import op_counts
+from edge_iqa.export.backends import FeedFactory, read_prequantized_record, write_prequantized_record
 from edge_iqa.export.graph_scopes import WRAPPER_PREFIX, module_paths, nodes_matching
 from edge_iqa.export.targets import QuantizationSpec, TargetProfile
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 DEVICE = "CPU"
-FeedFactory = Callable[[], Iterator[dict[str, Any]]]
 # Runtime precision of the floating-point parts: f32 keeps FP32 bundles exact on CPUs whose
 # default is bf16 (AMX); fp16 bundles ask for f16 (CPUs without it fall back to f32).
 INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
@@ -36,7 +35,6 @@ INTEGER_PRECISIONS = ("I8", "U8")
 NNCF_RANGE = {"minmax": "MINMAX", "mean_minmax": None, "percentile": "MEAN_QUANTILE"}
 #: ``openvino.convert_model`` names each op of a PyTorch model after its module: ``__module.<path>/aten::...``.
 TORCH_SCOPE_PREFIX = f"__module.{WRAPPER_PREFIX}."
-PREQUANTIZED_RECORD = "quantization.json"
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
@@ -301,7 +299,7 @@ def save_prequantized(model: Any, record: dict[str, Any], folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(folder / MODEL_FILE), compress_to_fp16=False)
-    (folder / PREQUANTIZED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_prequantized_record(folder, record)
     return folder
 
 
@@ -320,7 +318,7 @@ def read_prequantized(folder: Path, pixel_spec: PreprocessSpec | None = None, co
         exact_pixel_front(model, pixel_spec)
     if compress_weights:
         compress_quantize_weights_transformation(model)
-    return model, json.loads((folder / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
+    return model, read_prequantized_record(folder)
 
 
 def has_attention(onnx_fp32: Path) -> bool:

@@ -4,11 +4,10 @@ images), and the check that INT8 really runs integer kernels in ORT's optimized 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,11 @@ import onnx
 
 from edge_iqa.checksums import sha256_hex
 from edge_iqa.errors import ExportError
+from edge_iqa.export.backends import FeedFactory, read_prequantized_record, write_prequantized_record
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.targets import TargetProfile
 
 MODEL_FILE = "model.onnx"
-FeedFactory = Callable[[], Iterator[dict[str, Any]]]
 # Ops through which ORT executes integer arithmetic for Conv / MatMul / Gemm.
 INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QGemm", "MatMulIntegerToFloat",
                "DynamicQuantizeMatMul", "QAttention")
@@ -50,7 +49,7 @@ def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile,
         from edge_iqa.export.accuracy_control import record_given_back
 
         give_back(prequantized / MODEL_FILE, list(exclude_nodes), dst)
-        record["quantization"] = json.loads((prequantized / PREQUANTIZED_RECORD).read_text(encoding="utf-8"))
+        record["quantization"] = read_prequantized_record(prequantized)
         if exclude_nodes:
             record_given_back(record["quantization"], exclude_nodes, GIVEN_BACK_BY)
         record["integer_kernels"] = inspect_integer_kernels(dst, work_dir)
@@ -76,7 +75,6 @@ def candidate_builder(onnx_fp32: Path, full_int8: Path, target: TargetProfile, f
     return build_candidate
 
 
-PREQUANTIZED_RECORD = "quantization.json"
 GIVEN_BACK_BY = ("activation QuantizeLinear -> DequantizeLinear pairs in front of the nodes bypassed and their "
                  "integer weights dequantized, in the fine-tuned INT8 graph")
 
@@ -85,7 +83,7 @@ def save_prequantized(model: onnx.ModelProto, record: dict[str, Any], folder: Pa
     """Keep the fine-tuned INT8 graph and its manifest record for :func:`build` and the search."""
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(folder / MODEL_FILE))
-    (folder / PREQUANTIZED_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_prequantized_record(folder, record)
     return folder
 
 

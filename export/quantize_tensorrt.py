@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 
 from edge_iqa.errors import ExportError
+from edge_iqa.export.backends import FeedFactory
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.quantize_modelopt import quantize_int8_qdq
 from edge_iqa.export.targets import TargetProfile
@@ -38,7 +39,6 @@ from edge_iqa.runtime.tensorrt.recipe import MODEL_FILE, RECIPE_NAME, BuildRecip
 from edge_iqa.runtime.tensorrt.static_check import check_graph
 
 DEVICE_README = "README.md"
-FeedFactory = Callable[[], Iterator[dict[str, Any]]]
 ACCURACY_PROXY = ("ONNX Runtime CPUExecutionProvider on this graph (INT8: the Q/DQ graph; FP16: an FP16 copy); "
                   "TensorRT itself was not available on the exporting machine")
 
