@@ -1,0 +1,54 @@
+"""By hand: fine-tune ORT's post-training Q/DQ graph with a tail-weighted loss (d^2 + d^4 / 4, MOS points)."""
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from bundle_copy import save_bundle  # noqa: E402
+
+from edge_iqa.export import calibration, qat
+from edge_iqa.export.onnx_export import ScoreWrapper
+from edge_iqa.export.pipeline import load_model_for_export
+from edge_iqa.export.qdq_network import QDQNetwork
+from edge_iqa.export.targets import load_target
+
+SRC, OUT, STEPS = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(2)
+profile = load_target("onnxruntime")
+quant = profile.quantization
+split = calibration.profile_split(profile)
+model, spec, transform, _ = load_model_for_export("edge_hybrid_n")
+model.eval()
+scale = float(transform["scale"])
+teacher = ScoreWrapper(model, ("image",)).eval()
+graph = onnx.load(str(SRC / "model.onnx"))
+net = QDQNetwork(graph).eval()
+params = list(net.parameters())
+opt = torch.optim.Adam(params, lr=1e-5, eps=1e-12)
+sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))
+draw = random.Random(quant.seed)
+torch.manual_seed(quant.seed)
+files = [calibration.image_file(r) for r in split.calibration]
+t = time.time()
+losses = []
+for _step in range(STEPS):
+    px = np.concatenate([qat._augmented_pixels(draw, draw.choice(files), spec) for _ in range(qat.BATCH)])
+    with torch.no_grad():
+        want = teacher(torch.from_numpy(spec.normalize_pixels(px)))
+    d = (net(torch.from_numpy(px))[0].reshape(-1) - want) * scale
+    loss = torch.mean(d**2 + d**4 / 4)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    losses.append(float(torch.mean(d.detach() ** 2)))
+print(f"mse {np.mean(losses[:25]):.3f} -> {np.mean(losses[-25:]):.3f} in {time.time() - t:.0f}s", flush=True)
+net.write_weights(graph)
+save_bundle(graph, SRC, OUT)
