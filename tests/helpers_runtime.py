@@ -9,6 +9,8 @@ is the two-input (``image`` + ``depth``, like DGIQA) version: one such branch pe
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,3 +251,26 @@ def bundle_pair(root: Path, net: TinyNet | TinyDepthNet, **kwargs: Any) -> dict[
     """The same tiny network as an ONNX Runtime and an OpenVINO bundle (``kwargs``: build_bundle's)."""
     return {"onnxruntime": build_bundle(root / "ort", net, **kwargs),
             "openvino": build_bundle(root / "ov", net, runtime="openvino", **kwargs)}
+
+
+@dataclass(frozen=True)
+class StaleCache:
+    """A compiled-model cache root holding what earlier runs left: an old network folder, a loose blob of
+    the flat layout before network folders, and a folder another process used seconds ago."""
+
+    root: Path
+    old_network: Path
+    loose_blob: Path
+    recent_network: Path
+
+
+def stale_compile_cache(root: Path, megabytes: int = 2) -> StaleCache:
+    now = time.time()
+    old, loose, recent = root / ("0" * 24), root / "1234567890.blob", root / ("f" * 24)
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "network.blob").write_bytes(b"\0" * (megabytes << 20))
+    loose.write_bytes(b"\0" * (megabytes << 20))
+    os.utime(old, (now - 7200, now - 7200))
+    os.utime(loose, (now - 3600, now - 3600))
+    return StaleCache(root, old, loose, recent)

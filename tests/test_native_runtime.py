@@ -25,6 +25,7 @@ import pytest
 
 from edge_iqa.bench.native import (
     BUILD_ENV,
+    ERR_ARGUMENT,
     ERR_BACKEND_UNAVAILABLE,
     ERR_BUNDLE,
     ERR_IMAGE,
@@ -50,6 +51,7 @@ from tests.helpers_runtime import (
     build_bundle,
     clive_photos,
     edit_manifest,
+    stale_compile_cache,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,19 +385,37 @@ def test_pixel_bundle_scores_like_the_float_bundle_of_the_same_network(native_bu
 @pytest.mark.parametrize("kind", ["good", "pixels"])
 def test_compiled_model_cache_defaults_like_the_python_runtime(native_build, tiny_bundles, tmp_path, monkeypatch,
                                                                kind):
-    """No cache_dir: $EDGE_IQA_CACHE_DIR/openvino (the Python backend's default), filled by the first open;
-    cache_dir="" turns it off; the scores do not depend on it. A pixel bundle's network is rebuilt
-    before compiling (exact_pixel_front): its blob is found by the rebuilt network, not the files."""
+    """No cache_dir: $EDGE_IQA_CACHE_DIR/openvino (the Python backend's default), in the same network
+    folder as the Python runtime's, filled by the first open; cache_dir="" turns it off; the scores do
+    not depend on it. A pixel bundle's network is rebuilt before compiling (exact_pixel_front): its
+    blob is found by the rebuilt network, not the files."""
     monkeypatch.setenv("EDGE_IQA_CACHE_DIR", str(tmp_path / "cache"))
     image = load_image(photos()[0])
+    python_folder = load(tiny_bundles[kind], threads=1).info["cache_dir"]
     with NativeScorer.open(native_build, tiny_bundles[kind]) as native:
-        assert native.info.cache_dir == str(tmp_path / "cache" / "openvino")
+        assert native.info.cache_dir == python_folder
+        assert Path(python_folder).parent == tmp_path / "cache" / "openvino"
         cached = native.score(image)
-    assert any((tmp_path / "cache" / "openvino").iterdir())  # the compiled blob
+    assert len(list(Path(python_folder).glob("*.blob"))) >= 2  # the Python runtime's blob and the library's
     with NativeScorer.open(native_build, tiny_bundles[kind]) as warm:  # loads the blob
         assert warm.score(image) == cached
     with NativeScorer.open(native_build, tiny_bundles[kind], cache_dir="") as uncached:
         assert uncached.info.cache_dir == "" and uncached.score(image) == cached
+
+
+def test_compiled_model_cache_evicts_the_least_recently_used_like_the_python_runtime(native_build, tiny_bundles,
+                                                                                      tmp_path, monkeypatch):
+    stale = stale_compile_cache(tmp_path / "cache" / "openvino", megabytes=2)
+    monkeypatch.setenv("EDGE_IQA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGE_IQA_CACHE_MAX_MB", "1")
+    with NativeScorer.open(native_build, tiny_bundles["good"]) as native:
+        ours = Path(native.info.cache_dir)
+    assert not stale.old_network.exists() and not stale.loose_blob.exists()
+    assert ours.is_dir() and list(ours.glob("*.blob")) and stale.recent_network.is_dir()
+    monkeypatch.setenv("EDGE_IQA_CACHE_MAX_MB", "1GB")
+    with pytest.raises(NativeError, match="EDGE_IQA_CACHE_MAX_MB='1GB': give .* whole number of megabytes") as error:
+        NativeScorer.open(native_build, tiny_bundles["good"])
+    assert error.value.status == ERR_ARGUMENT
 
 
 @pytest.mark.parametrize("good", ["good", "pixels"])

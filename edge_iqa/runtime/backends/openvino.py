@@ -17,10 +17,12 @@ The manifest's ``runtime_options`` (written by the exporter, e.g. ``{"INFERENCE_
 ``backend_options``:
     device     OpenVINO device name (default "CPU")
     config     {property: value} passed to ``compile_model`` over the defaults below
-    cache_dir  folder for OpenVINO's compiled-model cache (faster start on the next boot); default:
+    cache_dir  root folder of OpenVINO's compiled-model cache (faster start on the next boot); default:
                ``$EDGE_IQA_CACHE_DIR/openvino``, else ``$XDG_CACHE_HOME/edge-iqa/openvino`` (XDG default
                ``~/.cache``) when it can be created and written, else none; ``None`` or ``""`` (or
-               ``EDGE_IQA_CACHE_DIR=""``) turns it off
+               ``EDGE_IQA_CACHE_DIR=""``) turns it off. Each network compiles into its own sub-folder,
+               and the least recently used are removed beyond ``$EDGE_IQA_CACHE_MAX_MB`` (default
+               1024 MB) of the root (:mod:`edge_iqa.runtime.compile_cache`)
     list_streams  streams of the list set-up (:meth:`OpenVINOBackend.throughput`); default: the
                compiled model's thread count; 1 turns the list set-up off
 
@@ -32,9 +34,11 @@ every core busy instead of making the threads wait for each other at each layer.
 identical (INT8 and FP32 bundles, tested): the kernels are the same, only the threads differ.
 
 The compiled-model cache is on by default: OpenVINO keys each blob by the network's bytes, the
-device and the compile properties, so one folder serves every bundle and a changed bundle or
-setting compiles afresh. A warm cache skips the CPU plugin's graph transformations and kernel
-selection at ``load`` (the blob holds the same compiled graph, so scores do not change).
+device and the compile properties, so a changed bundle or setting compiles afresh; the blobs of
+one network share a sub-folder of the cache root, and the root is kept within a size limit by
+removing the least recently used networks (``compile_cache``). A warm cache skips the CPU
+plugin's graph transformations and kernel selection at ``load`` (the blob holds the same compiled
+graph, so scores do not change).
 
 Snippets: OpenVINO's CPU plugin fuses element-wise + FakeQuantize chains into JIT "Subgraph"
 kernels only when shapes are static. Their FakeQuantize arithmetic rounds differently at bin
@@ -59,6 +63,7 @@ import numpy as np
 
 from edge_iqa.data.preprocess import PreprocessSpec
 from edge_iqa.errors import BundleError, first_line
+from edge_iqa.runtime import compile_cache
 from edge_iqa.runtime.backends.base import (
     Backend,
     InputRecord,
@@ -311,15 +316,20 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
     xml = member(bundle_dir, manifest, manifest.model_file)
     if xml.suffix == ".onnx":  # OpenVINO reads ONNX itself (a depth network): no separate weights file
         weights = None
+        network_files = [manifest.model_file]
     else:
         weights_name = manifest.get("weights_file") or Path(manifest.model_file).with_suffix(".bin").as_posix()
         weights = member(bundle_dir, manifest, weights_name)
+        network_files = [manifest.model_file, weights_name]
     declared = input_names(manifest)
     device = str(options.get("device", "CPU"))
     config = {**default_config(manifest, threads), **dict(options.get("config", {}))}
 
     core = ov.Core()
-    cache = options["cache_dir"] if "cache_dir" in options else default_cache_dir()
+    root = options["cache_dir"] if "cache_dir" in options else default_cache_dir()
+    cache_limit = compile_cache.limit_bytes()  # a bad $EDGE_IQA_CACHE_MAX_MB fails before the compile
+    cache = compile_cache.network_folder(root, compile_cache.network_key(manifest, bundle_dir, network_files)) \
+        if root else None
     if cache:
         core.set_property({"CACHE_DIR": str(cache)})
     try:
@@ -339,6 +349,8 @@ def load(bundle_dir: Path, manifest: Manifest, *, threads: int | None,
         raise BundleError(f"{xml}: the manifest's output {wanted!r} is not among the network's outputs "
                           f"{[p.get_any_name() for p in model.outputs]}; re-export the bundle")
     compiled = _compile(core, model, device, config, xml)
+    if cache:
+        compile_cache.evict(root, cache, cache_limit)
     streams = list_streams_option(options, int(compiled.get_property("INFERENCE_NUM_THREADS")))
     output = compiled.outputs[index]
     backend = OpenVINOBackend(compiled, declared, output, device, config, str(cache) if cache else None,

@@ -85,7 +85,10 @@ typedef struct edgeiqa_options {
     /* OpenVINO's compiled-model cache folder. With a warm cache the next open loads the compiled
      * network instead of compiling it (much faster boot). NULL: the Python runtime's default,
      * $EDGE_IQA_CACHE_DIR/openvino, else $XDG_CACHE_HOME (or ~/.cache)/edge-iqa/openvino, when it can be
-     * created and written (else none; EDGE_IQA_CACHE_DIR="" turns it off); "": no cache. */
+     * created and written (else none; EDGE_IQA_CACHE_DIR="" turns it off); "": no cache. Each network
+     * compiles into its own sub-folder (named by its files' checksums, as the Python runtime names it);
+     * after compiling, the least recently used sub-folders are removed until the folder holds at most
+     * $EDGE_IQA_CACHE_MAX_MB megabytes (default 1024; not a whole number: EDGEIQA_ERR_ARGUMENT). */
     const char* cache_dir;
     /* OpenVINO device name (NULL: "CPU"). */
     const char* device;
@@ -101,7 +104,7 @@ typedef struct edgeiqa_info {
     int32_t num_crops;     /* network rows per frame (grid crops) */
     int32_t max_batch;     /* rows per inference */
     int32_t fixed_batch;   /* > 0: the network's static batch (rows are padded); 0: dynamic */
-    const char* cache_dir; /* the compiled-model cache in use ("" when none) */
+    const char* cache_dir; /* this network's folder of the compiled-model cache ("" when none) */
 } edgeiqa_info;
 
 /* "0.1.0" */

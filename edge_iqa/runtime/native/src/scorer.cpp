@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "compile_cache.hpp"
 #include "error.hpp"
 
 namespace edgeiqa {
@@ -35,6 +36,11 @@ BackendOptions with_target_threads(BackendOptions options, const Manifest& m) {
   return options;
 }
 
+BackendOptions with_cache_dir(BackendOptions options, const std::string& cache_dir) {
+  options.cache_dir = cache_dir;
+  return options;
+}
+
 }  // namespace
 
 double numpy_mean(const double* values, size_t n) {
@@ -43,9 +49,13 @@ double numpy_mean(const double* values, size_t n) {
 
 Scorer::Scorer(const std::string& bundle_dir, BackendOptions options)
     : manifest_(load_manifest(bundle_dir)),
-      cache_dir_(options.cache_dir),
+      cache_root_(options.cache_dir),
+      cache_limit_(cache_limit_bytes()),  // a bad $EDGE_IQA_CACHE_MAX_MB fails before the compile
+      cache_dir_(cache_root_.empty() ? "" : network_cache_folder(cache_root_, network_cache_key(manifest_))),
       encoder_(manifest_.spec, manifest_.input_encoding),
-      backend_(open_openvino(manifest_, with_target_threads(std::move(options), manifest_))) {}
+      backend_(open_openvino(manifest_, with_cache_dir(with_target_threads(std::move(options), manifest_), cache_dir_))) {
+  if (!cache_dir_.empty()) evict_cache(cache_root_, cache_dir_, cache_limit_);
+}
 
 void Scorer::run(uint8_t* batch, int rows, std::vector<double>& raw) {
   const size_t row_bytes = manifest_.spec.row_bytes(manifest_.input_encoding);

@@ -3,6 +3,7 @@
 //   -> backend, max_batch rows at a time -> mean over each frame's crops (float64) -> raw * scale + offset
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ class Scorer {
 
   const Manifest& manifest() const { return manifest_; }
   const InputEncoder& encoder() const { return encoder_; }
+  // The network's own folder of the compiled-model cache ("" when none).
   const std::string& cache_dir() const { return cache_dir_; }
 
   // Thread-safe; each call keeps its own buffers. Frames must have passed check_frame.
@@ -31,7 +33,9 @@ class Scorer {
   void run(uint8_t* batch, int rows, std::vector<double>& raw);
 
   Manifest manifest_;
-  std::string cache_dir_;
+  std::string cache_root_;  // the compiled-model cache's root ("" when none)
+  std::uint64_t cache_limit_;
+  std::string cache_dir_;  // this network's folder in it (compile_cache.hpp)
   InputEncoder encoder_;
   std::unique_ptr<Backend> backend_;
 };
