@@ -19,7 +19,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +36,7 @@ from edge_iqa.export import accuracy_control, calibration, equalize, qat, score_
 from edge_iqa.export.accuracy_budget import AccuracyBudget, refuse_unresolvable, srocc_resolution, unresolvable
 from edge_iqa.export.attention_forms import op_counts
 from edge_iqa.export.backends import FeedFactory, export_backend
+from edge_iqa.export.distillation_photos import DistillationPhotos, distillation_photos
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.onnx_export import export_onnx
 from edge_iqa.export.parity import compare, parity_gate, raw_scores, reference_scorer
@@ -90,6 +91,7 @@ def export_bundle(
     p99_score_error: float | None = None,
     allow_over_budget: bool = False,
     qat_steps: int | None = None,
+    qat_images: Sequence[str] = (),
     quiet: bool = False,
 ) -> Path:
     """Export ``model_name`` for ``target`` at ``precision`` (the target's default when None) into
@@ -104,7 +106,9 @@ def export_bundle(
     ``allow_over_budget`` (then the manifest records it as over budget). ``accuracy_gate=False``
     skips the mixed-precision search and only records the drift (for untrained development
     weights, whose SROCC means nothing). ``qat_steps`` overrides the target's quantization-aware
-    fine-tuning steps (OpenVINO INT8; 0 = off). The FP32 parity gate always applies.
+    fine-tuning steps (OpenVINO and ONNX Runtime INT8; 0 = off); ``qat_images`` (folders, list files,
+    globs) names more photos for that fine-tuning to learn from besides the calibration photos
+    (:mod:`edge_iqa.export.distillation_photos`). The FP32 parity gate always applies.
     """
     console = Console(quiet=quiet, stderr=True)
     profile = target if isinstance(target, TargetProfile) else load_target(target)
@@ -127,6 +131,12 @@ def export_bundle(
         profile = dataclasses.replace(profile, quantization=dataclasses.replace(profile.quantization,
                                                                                  qat_steps=qat_steps))
     precision = profile.resolve_precision(precision)
+    if qat_images and not (precision == "int8" and profile.quantization.qat_steps
+                           and export_backend(profile.runtime).fine_tunes):
+        raise TargetError(f"--qat-images feeds the quantization-aware fine-tuning of an OpenVINO or ONNX Runtime INT8 "
+                          f"export; this one ({profile.name}, {profile.runtime}, {precision}, "
+                          f"qat_steps {profile.quantization.qat_steps}) does none: export --precision int8 to cpu or "
+                          "onnxruntime with --qat-steps above 0, or leave --qat-images out")
     backend = backend_module(profile.runtime)
     info = get_model_info(model_name)
     if model is not None:
@@ -145,6 +155,8 @@ def export_bundle(
                             score_scale=float(transform["scale"]))
     quant = profile.quantization
     split = calibration.profile_split(profile)
+    extra_photos = distillation_photos(qat_images, [calibration.image_file(row) for row in split.evaluation]) \
+        if qat_images else None
     console.print(f"[bold]edge-iqa export[/bold] {model_name} -> target [cyan]{profile.name}[/cyan] "
                   f"({profile.runtime}, {precision}, attention {profile.attention_form}) -> {out}")
 
@@ -197,7 +209,7 @@ def export_bundle(
         prequantized, qat_skipped = None, None
         if precision == "int8" and quant.qat_steps:
             prequantized, qat_skipped = _fine_tune(console, backend, exported, model, spec, names, split, profile,
-                                                   graph, feeds, work, float(transform["scale"]))
+                                                   graph, feeds, work, float(transform["scale"]), extra_photos)
         from_network = {"prequantized": prequantized} if prequantized is not None else {}
 
         def manifest_for(built: dict[str, Any], accuracy: dict[str, Any] | None) -> dict[str, Any]:
@@ -284,7 +296,8 @@ def export_bundle(
 
 def _fine_tune(console: Console, backend: ModuleType, exported: nn.Module, model: nn.Module, spec: PreprocessSpec,
                names: tuple[str, ...], split: calibration.CalibrationSplit, profile: TargetProfile, graph: Any,
-               feeds: FeedFactory, work: Path, out_scale: float) -> tuple[Path | None, str | None]:
+               feeds: FeedFactory, work: Path, out_scale: float,
+               extra_photos: DistillationPhotos | None) -> tuple[Path | None, str | None]:
     """Quantization-aware fine-tuning (:mod:`edge_iqa.export.qat`) against ``model``'s scores: (the
     folder of the fine-tuned INT8 network for the backend's build, None) or, for a network it does
     not cover, (None, why). OpenVINO's starts from ``exported`` (NNCF quantizes the PyTorch model);
@@ -299,17 +312,18 @@ def _fine_tune(console: Console, backend: ModuleType, exported: nn.Module, model
         base_dir.mkdir()
         with _step(console, f"{profile.runtime} int8 build (post-training, to fine-tune)"):
             base = backend.build(graph.path, base_dir, "int8", profile, feeds, work)
+    extra = f" and {len(extra_photos.paths)} --qat-images photos" if extra_photos else ""
     with _step(console, f"quantization-aware fine-tuning ({quant.qat_steps} steps on the "
-                        f"{len(split.calibration)} calibration images)") as note:
+                        f"{len(split.calibration)} calibration images{extra})") as note:
         if from_graph:
             tuned = qat.fine_tune_graph(base_dir / base["model_file"], base["quantization"], model, spec,
                                         names, split.calibration, profile, pixel_input=graph.pixel_input,
-                                        out_scale=out_scale)
+                                        out_scale=out_scale, extra_photos=extra_photos)
         else:
             tuned = qat.fine_tune(exported, model, spec, names, split.calibration, profile,
                                   attention=backend.has_attention(graph.path), pixel_input=graph.pixel_input,
                                   kept_fp_onnx_nodes=nodes_matching(_load_onnx(graph.path), quant.keep_fp),
-                                  out_scale=out_scale)
+                                  out_scale=out_scale, extra_photos=extra_photos)
         losses = tuned.record["quantization_aware"]
         note["done"] = (f"distillation loss {losses['loss_first_mos2']:.3g} -> {losses['loss_last_mos2']:.3g} "
                         "(squared MOS points)")

@@ -58,6 +58,7 @@ from edge_iqa.errors import ExportError
 from edge_iqa.export import calibration
 from edge_iqa.export.attention_forms import TORCH_FORM
 from edge_iqa.export.calibration import CalibrationImage
+from edge_iqa.export.distillation_photos import DistillationPhotos
 from edge_iqa.export.graph_scopes import WRAPPER_PREFIX
 from edge_iqa.export.onnx_export import OUTPUT_NAME, ScoreWrapper
 from edge_iqa.export.targets import QuantizationSpec, TargetProfile
@@ -80,7 +81,8 @@ class FineTuned:
 
 def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_names: tuple[str, ...],
               photos: Sequence[CalibrationImage], target: TargetProfile, *, attention: bool, pixel_input: bool,
-              kept_fp_onnx_nodes: Sequence[str] = (), out_scale: float = 1.0) -> FineTuned:
+              kept_fp_onnx_nodes: Sequence[str] = (), out_scale: float = 1.0,
+              extra_photos: DistillationPhotos | None = None) -> FineTuned:
     """``model`` (the network the export quantizes: the equalized copy when the recipe equalizes)
     quantized by NNCF and trained against ``teacher``'s scores on ``photos``; see the module doc.
     ``attention``: whether the exported graph has attention (NNCF's transformer scheme for ``model_type
@@ -88,7 +90,8 @@ def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_
     ``pixel_input``: the bundle takes uint8 pixels. ``kept_fp_onnx_nodes``: the exported graph's nodes
     that ``keep_fp`` matches, recorded as the post-training build records them (the manifest names
     ONNX nodes; NNCF's own names go to ``nncf_ignored_names``). ``out_scale``: MOS points per raw output unit (the
-    loss is in squared MOS points)."""
+    loss is in squared MOS points). ``extra_photos``: more photos for the distillation to draw crops from
+    (``--qat-images``); the quantizer ranges stay those of the calibration photos."""
     import nncf
     import openvino as ov
 
@@ -122,7 +125,8 @@ def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_
             if "__nncf_hooks" in name:
                 p.requires_grad_(False)
         quantized.eval()  # batch norm statistics and dropout as in inference; gradients still flow
-        losses = _distil(quantized, params, teacher, spec, photos, quant, out_scale, pixel_input=False)
+        losses = _distil(quantized, params, teacher, spec, photos, quant, out_scale, pixel_input=False,
+                         extra_photos=extra_photos)
         example = rows[0]
         with warnings.catch_warnings():
             # The trace checks its output against a second run and finds the FakeQuantize rounding of
@@ -138,7 +142,8 @@ def fine_tune(model: nn.Module, teacher: nn.Module, spec: PreprocessSpec, input_
     record.update(tool="nncf.quantize (PyTorch) + distillation against the FP32 model + openvino.convert_model",
                   kept_fp_nodes=list(kept_fp_onnx_nodes), nncf_ignored_names=ignored,
                   kept_fp_patterns=list(quant.keep_fp), kept_fp_by_accuracy_control=[],
-                  subset_size=len(rows), quantization_aware=_aware_record(quant, photos, losses, started))
+                  subset_size=len(rows),
+                  quantization_aware=_aware_record(quant, photos, losses, started, extra_photos))
     return FineTuned(converted, record)
 
 
@@ -183,7 +188,8 @@ def kept_fp_nodes(wrapper: nn.Module, example: torch.Tensor, patterns: Sequence[
 
 def fine_tune_graph(qdq_model: Path, base_record: dict[str, Any], teacher: nn.Module, spec: PreprocessSpec,
                     input_names: tuple[str, ...], photos: Sequence[CalibrationImage], target: TargetProfile, *,
-                    pixel_input: bool, out_scale: float = 1.0) -> FineTuned:
+                    pixel_input: bool, out_scale: float = 1.0,
+                    extra_photos: DistillationPhotos | None = None) -> FineTuned:
     """ONNX Runtime: the INT8 Q/DQ graph of the post-training build (``qdq_model``; ``base_record``, its
     manifest record) trained against ``teacher``'s scores as :func:`fine_tune` trains NNCF's network.
     The graph runs in PyTorch with ONNX's semantics (:class:`~edge_iqa.export.qdq_network.QDQNetwork`):
@@ -205,15 +211,15 @@ def fine_tune_graph(qdq_model: Path, base_record: dict[str, Any], teacher: nn.Mo
         return network(batch)[0].reshape(-1)
 
     losses = _distil(student, list(network.parameters()), teacher, spec, photos, target.quantization, out_scale,
-                     pixel_input=pixel_input)
+                     pixel_input=pixel_input, extra_photos=extra_photos)
     network.write_weights(graph)
     record = {**base_record, "tool": f"{base_record['tool']} + distillation of the Q/DQ graph against the FP32 model",
-              "quantization_aware": _aware_record(target.quantization, photos, losses, started)}
+              "quantization_aware": _aware_record(target.quantization, photos, losses, started, extra_photos)}
     return FineTuned(graph, record)
 
 
 def _aware_record(quant: QuantizationSpec, photos: Sequence[CalibrationImage], losses: list[float],
-                  started: float) -> dict[str, Any]:
+                  started: float, extra_photos: DistillationPhotos | None = None) -> dict[str, Any]:
     """The manifest's ``quantization.quantization_aware``: what the fine-tuning did."""
     window = max(1, min(25, len(losses) // 4))
 
@@ -226,15 +232,18 @@ def _aware_record(quant: QuantizationSpec, photos: Sequence[CalibrationImage], l
                             "calibration photos" + (f", {quant.qat_distorted_share:g} of them with a random synthetic "
                                                     "distortion" if quant.qat_distorted_share else ""),
             "loss": "mean squared difference from the FP32 score", "loss_first_mos2": mean_loss(losses[:window]),
-            "loss_last_mos2": mean_loss(losses[-window:]), "seconds": round(time.perf_counter() - started, 1)}
+            "loss_last_mos2": mean_loss(losses[-window:]), "seconds": round(time.perf_counter() - started, 1),
+            **(extra_photos.record() if extra_photos else {})}
 
 
 def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.nn.Parameter], teacher: nn.Module,
             spec: PreprocessSpec, photos: Sequence[CalibrationImage], quant: QuantizationSpec, out_scale: float, *,
-            pixel_input: bool) -> list[float]:
+            pixel_input: bool, extra_photos: DistillationPhotos | None = None) -> list[float]:
     """Train ``params`` so that ``student`` gives ``teacher``'s scores; returns the loss of every step in
     squared MOS points (raw differences x ``out_scale``). The student reads the crops' uint8 pixels
-    with ``pixel_input``, float rows otherwise (the teacher always reads the rows: the same numbers)."""
+    with ``pixel_input``, float rows otherwise (the teacher always reads the rows: the same numbers).
+    Each crop comes from a photo drawn from ``photos`` and ``extra_photos`` together (without extra
+    photos, the draws are those of every earlier release: the same network)."""
     if quant.qat_steps == 0:
         return []
     # The loss is in MOS^2 and eps tiny so that Adam's step does not depend on the output's scale: for a
@@ -247,7 +256,7 @@ def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.
     # Distortions draw from their own stream: the crops are the same whatever the distorted share.
     distortion_draw = random.Random(f"{quant.seed}-distortions")
     torch.manual_seed(quant.seed)
-    files = [calibration.image_file(row) for row in photos]
+    files = [calibration.image_file(row) for row in photos] + list(extra_photos.paths if extra_photos else ())
     losses = []
     for _ in range(steps):
         pixels = np.concatenate([_augmented_pixels(draw, draw.choice(files), spec, quant.qat_distorted_share,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -185,12 +186,17 @@ def test_export_ships_the_fine_tuned_graph_and_gives_blocks_of_it_back(tmp_path:
     monkeypatch.setattr(quantize_ort, "quantize_int8", counted)
     monkeypatch.setattr(quantize_ort, "give_back", watched)
     profile = tiny_profile(tmp_path, "onnxruntime", 1.0, max_score_error=1e-6, max_kept_blocks=1, qat_steps=6)
+    camera = tmp_path / "camera"  # --qat-images: two more photos (calibration photos, never held out)
+    camera.mkdir()
+    for i, row in enumerate(calibration.profile_split(load_target(profile)).calibration[:2]):
+        shutil.copy(calibration.image_file(row), camera / f"frame{i}.jpg")
     out = pipeline.export_bundle(MODEL, profile, model=dev_model(), out=tmp_path / "bundle", quiet=True,
-                                 allow_over_budget=True)
+                                 allow_over_budget=True, qat_images=[str(camera)])
     manifest = read_manifest(out)
     verify_files(out, manifest)
     record = manifest["quantization"]
     assert record["quantization_aware"]["steps"] == 6 and record["quantization_aware"]["photos"] == 8
+    assert record["quantization_aware"]["extra_photos"] == 2
     assert len(calls) == 1  # the post-training build fine-tuned; candidates and the final build come from it
     full = [count for nodes, count in given_back if not nodes]
     candidates = [count for nodes, count in given_back if nodes]
