@@ -1,11 +1,10 @@
 """Photos the quantization-aware fine-tuning sees besides the calibration photos (``--qat-images``).
 
 The fine-tuning (:mod:`edge_iqa.export.qat`) trains the INT8 network to give the FP32 network's
-scores; it needs no MOS, so any photos will do, and the more varied they are, the less it fits the
-128 calibration photos rather than photos in general (docs/quantization.md, "More photos for the
-fine-tuning": on the default model, 2,000 BIQ2021 training photos took the ONNX Runtime INT8 p99
-error on the validation photos from 2.19 to 1.77 MOS points). A camera maker's own unlabelled
-photos are the natural choice.
+scores; it needs no MOS, so any photos will do, and photos like the ones the bundle will score
+(a camera maker's own, unlabelled) are the natural choice: with only the 128 calibration photos the
+fine-tuning fits those photos' crops (twice the steps made the validation photos worse). What 2,000
+more photos did on the default model is in docs/quantization.md, "More photos for the fine-tuning".
 
 Everything is checked before any work: each file opens as an image, and none is one of the export's
 held-out validation photos (by content), whose scores would otherwise no longer be an honest

@@ -226,6 +226,10 @@ COMMON_VARIANTS: dict[str, dict[str, Any]] = {
     "depthwise convs in FP": {"keep_fp_extra": DEPTHWISE_CONVS},
     "blocks 1-3 in FP": {"keep_fp_extra": EARLY_BLOCKS},
     **{f"block {b} in FP": {"keep_fp_extra": (f"backbone.{b}",)} for b in (1, 2, 3)},
+    # One convolution of an inverted residual in float (torchvision: conv.0 the 1x1 expansion, conv.1
+    # the depthwise 3x3): which of block 2's rounding points cost the accuracy, and at what speed.
+    **{f"block {b} {layer} in FP": {"keep_fp_extra": (f"backbone.{b}.conv.{i}",)}
+       for b in (2, 3) for i, layer in enumerate(("expansion", "depthwise"))},
     "128 photos spread over MOS": {"calibration_selection": "mos_spread"},
     "64 calibration photos": {"calibration_samples": 64}, "240 calibration photos": {"calibration_samples": 240},
     **{f"equalized bottlenecks {alpha:g}": {"activation_equalization": alpha} for alpha in (0.5, 0.75, 1.0)},
