@@ -16,31 +16,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundle_copy import save_bundle  # noqa: E402
+from distillation_setup import trial  # noqa: E402
 
 from edge_iqa.export import calibration, qat
-from edge_iqa.export.onnx_export import ScoreWrapper
-from edge_iqa.export.pipeline import load_model_for_export
-from edge_iqa.export.qdq_network import QDQNetwork
-from edge_iqa.export.targets import load_target
 
 SRC, OUT, STEPS, LIST = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else 2)
-profile = load_target("onnxruntime")
-quant = profile.quantization
+setup = trial(SRC)
+quant, split, spec, scale, teacher, graph, net = (setup.quant, setup.split, setup.spec, setup.scale, setup.teacher,
+                                                  setup.graph, setup.net)
 if len(sys.argv) > 6:
     quant = dataclasses.replace(quant, seed=int(sys.argv[6]))
-split = calibration.profile_split(profile)
-model, spec, transform, _ = load_model_for_export("edge_hybrid_n")
-model.eval()
-scale = float(transform["scale"])
-teacher = ScoreWrapper(model, ("image",)).eval()
-graph = onnx.load(str(SRC / "model.onnx"))
-net = QDQNetwork(graph).eval()
 params = list(net.parameters())
 opt = torch.optim.Adam(params, lr=quant.qat_learning_rate, eps=1e-12)
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))

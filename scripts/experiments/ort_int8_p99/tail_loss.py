@@ -7,29 +7,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from bundle_copy import save_bundle  # noqa: E402
+from distillation_setup import trial  # noqa: E402
 
 from edge_iqa.export import calibration, qat
-from edge_iqa.export.onnx_export import ScoreWrapper
-from edge_iqa.export.pipeline import load_model_for_export
-from edge_iqa.export.qdq_network import QDQNetwork
-from edge_iqa.export.targets import load_target
 
 SRC, OUT, STEPS = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(2)
-profile = load_target("onnxruntime")
-quant = profile.quantization
-split = calibration.profile_split(profile)
-model, spec, transform, _ = load_model_for_export("edge_hybrid_n")
-model.eval()
-scale = float(transform["scale"])
-teacher = ScoreWrapper(model, ("image",)).eval()
-graph = onnx.load(str(SRC / "model.onnx"))
-net = QDQNetwork(graph).eval()
+setup = trial(SRC)
+quant, split, spec, scale, teacher, graph, net = (setup.quant, setup.split, setup.spec, setup.scale, setup.teacher,
+                                                  setup.graph, setup.net)
 params = list(net.parameters())
 opt = torch.optim.Adam(params, lr=1e-5, eps=1e-12)
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))
