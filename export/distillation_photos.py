@@ -13,13 +13,13 @@ measure of the INT8 network.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from edge_iqa.checksums import sha256_file, sha256_hex
 from edge_iqa.collection.inputs import check_inputs, expand_inputs
 from edge_iqa.errors import ExportError
 
@@ -50,16 +50,14 @@ def distillation_photos(inputs: Sequence[str], held_out: Sequence[Path]) -> Dist
                                                              if len(unreadable) > 3 else "")
         raise ExportError(f"--qat-images: {len(unreadable)} file(s) are not readable images ({shown}); remove "
                           "them from what --qat-images names")
-    digests = {path: _sha256(path) for path in paths}
-    held_out_sizes = {p.stat().st_size for p in held_out}
-    held_out_digests = {_sha256(p) for p in held_out}
-    leaked = [p for p in paths if p.stat().st_size in held_out_sizes and digests[p] in held_out_digests]
+    digests = {path: sha256_file(path) for path in paths}
+    held_out_digests = {sha256_file(p) for p in held_out}
+    leaked = [p for p in paths if digests[p] in held_out_digests]
     if leaked:
         raise ExportError(f"--qat-images: {len(leaked)} photo(s) are the export's held-out validation photos (e.g. "
                           f"{leaked[0]}), which judge the INT8 network and must not be trained on; leave the "
                           "shipped calibration_data folder out of --qat-images")
-    combined = hashlib.sha256("".join(sorted(digests.values())).encode("ascii")).hexdigest()
-    return DistillationPhotos(paths, combined)
+    return DistillationPhotos(paths, sha256_hex(sorted(digests.values())))
 
 
 def _opens_as_image(path: Path) -> bool:
@@ -70,10 +68,3 @@ def _opens_as_image(path: Path) -> bool:
         return False
     return True
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -229,8 +229,9 @@ def _aware_record(quant: QuantizationSpec, photos: Sequence[CalibrationImage], l
     return {"steps": quant.qat_steps, "learning_rate": quant.qat_learning_rate, "batch": BATCH,
             "photos": len(photos), "seed": quant.seed, "schedule": "cosine",
             "augmentation": f"random crops (>= {MIN_CROP_SIDE:g} of each side) and mirror images of the "
-                            "calibration photos" + (f", {quant.qat_distorted_share:g} of them with a random synthetic "
-                                                    "distortion" if quant.qat_distorted_share else ""),
+                            "calibration photos" + (" and the --qat-images photos" if extra_photos else "")
+                            + (f", {quant.qat_distorted_share:g} of them with a random synthetic distortion"
+                               if quant.qat_distorted_share else ""),
             "loss": "mean squared difference from the FP32 score", "loss_first_mos2": mean_loss(losses[:window]),
             "loss_last_mos2": mean_loss(losses[-window:]), "seconds": round(time.perf_counter() - started, 1),
             **(extra_photos.record() if extra_photos else {})}

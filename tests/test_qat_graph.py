@@ -197,6 +197,7 @@ def test_export_ships_the_fine_tuned_graph_and_gives_blocks_of_it_back(tmp_path:
     record = manifest["quantization"]
     assert record["quantization_aware"]["steps"] == 6 and record["quantization_aware"]["photos"] == 8
     assert record["quantization_aware"]["extra_photos"] == 2
+    assert "calibration photos and the --qat-images photos" in record["quantization_aware"]["augmentation"]
     assert len(calls) == 1  # the post-training build fine-tuned; candidates and the final build come from it
     full = [count for nodes, count in given_back if not nodes]
     candidates = [count for nodes, count in given_back if nodes]

@@ -15,13 +15,13 @@ both runtimes evict from the same folders.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from edge_iqa.checksums import sha256_hex
 from edge_iqa.runtime.manifest import Manifest
 
 LIMIT_ENV = "EDGE_IQA_CACHE_MAX_MB"
@@ -45,7 +45,7 @@ def network_key(manifest: Manifest, bundle_dir: Path, files: Iterable[str]) -> s
             path = (bundle_dir / name).resolve()
             stat = path.stat()
             parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:24]
+    return sha256_hex(parts, length=24)
 
 
 def limit_bytes() -> int:
