@@ -161,7 +161,8 @@ def nncf_settings(spec: QuantizationSpec, attention: bool) -> tuple[dict[str, An
     advanced = AdvancedQuantizationParameters(
         activations_range_estimator_params=getattr(RangeEstimatorParametersSet, estimator) if estimator else None,
         overflow_fix=OverflowFix[spec.overflow_fix.upper()],  # first_layer | enable | disable
-        disable_channel_alignment=not spec.channel_alignment)
+        disable_channel_alignment=not spec.channel_alignment,
+        disable_bias_correction=spec.bias_correction == "none")
     if spec.smooth_quant_alpha is not None:
         advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=spec.smooth_quant_alpha)
     kwargs = {"preset": nncf.QuantizationPreset.MIXED, "target_device": nncf.TargetDevice.CPU,

@@ -16,6 +16,7 @@ import onnx
 from edge_iqa.checksums import sha256_hex
 from edge_iqa.errors import ExportError
 from edge_iqa.export.backends import FeedFactory, read_prequantized_record, write_prequantized_record
+from edge_iqa.export.bias_correction import correct_conv_biases
 from edge_iqa.export.graph_scopes import nodes_matching
 from edge_iqa.export.targets import TargetProfile
 
@@ -24,6 +25,9 @@ MODEL_FILE = "model.onnx"
 INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QGemm", "MatMulIntegerToFloat",
                "DynamicQuantizeMatMul", "QAttention")
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
+# Bumped when the same profile keys build another INT8 graph (2: bias correction, whose key was ignored
+# here before), so caches named after a recipe (scripts/quantization_study.py) do not reuse old builds.
+RECIPE_REVISION = 2
 
 
 def build(onnx_fp32: Path, out_dir: Path, precision: str, target: TargetProfile, feeds: FeedFactory,
@@ -199,8 +203,11 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
         raise ExportError(f"ONNX Runtime INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
     finally:
         root_logger.setLevel(level)
+    corrected = (correct_conv_biases(dst, prepared, feeds, work_dir) if spec.bias_correction == "fast"
+                 else {"method": "none"})
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "per_channel": True,
             "activations": "uint8", "weights": "int8", "method": spec.method, "preprocessed": preprocessed,
+            "bias_correction": corrected,
             "kept_fp_nodes": kept, "kept_fp_patterns": list(spec.keep_fp),
             "kept_fp_by_accuracy_control": [n for n in kept if n not in set(by_pattern)]}
 

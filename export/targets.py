@@ -43,7 +43,10 @@ _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
                "channel_alignment", "activation_equalization", "score_correction", "qat_steps",
                "qat_learning_rate", "qat_distorted_share"}
-BIAS_CORRECTIONS = ("fast", "full")
+# Bias correction after INT8 (the mean shift rounded weights give each output channel, taken out of its bias):
+# NNCF's fast or full one for OpenVINO; for ONNX Runtime the fast, empirical one (export/bias_correction.py).
+BIAS_CORRECTIONS = ("none", "fast", "full")
+_BIAS_CORRECTIONS_BY_RUNTIME = {"openvino": BIAS_CORRECTIONS, "onnxruntime": ("none", "fast")}
 # Which shipped images calibrate: a seeded random draw, or spread evenly over the MOS range.
 CALIBRATION_SELECTIONS = ("random", "mos_spread")
 # NNCF model type: "auto" = transformer when the graph has attention (Attention/Softmax ops).
@@ -53,7 +56,7 @@ OVERFLOW_FIXES = ("first_layer", "enable", "disable")
 # "affine": the INT8 artifact's output gets the least-squares fit of the FP32 scores on the calibration
 # photos appended (export/score_correction.py); ONNX Runtime and OpenVINO artifacts only.
 SCORE_CORRECTIONS = ("none", "affine")
-_NNCF_ONLY = ("smooth_quant_alpha", "bias_correction", "model_type", "overflow_fix", "channel_alignment")
+_NNCF_ONLY = ("smooth_quant_alpha", "model_type", "overflow_fix", "channel_alignment")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
 
@@ -74,8 +77,10 @@ class QuantizationSpec:
     sensitivity_images: int = 32
     max_kept_blocks: int = 8
     # NNCF (OpenVINO) only: SmoothQuant alpha for the MatMuls of attention models (None: NNCF's
-    # default, a negative value turns SmoothQuant off) and fast or full bias correction.
+    # default, a negative value turns SmoothQuant off).
     smooth_quant_alpha: float | None = None
+    # Bias correction after INT8: NNCF's fast or full one (OpenVINO), the fast empirical one (ONNX Runtime,
+    # export/bias_correction.py), or none.
     bias_correction: str = "fast"
     # NNCF only: model type ("auto": transformer for graphs with attention) and overflow fix
     # (NNCF's default "first_layer" gives the first quantized convolutions 7-bit weights).
@@ -352,7 +357,11 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
         alpha = float(_check_type(source, "quantization.smooth_quant_alpha", alpha, (int, float)))
         if alpha > 1:
             raise TargetError(f"{source}: 'quantization.smooth_quant_alpha' must be <= 1 (negative: off), got {alpha}")
-    bias = _choice(source, "quantization.bias_correction", raw.get("bias_correction", "fast"), BIAS_CORRECTIONS)
+    if "bias_correction" in raw and runtime not in _BIAS_CORRECTIONS_BY_RUNTIME:
+        raise TargetError(f"{source}: 'quantization.bias_correction' is an OpenVINO and ONNX Runtime setting; a "
+                          f"{runtime} INT8 graph is quantized by its own tool: remove the key")
+    bias = _choice(source, "quantization.bias_correction", raw.get("bias_correction", "fast"),
+                   _BIAS_CORRECTIONS_BY_RUNTIME.get(runtime, BIAS_CORRECTIONS))
     equalization = float(_check_type(source, "quantization.activation_equalization",
                                      raw.get("activation_equalization", 0.0), (int, float)))
     if not 0 <= equalization <= 1:

@@ -306,7 +306,10 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
                                      quant.calibration_selection).calibration
             # Named after the recipe it builds, not only the variant's name: "default" follows the target
             # profile, so a --work folder kept across a profile change must not reuse the old build.
-            recipe = hashlib.sha256(json.dumps(dataclasses.asdict(quant), sort_keys=True).encode()).hexdigest()[:8]
+            # The builder's revision too: the same keys can build another graph after a builder change.
+            built_by = {"builder_revision": getattr(backend, "RECIPE_REVISION", 1)}
+            recipe = hashlib.sha256(json.dumps({**dataclasses.asdict(quant), **built_by}, sort_keys=True)
+                                    .encode()).hexdigest()[:8]
             out = work / f"{target}-{_slug(name)}-{recipe}"
             start = time.perf_counter()
             alpha = quant.activation_equalization
