@@ -1,0 +1,256 @@
+"""By hand: where ONNX Runtime's INT8 error per photo comes from. The Q/DQ graph of a bundle runs in PyTorch
+(`QDQNetwork`, ONNX's semantics) on the 128 validation photos against the FP32 model, as built and with one
+source of error taken out at a time:
+
+- "weights + saturation": every activation Quantize/DequantizeLinear pair replaced by a Clip to the quantizer's
+  range (float activations, saturated where the integers saturate; ONNX Runtime drops the ReLU6 in front of a
+  quantizer and lets that range clip);
+- "weights only": the same, the clips widened (ReLU6, [0, 6], where the range starts at 0; none elsewhere):
+  only the INT8 weights and INT32 biases differ from the float network;
+- then, from "weights only", groups of weights put back to their float values (from FLOAT_GRAPH, the graph
+  `quantize_static` quantized: equalized, pre-processed): conv biases, conv weights, each block's weights;
+- "MSE weight scales": the conv weights re-rounded per output channel on the grid whose scale minimises the
+  squared rounding error (instead of ONNX Runtime's largest |weight| / 127), alone and in the full INT8 graph.
+
+    python scripts/experiments/ort_int8_p99/error_sources.py QDQ_BUNDLE FLOAT_GRAPH [--json OUT]
+
+FLOAT_GRAPH: `int8_preprocessed_<key>.onnx` of the export's work folder (`/tmp/edge-iqa-export-*`), copied
+while `edge-iqa export --target onnxruntime --precision int8 --qat-steps 0 --out QDQ_BUNDLE` runs (it is
+deleted with the folder); it must be that export's (same calibration, same equalization).
+Figures: |score - FP32 score| in MOS points, mean / p99 / max over the photos (the runner's arithmetic, not
+ONNX Runtime's kernels: within about 0.3x the INT8 error of them, tests/test_qat_graph.py).
+"""
+
+import argparse
+import collections
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distillation_setup import trial  # noqa: E402
+
+from edge_iqa.bench.report import print_json_report  # noqa: E402
+from edge_iqa.data.imageio import load_image  # noqa: E402
+from edge_iqa.export import calibration  # noqa: E402
+from edge_iqa.export.qdq_network import _OPS, QDQNetwork, dequantize_operands  # noqa: E402
+
+UINT8_TOP = 255
+INT8_TOP = 127
+
+
+def copied(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def clipped_activations(graph: onnx.ModelProto, widen: bool) -> onnx.ModelProto:
+    """Each activation QuantizeLinear -> DequantizeLinear pair replaced by a Clip to the quantizer's uint8 range;
+    ``widen``: to [0, 6] where that range starts at 0 (a dropped ReLU6), unbounded elsewhere."""
+    model = copied(graph)
+    constants = {t.name: t for t in model.graph.initializer}
+    quantizers = {n.output[0]: n for n in model.graph.node
+                  if n.op_type == "QuantizeLinear" and n.input[0] not in constants}
+    bypass, clips = {}, {}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in quantizers:
+            continue
+        quantizer = quantizers[node.input[0]]
+        source = quantizer.input[0]
+        if source not in clips:
+            scale = float(numpy_helper.to_array(constants[quantizer.input[1]]))
+            zero = float(numpy_helper.to_array(constants[quantizer.input[2]]))
+            low, high = -zero * scale, (UINT8_TOP - zero) * scale
+            if widen:
+                low, high = (0.0, 6.0) if low == 0.0 else (-1e30, 1e30)
+            name = f"{source}_clipped"
+            model.graph.initializer.extend([numpy_helper.from_array(np.array(low, np.float32), f"{name}_low"),
+                                            numpy_helper.from_array(np.array(high, np.float32), f"{name}_high")])
+            clips[source] = onnx.helper.make_node("Clip", [source, f"{name}_low", f"{name}_high"], [name])
+        bypass[node.output[0]] = clips[source].output[0]
+    ordered = [clips[i.name] for i in model.graph.input if i.name in clips]
+    for node in model.graph.node:
+        if node.output[0] in quantizers or node.output[0] in bypass:
+            continue
+        node.input[:] = [bypass.get(name, name) for name in node.input]
+        ordered.append(node)
+        ordered.extend(clips[o] for o in node.output if o in clips)  # right after its producer: still topological
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+    return model
+
+
+def with_float_weights(graph: onnx.ModelProto, floats: dict[str, np.ndarray], chosen: Callable[[str, str], bool],
+                       rounding: Callable[[np.ndarray], np.ndarray] = lambda w: w) -> onnx.ModelProto:
+    """The weights whose DequantizeLinear ``chosen(initializer, reader op)`` picks, read as ``rounding`` of their
+    float value instead (the DequantizeLinear removed)."""
+    model = copied(graph)
+    constants = {t.name for t in model.graph.initializer}
+    readers = collections.defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name].append(node.op_type)
+    kept, replaced = [], {}
+    for node in model.graph.node:
+        stored = node.input[0] if node.op_type == "DequantizeLinear" else ""
+        if stored in constants and any(chosen(stored, op) for op in readers[node.output[0]]):
+            original = stored.removesuffix("_quantized")
+            value = rounding(floats[original]).astype(np.float32)
+            model.graph.initializer.append(numpy_helper.from_array(value, f"{original}_float"))
+            replaced[node.output[0]] = f"{original}_float"
+        else:
+            kept.append(node)
+    for node in kept:
+        node.input[:] = [replaced.get(name, name) for name in node.input]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
+def mse_rounded(weight: np.ndarray) -> np.ndarray:
+    """Per output channel, symmetric INT8 with the scale (0.5-1.0 x largest |w| / 127) of least squared error."""
+    axes = tuple(range(1, weight.ndim))
+    largest = np.abs(weight).max(axis=axes, keepdims=True)
+    best, best_error = None, None
+    for fraction in np.linspace(0.5, 1.0, 26):
+        scale = np.where(largest > 0, largest * fraction / INT8_TOP, 1.0)
+        rounded = np.clip(np.round(weight / scale), -INT8_TOP, INT8_TOP) * scale
+        error = ((rounded - weight) ** 2).sum(axis=axes, keepdims=True)
+        if best is None:
+            best, best_error = rounded, error
+        else:
+            better = error < best_error
+            best, best_error = np.where(better, rounded, best), np.where(better, error, best_error)
+    return best
+
+
+def conv_output_shifts(graph: onnx.ModelProto, floats: dict[str, np.ndarray], photos: list[np.ndarray]
+                       ) -> dict[str, np.ndarray]:
+    """Per Conv node of ``graph`` (by name), the mean over ``photos`` (crops' pixels) and positions of what its
+    INT8 weights add to each output channel: conv(x, W_int8 - W_float) with x the float network's input to it
+    (the float network: activations neither rounded nor saturated, every weight float). What empirical bias
+    correction (Nagel et al. 2019; NNCF's FastBiasCorrection) subtracts from the bias."""
+    constants = {t.name: t for t in graph.graph.initializer}
+    producers = {n.output[0]: n for n in graph.graph.node}
+    deltas = {}
+    for node in graph.graph.node:
+        dequantize = producers.get(node.input[1]) if node.op_type == "Conv" else None
+        if dequantize is not None and dequantize.op_type == "DequantizeLinear" and dequantize.input[0] in constants:
+            integers, scale, zero = dequantize_operands(dequantize, constants)
+            rounded = (integers - zero) * scale
+            deltas[node.name] = torch.from_numpy(rounded - floats[dequantize.input[0].removesuffix("_quantized")])
+    float_graph = with_float_weights(clipped_activations(graph, widen=True), floats, lambda name, op: True)
+    network = QDQNetwork(float_graph).eval()
+    convs = {n.name: n for n in float_graph.graph.node if n.name in deltas}
+    sums = {name: torch.zeros(len(delta)) for name, delta in deltas.items()}
+    with torch.no_grad():
+        for pixels in photos:
+            env = run_keeping(network, torch.from_numpy(pixels))
+            for name, node in convs.items():
+                attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                shift = _OPS["Conv"](attributes, env[node.input[0]], deltas[name].float())
+                sums[name] += shift.mean(dim=(0, 2, 3))
+    return {name: (total / len(photos)).numpy() for name, total in sums.items()}
+
+
+def run_keeping(network: QDQNetwork, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every tensor of one forward pass (QDQNetwork.forward, keeping them all)."""
+    env = {network._inputs[0]: rows}
+    for op, attributes, inputs, output in network._steps:
+        env[output] = op(attributes, *[None if not name else env[name] if name in env else
+                                       network._value(name) if name in network._parameter else
+                                       network._constants[name] for name in inputs])
+    return env
+
+
+def bias_corrected(graph: onnx.ModelProto, shifts: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """Each Conv's INT32 bias minus its output shift, rounded on the bias's own grid."""
+    model = copied(graph)
+    constants = {t.name: t for t in model.graph.initializer}
+    producers = {n.output[0]: n for n in model.graph.node}
+    for node in model.graph.node:
+        if node.name not in shifts or len(node.input) < 3:
+            continue
+        dequantize = producers[node.input[2]]
+        integers, scale, zero = dequantize_operands(dequantize, constants)
+        corrected = np.round(((integers - zero) * scale - shifts[node.name]) / scale + zero)
+        stored = constants[dequantize.input[0]]
+        stored.CopyFrom(numpy_helper.from_array(corrected.astype(numpy_helper.to_array(stored).dtype), stored.name))
+    return model
+
+
+def block_of(initializer: str) -> str:
+    match = re.match(r"model\.(backbone\.\d+|[a-z_]+)", initializer)
+    return match.group(1) if match else "other"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("float_graph", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    setup = trial(args.bundle)
+    floats = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(args.float_graph)).graph.initializer}
+    stored = [t.name for t in setup.graph.graph.initializer if t.name.endswith("_quantized")]
+    missing = [name for name in stored if name.removesuffix("_quantized") not in floats]
+    if missing:
+        raise SystemExit(f"error: {args.float_graph} lacks {len(missing)} weights of the bundle (e.g. {missing[0]}); "
+                         "pass the graph its own export quantized")
+    saturated = clipped_activations(setup.graph, widen=False)
+    weights_only = clipped_activations(setup.graph, widen=True)
+
+    def is_conv(op: str) -> bool:
+        return op == "Conv"
+
+    variants = {
+        "INT8 as built": setup.graph,
+        "weights + saturation (activations not rounded)": saturated,
+        "weights only (activations neither rounded nor saturated)": weights_only,
+        "weights only, conv biases float": with_float_weights(
+            weights_only, floats, lambda name, op: is_conv(op) and name.endswith("bias_quantized")),
+        "weights only, conv weights float": with_float_weights(
+            weights_only, floats, lambda name, op: is_conv(op) and not name.endswith("bias_quantized")),
+        "weights only, conv weights on MSE scales": with_float_weights(
+            weights_only, floats, lambda name, op: is_conv(op) and not name.endswith("bias_quantized"), mse_rounded),
+        "INT8, conv weights on MSE scales": with_float_weights(
+            setup.graph, floats, lambda name, op: is_conv(op) and not name.endswith("bias_quantized"), mse_rounded),
+    }
+    photos = [setup.spec.pixels(load_image(calibration.image_file(row))) for row in setup.split.calibration]
+    shifts = conv_output_shifts(setup.graph, floats, photos)
+    variants["weights only, bias-corrected"] = bias_corrected(weights_only, shifts)
+    variants["INT8, bias-corrected"] = bias_corrected(setup.graph, shifts)
+    for block in sorted({block_of(name) for name in stored if name.startswith("model.backbone.")},
+                        key=lambda b: int(b.split(".")[1])):
+        variants[f"weights only, {block} float"] = with_float_weights(
+            weights_only, floats, lambda name, op, block=block: block_of(name) == block)
+    networks = {name: QDQNetwork(graph).eval() for name, graph in variants.items()}
+    scores: dict[str, list[float]] = {name: [] for name in networks}
+    reference = []
+    with torch.no_grad():
+        for row in setup.split.validation:
+            pixels = setup.spec.pixels(load_image(calibration.image_file(row)))
+            for name, network in networks.items():
+                scores[name].append(float(network(torch.from_numpy(pixels))[0].reshape(-1).mean()))
+            reference.append(float(setup.teacher(torch.from_numpy(setup.spec.normalize_pixels(pixels))).mean()))
+    reference_mos = np.array(reference) * setup.scale
+    rows = {}
+    for name, values in scores.items():
+        error = np.abs(np.array(values) * setup.scale - reference_mos)
+        rows[name] = {"mean": round(float(error.mean()), 3), "p99": round(float(np.percentile(error, 99)), 3),
+                      "max": round(float(error.max()), 3)}
+    print_json_report({"bundle": str(args.bundle), "photos": len(reference), "rows": rows,
+                       "command": "python scripts/experiments/ort_int8_p99/error_sources.py QDQ_BUNDLE FLOAT_GRAPH"},
+                      args.json)
+
+
+if __name__ == "__main__":
+    main()
