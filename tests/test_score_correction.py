@@ -107,7 +107,10 @@ def test_export_fits_on_calibration_photos_and_corrects_every_candidate(tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     record = manifest["calibration"]["score_correction"]
     assert record["photos"] == manifest["calibration"]["samples"] == 8 and record["applied"] and record["slope"] > 0
-    assert record["mean_abs_diff_after"] <= record["mean_abs_diff_before"]
+    # Least squares lowers the squared difference on the photos it was fitted on (checked below on the
+    # bundle's own scores); the mean |difference| it records may move either way once the INT8 scores are
+    # nearly unbiased (bias correction), so only that it stays about where it was.
+    assert record["mean_abs_diff_after"] <= record["mean_abs_diff_before"] * 1.05
     # full INT8, one candidate per searched block, at least one give-back try, the final build
     assert len(fitted) >= 1 + 2 + 1 and any("candidates" in str(path) for path in fitted)
     assert manifest["target"]["quantization"]["score_correction"] == "affine"
@@ -115,7 +118,10 @@ def test_export_fits_on_calibration_photos_and_corrects_every_candidate(tmp_path
     assert [row.original_name for row in rows] == manifest["calibration"]["calibration_files"]
     photos = calibration.prepare_images(rows, dev_spec())
     reference = raw_scores(reference_scorer(dev_model(), dev_spec(), ("image",)), photos)
-    again = score_correction.fit(raw_scores(load_staged(out), photos), reference)
+    corrected = raw_scores(load_staged(out), photos)
+    as_built = (corrected - record["intercept"]) / record["slope"]
+    assert np.mean((corrected - reference) ** 2) <= np.mean((as_built - reference) ** 2) * (1 + 1e-9)
+    again = score_correction.fit(corrected, reference)
     assert again.slope == pytest.approx(1.0, abs=1e-4) and again.intercept == pytest.approx(0.0, abs=1e-4)
     nodes = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node][-2:]
     assert nodes == ["Mul", "Add"]
