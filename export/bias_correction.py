@@ -73,9 +73,10 @@ def tensor_reader(model: onnx.ModelProto, names: list[str]) -> Callable[[dict[st
 
 def float_window_means(float_model: Path, conv_names: list[str], feeds: FeedFactory, cache: Path
                        ) -> dict[str, np.ndarray]:
-    """:func:`window_means` of each named Conv of the float graph over every calibration feed (one ONNX
-    Runtime pass with the convolutions' inputs as extra outputs), cached in ``cache`` (keyed by the graph,
-    the convolutions and the feeds' inputs, so the mixed-precision search's candidates reuse it)."""
+    """:func:`window_means` of each named Conv of the float graph over every calibration feed (one pass of
+    :func:`tensor_reader` reading the convolutions' inputs), cached in ``cache`` (keyed by the graph, the
+    convolutions and the feeds' inputs, so the mixed-precision search's candidates reuse it). Convolutions
+    the float graph does not have are left out."""
     model = onnx.load(str(float_model))
     convs = {n.name: n for n in model.graph.node if n.op_type == "Conv" and n.name in set(conv_names)}
     kernels = {name: tuple(numpy_helper.to_array(init).shape[2:]) for name, node in convs.items()
@@ -127,6 +128,7 @@ def correct_conv_biases(qdq_path: Path, float_model: Path, feeds: FeedFactory, c
     if not targets:
         return {"method": "fast", "convolutions": 0}
     means = float_window_means(float_model, [node.name for node, _, _ in targets], feeds, cache)
+    targets = [target for target in targets if target[0].name in means]
     largest = 0.0
     for node, weight, bias in targets:
         integers, scale, zero = dequantize_operands(weight, constants)
