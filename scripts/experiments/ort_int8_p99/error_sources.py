@@ -10,7 +10,10 @@ source of error taken out at a time:
 - then, from "weights only", groups of weights put back to their float values (from FLOAT_GRAPH, the graph
   `quantize_static` quantized: equalized, pre-processed): conv biases, conv weights, each block's weights;
 - "MSE weight scales": the conv weights re-rounded per output channel on the grid whose scale minimises the
-  squared rounding error (instead of ONNX Runtime's largest |weight| / 127), alone and in the full INT8 graph.
+  squared rounding error (instead of ONNX Runtime's largest |weight| / 127), alone and in the full INT8 graph;
+- "bias-corrected": each INT8 convolution's bias corrected for the mean shift of its rounded weights on the
+  calibration photos (what export/bias_correction.py ships), on "weights only", on the INT8 graph, and on the
+  INT8 graph with its activations not rounded (saturated only).
 
     python scripts/experiments/ort_int8_p99/error_sources.py QDQ_BUNDLE FLOAT_GRAPH [--json OUT]
 
@@ -228,6 +231,9 @@ def main() -> None:
     shifts = conv_output_shifts(setup.graph, floats, photos)
     variants["weights only, bias-corrected"] = bias_corrected(weights_only, shifts)
     variants["INT8, bias-corrected"] = bias_corrected(setup.graph, shifts)
+    # What is left after the correction: the activations' rounding, then their saturation.
+    variants["INT8, bias-corrected, activations not rounded"] = clipped_activations(
+        variants["INT8, bias-corrected"], widen=False)
     for block in sorted({block_of(name) for name in stored if name.startswith("model.backbone.")},
                         key=lambda b: int(b.split(".")[1])):
         variants[f"weights only, {block} float"] = with_float_weights(
