@@ -20,7 +20,6 @@ grid (input scale x weight scale): the graph's structure and kernels are unchang
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,48 +70,39 @@ def tensor_reader(model: onnx.ModelProto, names: list[str]) -> Callable[[dict[st
     return lambda feed: dict(zip(names, session.run(names, feed), strict=True))
 
 
-def float_window_means(float_model: Path, conv_names: list[str], feeds: FeedFactory, cache: Path
-                       ) -> dict[str, np.ndarray]:
-    """:func:`window_means` of each named Conv of the float graph over every calibration feed (one pass of
-    :func:`tensor_reader` reading the convolutions' inputs), cached in ``cache`` (keyed by the graph, the
-    convolutions and the feeds' inputs, so the mixed-precision search's candidates reuse it). Convolutions
-    the float graph does not have are left out."""
-    model = onnx.load(str(float_model))
-    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv" and n.name in set(conv_names)}
-    kernels = {name: tuple(numpy_helper.to_array(init).shape[2:]) for name, node in convs.items()
-               for init in model.graph.initializer if init.name == node.input[1]}
-    feed_list = list(feeds())
-    digest = hashlib.sha256(float_model.read_bytes())
-    for name in sorted(convs):
-        digest.update(name.encode())
-    for feed in feed_list:
-        for key in sorted(feed):
-            digest.update(key.encode() + np.ascontiguousarray(feed[key]).tobytes())
-    path = cache / f"bias_correction_means_{digest.hexdigest()[:16]}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            names = [str(n) for n in stored[_NAMES_KEY]]
-            return {name: stored[f"m{i}"] for i, name in enumerate(names)}
-    read = tensor_reader(model, sorted({n.input[0] for n in convs.values()}))
+def float_window_means(float_model: onnx.ModelProto, feeds: FeedFactory, cache: Path) -> dict[str, np.ndarray]:
+    """:func:`window_means` of every Conv of the float graph (by node name) over every calibration feed (one
+    pass of :func:`tensor_reader` reading the convolutions' inputs). Kept in the file ``cache``, which the
+    caller names after the graph and the calibration photos, so that every INT8 build of the same graph on
+    the same photos (the mixed-precision search's candidates, whatever they keep in float) reads it back."""
+    if cache.is_file():
+        with np.load(cache) as stored:
+            return {str(name): stored[f"m{i}"] for i, name in enumerate(stored[_NAMES_KEY])}
+    initializers = {t.name: t for t in float_model.graph.initializer}
+    convs = {n.name: n for n in float_model.graph.node if n.op_type == "Conv" and n.input[1] in initializers}
+    read = tensor_reader(float_model, sorted({n.input[0] for n in convs.values()}))
     sums: dict[str, np.ndarray] = {}
-    for feed in feed_list:
+    crops = 0
+    for feed in feeds():
         values = read(feed)
         for name, node in convs.items():
             x = values[node.input[0]]
-            part = window_means(x, node, kernels[name]) * len(x)
+            part = window_means(x, node, tuple(initializers[node.input[1]].dims[2:])) * len(x)
             sums[name] = sums[name] + part if name in sums else part
-    crops = sum(len(next(iter(feed.values()))) for feed in feed_list)
+        crops += len(next(iter(feed.values())))
     means = {name: total / crops for name, total in sums.items()}
     names = sorted(means)
-    np.savez(path, **{_NAMES_KEY: np.array(names)}, **{f"m{i}": means[n] for i, n in enumerate(names)})
+    np.savez(cache, **{_NAMES_KEY: np.array(names)}, **{f"m{i}": means[n] for i, n in enumerate(names)})
     return means
 
 
-def correct_conv_biases(qdq_path: Path, float_model: Path, feeds: FeedFactory, cache: Path) -> dict[str, Any]:
-    """Rewrite ``qdq_path`` (ONNX Runtime's Q/DQ graph of ``float_model``) with each INT8 convolution's INT32
-    bias corrected for its rounded weights; returns the manifest's record of it."""
+def correct_conv_biases(qdq_path: Path, float_path: Path, feeds: FeedFactory, cache: Path) -> dict[str, Any]:
+    """Rewrite ``qdq_path`` (ONNX Runtime's Q/DQ graph of the float graph ``float_path``) with each INT8
+    convolution's INT32 bias corrected for its rounded weights; returns the manifest's record of it.
+    ``cache``: the file of the float graph's window means (:func:`float_window_means`)."""
     model = onnx.load(str(qdq_path))
-    floats = {t.name: t for t in onnx.load(str(float_model)).graph.initializer}
+    float_model = onnx.load(str(float_path))
+    floats = {t.name: t for t in float_model.graph.initializer}
     constants = {t.name: t for t in model.graph.initializer}
     producers = {n.output[0]: n for n in model.graph.node}
     targets = []
@@ -127,7 +117,7 @@ def correct_conv_biases(qdq_path: Path, float_model: Path, feeds: FeedFactory, c
         targets.append((node, weight, bias))
     if not targets:
         return {"method": "fast", "convolutions": 0}
-    means = float_window_means(float_model, [node.name for node, _, _ in targets], feeds, cache)
+    means = float_window_means(float_model, feeds, cache)
     targets = [target for target in targets if target[0].name in means]
     largest = 0.0
     for node, weight, bias in targets:
@@ -141,9 +131,9 @@ def correct_conv_biases(qdq_path: Path, float_model: Path, feeds: FeedFactory, c
         stored = constants[bias.input[0]]
         bias_integers, bias_scale, _ = dequantize_operands(bias, constants)
         corrected = np.round(bias_integers - shift / bias_scale)  # b' = (q - z) s - shift: q' = q - shift / s
-        info = np.iinfo(numpy_helper.to_array(stored).dtype)
-        stored.CopyFrom(numpy_helper.from_array(
-            np.clip(corrected, info.min, info.max).astype(numpy_helper.to_array(stored).dtype), stored.name))
+        dtype = numpy_helper.to_array(stored).dtype
+        info = np.iinfo(dtype)
+        stored.CopyFrom(numpy_helper.from_array(np.clip(corrected, info.min, info.max).astype(dtype), stored.name))
         largest = max(largest, float(np.abs(shift).max()))
     onnx.save(model, str(qdq_path))
     return {"method": "fast", "convolutions": len(targets), "largest_shift": round(largest, 6)}

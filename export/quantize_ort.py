@@ -188,8 +188,8 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
     by_pattern = nodes_matching(onnx.load(str(src)), spec.keep_fp)
     kept = [name for name in dict.fromkeys([*by_pattern, *exclude_nodes]) if name in prepared_names]
     # Named after everything that decides the ranges: the graph and which photos calibrate how.
-    cache = work_dir / (f"ort_calibration_{key}_{spec.method}_{spec.calibration_samples}_"
-                        f"{spec.calibration_selection}_{spec.seed}.json")
+    photos = f"{spec.calibration_samples}_{spec.calibration_selection}_{spec.seed}"  # which photos, how drawn
+    cache = work_dir / f"ort_calibration_{key}_{spec.method}_{photos}.json"
     reader = type("CalibrationReader", (_Reader, CalibrationDataReader), {})(feeds)
     root_logger = logging.getLogger()
     level = root_logger.level
@@ -203,7 +203,10 @@ def quantize_int8(src: Path, dst: Path, target: TargetProfile, feeds: FeedFactor
         raise ExportError(f"ONNX Runtime INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
     finally:
         root_logger.setLevel(level)
-    corrected = (correct_conv_biases(dst, prepared, feeds, work_dir) if spec.bias_correction == "fast"
+    # The float graph's window means depend on the graph and the calibration photos only: one file for every
+    # candidate of the mixed-precision search, named as the calibration ranges are.
+    means = work_dir / f"bias_correction_means_{key}_{photos}.npz"
+    corrected = (correct_conv_biases(dst, prepared, feeds, means) if spec.bias_correction == "fast"
                  else {"method": "none"})
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "per_channel": True,
             "activations": "uint8", "weights": "int8", "method": spec.method, "preprocessed": preprocessed,

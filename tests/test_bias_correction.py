@@ -161,3 +161,22 @@ def test_bias_correction_key_per_runtime(tmp_path) -> None:
         kwargs, record = nncf_settings(spec, attention=True)
         assert kwargs["advanced_parameters"].disable_bias_correction is disabled
         assert kwargs["fast_bias_correction"] is fast and record["bias_correction"] == mode
+
+
+def test_candidates_of_the_search_reuse_the_window_means(builds) -> None:
+    """The mixed-precision search's candidates (other nodes kept in float) read the float graph's window means
+    back from the export's work folder instead of running the float graph again, and correct the rest."""
+    fast, record, work = builds["fast"]
+    (means,) = work.glob("bias_correction_means_*.npz")
+    written = means.stat().st_mtime_ns
+    graph = onnx.load(str(fast)).graph
+    producers = {n.output[0]: n.op_type for n in graph.node}
+    kept = next(n.name for n in graph.node if n.op_type == "Conv" and producers.get(n.input[1]) == "DequantizeLinear")
+    folder = work / "candidate"
+    folder.mkdir()
+    candidate = quantize_ort.build(exported("onnx_attention").path, folder, "int8", _profile("fast"), _feeds, work,
+                                   exclude_nodes=[kept])
+    assert [p.name for p in work.glob("bias_correction_means_*.npz")] == [means.name]
+    assert means.stat().st_mtime_ns == written
+    corrected = candidate["quantization"]["bias_correction"]["convolutions"]
+    assert corrected == record["quantization"]["bias_correction"]["convolutions"] - 1
