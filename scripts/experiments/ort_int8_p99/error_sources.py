@@ -11,9 +11,9 @@ source of error taken out at a time:
   `quantize_static` quantized: equalized, pre-processed): conv biases, conv weights, each block's weights;
 - "MSE weight scales": the conv weights re-rounded per output channel on the grid whose scale minimises the
   squared rounding error (instead of ONNX Runtime's largest |weight| / 127), alone and in the full INT8 graph;
-- "bias-corrected": each INT8 convolution's bias corrected for the mean shift of its rounded weights on the
-  calibration photos (what export/bias_correction.py ships), on "weights only", on the INT8 graph, and on the
-  INT8 graph with its activations not rounded (saturated only).
+- "bias-corrected": the export's own bias correction (export/bias_correction.py: each INT8 convolution's bias
+  corrected for the mean shift of its rounded weights on the calibration photos), on "weights only", on the
+  INT8 graph, and on the INT8 graph with its activations not rounded (saturated only).
 
     python scripts/experiments/ort_int8_p99/error_sources.py QDQ_BUNDLE FLOAT_GRAPH [--json OUT]
 
@@ -28,6 +28,7 @@ import argparse
 import collections
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +43,10 @@ from distillation_setup import trial  # noqa: E402
 from edge_iqa.bench.report import print_json_report  # noqa: E402
 from edge_iqa.data.imageio import load_image  # noqa: E402
 from edge_iqa.export import calibration  # noqa: E402
-from edge_iqa.export.qdq_network import _OPS, QDQNetwork, dequantize_operands  # noqa: E402
+from edge_iqa.export.bias_correction import correct_conv_biases  # noqa: E402
+from edge_iqa.export.qdq_network import QDQNetwork  # noqa: E402
+from edge_iqa.export.targets import load_target  # noqa: E402
+from edge_iqa.models import get_model_info  # noqa: E402
 
 UINT8_TOP = 255
 INT8_TOP = 127
@@ -134,59 +138,17 @@ def mse_rounded(weight: np.ndarray) -> np.ndarray:
     return best
 
 
-def conv_output_shifts(graph: onnx.ModelProto, floats: dict[str, np.ndarray], photos: list[np.ndarray]
-                       ) -> dict[str, np.ndarray]:
-    """Per Conv node of ``graph`` (by name), the mean over ``photos`` (crops' pixels) and positions of what its
-    INT8 weights add to each output channel: conv(x, W_int8 - W_float) with x the float network's input to it
-    (the float network: activations neither rounded nor saturated, every weight float). What empirical bias
-    correction (Nagel et al. 2019; NNCF's FastBiasCorrection) subtracts from the bias."""
-    constants = {t.name: t for t in graph.graph.initializer}
-    producers = {n.output[0]: n for n in graph.graph.node}
-    deltas = {}
-    for node in graph.graph.node:
-        dequantize = producers.get(node.input[1]) if node.op_type == "Conv" else None
-        if dequantize is not None and dequantize.op_type == "DequantizeLinear" and dequantize.input[0] in constants:
-            integers, scale, zero = dequantize_operands(dequantize, constants)
-            rounded = (integers - zero) * scale
-            deltas[node.name] = torch.from_numpy(rounded - floats[dequantize.input[0].removesuffix("_quantized")])
-    float_graph = with_float_weights(clipped_activations(graph, widen=True), floats, lambda name, op: True)
-    network = QDQNetwork(float_graph).eval()
-    convs = {n.name: n for n in float_graph.graph.node if n.name in deltas}
-    sums = {name: torch.zeros(len(delta)) for name, delta in deltas.items()}
-    with torch.no_grad():
-        for pixels in photos:
-            env = run_keeping(network, torch.from_numpy(pixels))
-            for name, node in convs.items():
-                attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-                shift = _OPS["Conv"](attributes, env[node.input[0]], deltas[name].float())
-                sums[name] += shift.mean(dim=(0, 2, 3))
-    return {name: (total / len(photos)).numpy() for name, total in sums.items()}
-
-
-def run_keeping(network: QDQNetwork, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every tensor of one forward pass (QDQNetwork.forward, keeping them all)."""
-    env = {network._inputs[0]: rows}
-    for op, attributes, inputs, output in network._steps:
-        env[output] = op(attributes, *[None if not name else env[name] if name in env else
-                                       network._value(name) if name in network._parameter else
-                                       network._constants[name] for name in inputs])
-    return env
-
-
-def bias_corrected(graph: onnx.ModelProto, shifts: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """Each Conv's INT32 bias minus its output shift, rounded on the bias's own grid."""
-    model = copied(graph)
-    constants = {t.name: t for t in model.graph.initializer}
-    producers = {n.output[0]: n for n in model.graph.node}
-    for node in model.graph.node:
-        if node.name not in shifts or len(node.input) < 3:
-            continue
-        dequantize = producers[node.input[2]]
-        integers, scale, zero = dequantize_operands(dequantize, constants)
-        corrected = np.round(((integers - zero) * scale - shifts[node.name]) / scale + zero)
-        stored = constants[dequantize.input[0]]
-        stored.CopyFrom(numpy_helper.from_array(corrected.astype(numpy_helper.to_array(stored).dtype), stored.name))
-    return model
+def bias_corrected(graph: onnx.ModelProto, float_graph: Path, work: Path) -> onnx.ModelProto:
+    """``graph`` with the export's own bias correction (:func:`edge_iqa.export.bias_correction.correct_conv_biases`,
+    on the calibration photos of the `onnxruntime` profile; the window means cached in ``work``)."""
+    path = work / "corrected.onnx"
+    onnx.save(graph, str(path))
+    pixels = graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    rows = calibration.profile_split(load_target("onnxruntime")).calibration
+    spec = get_model_info("edge_hybrid_n").preprocess
+    correct_conv_biases(path, float_graph, lambda: calibration.iter_calibration_feeds(rows, spec, ("image",), pixels),
+                        work / "window_means.npz")
+    return onnx.load(str(path))
 
 
 def block_of(initializer: str) -> str:
@@ -227,10 +189,9 @@ def main() -> None:
         "INT8, conv weights on MSE scales": with_float_weights(
             setup.graph, floats, lambda name, op: is_conv(op) and not name.endswith("bias_quantized"), mse_rounded),
     }
-    photos = [setup.spec.pixels(load_image(calibration.image_file(row))) for row in setup.split.calibration]
-    shifts = conv_output_shifts(setup.graph, floats, photos)
-    variants["weights only, bias-corrected"] = bias_corrected(weights_only, shifts)
-    variants["INT8, bias-corrected"] = bias_corrected(setup.graph, shifts)
+    with tempfile.TemporaryDirectory() as work:
+        variants["weights only, bias-corrected"] = bias_corrected(weights_only, args.float_graph, Path(work))
+        variants["INT8, bias-corrected"] = bias_corrected(setup.graph, args.float_graph, Path(work))
     # What is left after the correction: the activations' rounding, then their saturation.
     variants["INT8, bias-corrected, activations not rounded"] = clipped_activations(
         variants["INT8, bias-corrected"], widen=False)
