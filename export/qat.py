@@ -25,9 +25,10 @@ OpenVINO (the backend registry's ``fine_tunes = "pytorch"``):
 
 ONNX Runtime (``fine_tunes = "graph"``): ONNX Runtime's own post-training Q/DQ graph is the
 network trained, run in PyTorch node by node (:class:`edge_iqa.export.qdq_network.QDQNetwork`), so
-its quantizers stay where ONNX Runtime put them, with its scales; step 2 trains its INT8 weights
-and INT32 biases on their grid, and the graph is written back with the same nodes (ONNX Runtime
-fuses and runs it as before).
+its quantizers stay where ONNX Runtime put them, with its scales (``qat_activation_scales =
+"trained"``: the activations' scales train too); step 2 trains its INT8 weights and INT32 biases on
+their grid, and the graph is written back with the same nodes (ONNX Runtime fuses and runs it as
+before).
 
 The FP32 reference of every gate and report stays the model as given, so the figures measure
 what the fine-tuning buys against the network users asked for.
@@ -193,7 +194,8 @@ def fine_tune_graph(qdq_model: Path, base_record: dict[str, Any], teacher: nn.Mo
     """ONNX Runtime: the INT8 Q/DQ graph of the post-training build (``qdq_model``; ``base_record``, its
     manifest record) trained against ``teacher``'s scores as :func:`fine_tune` trains NNCF's network.
     The graph runs in PyTorch with ONNX's semantics (:class:`~edge_iqa.export.qdq_network.QDQNetwork`):
-    the quantizers ONNX Runtime calibrated stay where and what they are, the INT8 weights and INT32
+    the quantizers ONNX Runtime calibrated stay where they are (with their scales, unless
+    ``qat_activation_scales = "trained"``), the INT8 weights and INT32
     biases train on their own grid, and the trained graph keeps the structure ONNX Runtime fuses into
     integer kernels (same speed). ``FineTuned.model`` is the trained ``onnx.ModelProto``."""
     import onnx
@@ -204,7 +206,7 @@ def fine_tune_graph(qdq_model: Path, base_record: dict[str, Any], teacher: nn.Mo
         raise ExportError(f"quantization-aware fine-tuning: {reason}; set [quantization] qat_steps = 0")
     started = time.perf_counter()
     graph = onnx.load(str(qdq_model))
-    network = QDQNetwork(graph).eval()
+    network = QDQNetwork(graph, train_scales=target.quantization.qat_activation_scales == "trained").eval()
     teacher = ScoreWrapper(teacher, input_names).eval()
 
     def student(batch: torch.Tensor) -> torch.Tensor:
@@ -213,8 +215,10 @@ def fine_tune_graph(qdq_model: Path, base_record: dict[str, Any], teacher: nn.Mo
     losses = _distil(student, list(network.parameters()), teacher, spec, photos, target.quantization, out_scale,
                      pixel_input=pixel_input, extra_photos=extra_photos)
     network.write_weights(graph)
+    aware = _aware_record(target.quantization, photos, losses, started, extra_photos)
+    aware["activation_scales"] = network.scale_record()
     record = {**base_record, "tool": f"{base_record['tool']} + distillation of the Q/DQ graph against the FP32 model",
-              "quantization_aware": _aware_record(target.quantization, photos, losses, started, extra_photos)}
+              "quantization_aware": aware}
     return FineTuned(graph, record)
 
 

@@ -3,14 +3,19 @@ their integer grid: what :func:`edge_iqa.export.qat.fine_tune_graph` trains.
 
 The graph is executed node by node with the ONNX operators' own semantics, so the network that is
 trained is the one ONNX Runtime runs: the same quantizers at the same places with the same scales
-and zero points, which stay fixed. What trains:
+and zero points (the scales fixed unless ``train_scales``). What trains:
 
 - every integer initializer read only by ``DequantizeLinear`` (the INT8 weights, the INT32 biases):
   held as its dequantized float value and rounded back to its own grid (scale, zero point, integer
   range) in every forward pass, with a straight-through gradient;
 - the float weights and biases of the nodes kept in floating point (Conv, Gemm, MatMul,
-  LayerNormalization, Add operands); never the pixel front's constants (Sub / Div), the
-  quantizers' scales or shape tensors.
+  LayerNormalization, Add operands); never the pixel front's constants (Sub / Div) or shape tensors;
+- with ``train_scales`` only, the activations' scales (each shared by a QuantizeLinear and its
+  DequantizeLinears), as LSQ trains them: the straight-through rounding gives each scale the gradient
+  ``round(x / s) - x / s`` inside the range and the range's end outside it. Zero points stay.
+  ONNX Runtime's fused kernels read an INT32 bias as quantized with the input's scale times the
+  weight's, so :meth:`QDQNetwork.write_weights` re-expresses those biases on their new grid.
+  Without it the quantizers' scales stay as calibrated.
 
 ``QuantizeLinear`` rounds with a straight-through gradient as well (half to even, as ONNX does),
 so an activation's rounding is seen in the forward pass and passed through in the backward one.
@@ -34,6 +39,10 @@ from edge_iqa.errors import ExportError
 #: Integer ranges of the quantized types ONNX Runtime's quantizer writes.
 INTEGER_RANGE = {onnx.TensorProto.INT8: (-128, 127), onnx.TensorProto.UINT8: (0, 255),
                  onnx.TensorProto.INT32: (-(2**31), 2**31 - 1)}
+#: With ``train_scales``, an activation scale is ``start * exp(SCALE_STEP * t)`` with ``t`` trained: Adam
+#: moves ``t`` by about the learning rate per step, so the scales move SCALE_STEP times as far (relatively)
+#: as the weights do.
+SCALE_STEP = 100.0
 #: Ops whose float operands (initializers) train: the weights and biases of what stays in float.
 TRAINABLE_FLOAT_USERS = frozenset({"Conv", "Gemm", "MatMul", "LayerNormalization", "Add"})
 
@@ -69,9 +78,10 @@ def dequantize_operands(dequantize: onnx.NodeProto, initializers: dict[str, onnx
 
 
 class QDQNetwork(torch.nn.Module):
-    """``model`` (a Q/DQ ONNX graph) as a module; ``forward(*inputs)`` returns the graph's outputs."""
+    """``model`` (a Q/DQ ONNX graph) as a module; ``forward(*inputs)`` returns the graph's outputs.
+    ``train_scales``: the activations' scales are parameters too (``log_scales``; see the module doc)."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, train_scales: bool = False) -> None:
         super().__init__()
         graph = model.graph
         unknown = sorted({n.op_type for n in graph.node
@@ -88,13 +98,19 @@ class QDQNetwork(torch.nn.Module):
             for slot, name in enumerate(node.input):
                 readers.setdefault(name, []).append((node, slot))
         self.weights = torch.nn.ParameterDict()
+        self.log_scales = torch.nn.ParameterDict()
         self._parameter: dict[str, str] = {}  # initializer -> key in ``weights``
         self._grid: dict[str, tuple[torch.Tensor, torch.Tensor, int, int]] = {}  # scale, zero point, low, high
         self._constants: dict[str, torch.Tensor] = {}
+        self._scales: dict[str, tuple[torch.Tensor, str]] = {}  # activation scale -> (its start, key)
         for name, tensor in initializers.items():
             value = numpy_helper.to_array(tensor)
             users = readers.get(name, [])
-            if tensor.data_type in INTEGER_RANGE and users and all(
+            if train_scales and value.dtype == np.float32 and value.size == 1 and _is_activation_scale(users):
+                key = f"s{len(self.log_scales)}"
+                self.log_scales[key] = torch.nn.Parameter(torch.zeros(()))
+                self._scales[name] = (torch.from_numpy(value.copy()).reshape(()), key)
+            elif tensor.data_type in INTEGER_RANGE and users and all(
                     n.op_type == "DequantizeLinear" and slot == 0 for n, slot in users):
                 integers, scale, zero = map(torch.from_numpy, dequantize_operands(users[0][0], initializers))
                 self._add(name, (integers - zero) * scale)
@@ -112,7 +128,19 @@ class QDQNetwork(torch.nn.Module):
         self.weights[key] = torch.nn.Parameter(value)
         self._parameter[name] = key
 
+    def scale_record(self) -> dict[str, Any]:
+        """The manifest's account of the activation scales: fixed, or trained and how far they moved."""
+        if not self._scales:
+            return {"mode": "fixed"}
+        with torch.no_grad():
+            ratios = np.array([float(torch.exp(SCALE_STEP * self.log_scales[key])) for _, key in self._scales.values()])
+        return {"mode": "trained", "scales": len(ratios), "smallest_ratio": round(float(ratios.min()), 4),
+                "largest_ratio": round(float(ratios.max()), 4)}
+
     def _value(self, name: str) -> torch.Tensor:
+        if name in self._scales:
+            start, key = self._scales[name]
+            return (start * torch.exp(SCALE_STEP * self.log_scales[key])).reshape(start.shape)
         weight = self.weights[self._parameter[name]]
         if name not in self._grid:
             return weight
@@ -122,11 +150,40 @@ class QDQNetwork(torch.nn.Module):
     def write_weights(self, model: onnx.ModelProto) -> None:
         """The trained values into ``model``'s initializers, in place (integers as their own type)."""
         with torch.no_grad():
+            values = {name: self._value(name).numpy() for name in [*self._parameter, *self._scales]}
+            values.update(self._rescaled_biases(model))
             for tensor in model.graph.initializer:
-                if tensor.name in self._parameter:
+                if tensor.name in values:
                     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-                    tensor.CopyFrom(numpy_helper.from_array(self._value(tensor.name).numpy().astype(dtype),
-                                                            tensor.name))
+                    shaped = values[tensor.name].reshape(tuple(tensor.dims)).astype(dtype)
+                    tensor.CopyFrom(numpy_helper.from_array(shaped, tensor.name))
+
+    def _rescaled_biases(self, model: onnx.ModelProto) -> dict[str, np.ndarray]:
+        """The INT32 biases of the integer kernels whose input scale was trained, on their new grid.
+        ONNX Runtime's fused kernels (QLinearConv, ...) read an INT32 bias as quantized with the input's
+        scale times the weight's: the bias keeps its trained float value, re-expressed on that grid."""
+        if not self._scales:
+            return {}
+        producer = {node.output[0]: node for node in model.graph.node}
+        initializers = {t.name: t for t in model.graph.initializer}
+        rescaled: dict[str, np.ndarray] = {}
+        for node in model.graph.node:
+            dequantized = [producer.get(name) for name in node.input[:3]]
+            if len(dequantized) < 3 or any(d is None or d.op_type != "DequantizeLinear" for d in dequantized):
+                continue
+            activation, weight, bias = dequantized
+            if bias.input[0] not in self._grid or activation.input[1] not in self._scales:
+                continue
+            value = self._value(bias.input[0])
+            old_scale, zero, low, high = self._grid[bias.input[0]]
+            # In float64: an INT32 bias runs to tens of thousands of steps, past float32's exact rounding.
+            float_bias = (value.double() - zero.double()) * old_scale.double()
+            weight_scale = numpy_helper.to_array(initializers[weight.input[1]])
+            scale = (self._value(activation.input[1]).numpy() * weight_scale).astype(np.float32).reshape(-1)
+            rescaled[bias.input[0]] = np.clip(np.rint(float_bias.numpy().reshape(-1) / scale.astype(np.float64)),
+                                              low, high)
+            rescaled[bias.input[1]] = scale
+        return rescaled
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         env: dict[str, torch.Tensor] = dict(zip(self._inputs, inputs, strict=True))
@@ -136,11 +193,17 @@ class QDQNetwork(torch.nn.Module):
                 return None
             if name in env:
                 return env[name]
-            return self._value(name) if name in self._parameter else self._constants[name]
+            return self._value(name) if name in self._parameter or name in self._scales else self._constants[name]
 
         for op, attributes, names, output in self._steps:
             env[output] = op(attributes, *[read(name) for name in names])
         return tuple(env[name] for name in self._outputs)
+
+
+def _is_activation_scale(users: list[tuple[onnx.NodeProto, int]]) -> bool:
+    """An initializer that is the scale of a QuantizeLinear and its DequantizeLinear (an activation's)."""
+    return (any(n.op_type == "QuantizeLinear" for n, _ in users)
+            and all(n.op_type in ("QuantizeLinear", "DequantizeLinear") and slot == 1 for n, slot in users))
 
 
 def _attributes(node: onnx.NodeProto) -> dict[str, Any]:

@@ -42,7 +42,7 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
                "channel_alignment", "activation_equalization", "score_correction", "qat_steps",
-               "qat_learning_rate", "qat_distorted_share"}
+               "qat_learning_rate", "qat_distorted_share", "qat_activation_scales"}
 # Bias correction after INT8 (the mean shift rounded weights give each output channel, taken out of its bias):
 # NNCF's fast or full one for OpenVINO; for ONNX Runtime the fast, empirical one (export/bias_correction.py).
 BIAS_CORRECTIONS = ("none", "fast", "full")
@@ -56,6 +56,8 @@ OVERFLOW_FIXES = ("first_layer", "enable", "disable")
 # "affine": the INT8 artifact's output gets the least-squares fit of the FP32 scores on the calibration
 # photos appended (export/score_correction.py); ONNX Runtime and OpenVINO artifacts only.
 SCORE_CORRECTIONS = ("none", "affine")
+#: ONNX Runtime's fine-tuning: the activations' quantization scales kept as calibrated, or trained too.
+QAT_ACTIVATION_SCALES = ("fixed", "trained")
 _NNCF_ONLY = ("smooth_quant_alpha", "model_type", "overflow_fix", "channel_alignment")
 _TENSORRT_KEYS = {"version", "workspace_mib", "opt_batch", "dla_core", "cuda_python"}
 _PARITY_KEYS = {"images", "atol", "min_rank_agreement", "accuracy_images"}
@@ -107,6 +109,9 @@ class QuantizationSpec:
     # ``edge_iqa.data.distortions`` at level 1-5) before the model sees them: photos of every quality,
     # made from the calibration photos, for the INT8 network to match the FP32 one on. 0 = none.
     qat_distorted_share: float = 0.0
+    # ONNX Runtime: "trained" fine-tunes the activations' quantization scales with the weights (LSQ's
+    # gradient; ``edge_iqa.export.qdq_network``), "fixed" keeps the calibrated ones.
+    qat_activation_scales: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -386,6 +391,11 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if runtime == "tensorrt" and qat_steps:
         raise TargetError(f"{source}: qat_steps fine-tunes OpenVINO and ONNX Runtime INT8 networks; a TensorRT engine "
                           "is built on the device from the Q/DQ graph: set qat_steps = 0")
+    activation_scales = _choice(source, "quantization.qat_activation_scales",
+                                raw.get("qat_activation_scales", "fixed"), QAT_ACTIVATION_SCALES)
+    if activation_scales != "fixed" and runtime != "onnxruntime":
+        raise TargetError(f"{source}: qat_activation_scales = 'trained' fine-tunes the scales of ONNX Runtime's Q/DQ "
+                          f"graph; {runtime} keeps its calibrated scales: remove the key")
     nncf_only = [key for key in _NNCF_ONLY if key in raw]
     if runtime != "openvino" and nncf_only:
         raise TargetError(f"{source}: {', '.join(nncf_only)} are NNCF (OpenVINO) settings, not {runtime} ones")
@@ -404,7 +414,7 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
                                                           CALIBRATION_SELECTIONS),
                             activation_equalization=equalization, score_correction=correction,
                             qat_steps=qat_steps, qat_learning_rate=qat_rate,
-                            qat_distorted_share=distorted)
+                            qat_distorted_share=distorted, qat_activation_scales=activation_scales)
 
 
 def _parity(raw: Any, source: str) -> ParitySpec:

@@ -24,7 +24,13 @@ batch-1 latency relative to the target's default INT8 (interleaved in one proces
         --out study/variants.json
 
 ``--photos validation`` scores the variants on the export's 128 validation photos instead: choose a
-recipe there, then report it on the evaluation photos (which the bench reports too).
+recipe there, then report it on the evaluation photos (which the bench reports too). ``--photos labels
+--labels CSV`` scores a seeded draw of ``--labels-images`` photos of a labels CSV (``image,mos``), e.g.
+1,000 BIQ2021 Train photos: tuning photos from another collection, enough of them for a p99 to be the
+tenth-worst photo rather than the second (a test split is refused).
+
+    python scripts/quantization_study.py bundles --photos labels --labels biq2021/train.csv \
+        --labels-images 1000 --labels-exclude qat_images.txt --threads 1 --work W --out tuning.json B1 B2
 
 ``bundles``: score exported bundles (``edge_iqa.runtime.load``) on the evaluation images and
 compare with PyTorch FP32 of the same checkpoint.
@@ -101,6 +107,39 @@ def evaluation_set(limit: int, seed: int = 0) -> tuple[list[Path], np.ndarray]:
         keep = sorted(np.random.default_rng(seed).permutation(len(items))[:limit])
         items = [items[i] for i in keep]
     return [item.path for item in items], np.array([item.mos for item in items])
+
+
+def labelled_set(csv: Path, count: int, seed: int, exclude: Path | None) -> tuple[list[Path], np.ndarray]:
+    """``count`` photos of a labels CSV (``image,mos``), a seeded draw, leaving out those listed in
+    ``exclude`` (one path per line, e.g. a ``--qat-images`` list): tuning photos, more of them than the
+    128 validation photos, for choosing a recipe by its tail. Never a test split."""
+    from edge_iqa.data.datasets import read_labels
+
+    if "test" in csv.name.lower():
+        raise SystemExit(f"{csv}: looks like a test split; tune on training photos only (e.g. BIQ2021's Train CSV)")
+    left_out = {Path(line).name for line in exclude.read_text().split("\n") if line.strip()} if exclude else set()
+    items = [item for item in read_labels(csv).items if item.path.name not in left_out]
+    if count and count < len(items):
+        items = [items[i] for i in sorted(np.random.default_rng(seed).permutation(len(items))[:count])]
+    return [item.path for item in items], np.array([item.mos for item in items])
+
+
+def study_photos(args: argparse.Namespace) -> tuple[list[Path], np.ndarray]:
+    """The photos ``--photos`` names: CLIVE evaluation, the export's validation, or a labels CSV's draw."""
+    if args.photos == "validation":
+        return validation_set()
+    if args.photos == "labels":
+        if args.labels is None:
+            raise SystemExit("--photos labels needs --labels CSV (columns image,mos)")
+        return labelled_set(args.labels, args.labels_images, args.labels_seed, args.labels_exclude)
+    return evaluation_set(args.eval_images)
+
+
+def photos_tag(args: argparse.Namespace, paths: list[Path]) -> str:
+    """Names the photo set in cached scores' file names: evaluation, validation or a labels draw."""
+    if args.photos != "labels":
+        return args.photos
+    return "labels-" + hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:10]
 
 
 def artifact_scorer(out: Path, built: dict[str, Any], graph: Any, spec: Any, profile: Any, model_name: str) -> Any:
@@ -283,10 +322,10 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden, args.checkpoint)
     names = tuple(get_model_info(args.model).inputs)
-    paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
+    paths, mos = study_photos(args)
     stacks = preprocess(paths, spec, names)
     work = weights_folder(args) or Path(tempfile.mkdtemp(prefix="edge-iqa-variants-"))
-    reference = fp32_reference(args, work, model, spec, names, stacks)
+    reference = fp32_reference(args, work, model, spec, names, stacks, photos_tag(args, paths))
     transform = {"scale": scale, "offset": 0.0}
     results: list[dict[str, Any]] = []
     for target in args.targets:
@@ -336,7 +375,7 @@ def variants_study(args: argparse.Namespace) -> dict[str, Any]:
             row = {"target": target, "runtime": profile.runtime, "variant": name, "change": change,
                    "calibration_photos": len(rows), "build_s": round(time.perf_counter() - start, 1),
                    "images": len(stacks), **drift_record(
-                       _cached_scores(out / f"scores-{args.photos}-{len(paths)}.npy",
+                       _cached_scores(out / f"scores-{photos_tag(args, paths)}-{len(paths)}.npy",
                                       lambda s=scorer: raw_scores(s, stacks)),
                        reference, mos, not args.golden, scale)}
             results.append(row)
@@ -375,7 +414,7 @@ def weights_folder(args: argparse.Namespace) -> Path | None:
 
 
 def fp32_reference(args: argparse.Namespace, work: Path | None, model: Any, spec: Any, names: tuple[str, ...],
-                   stacks: Any) -> np.ndarray:
+                   stacks: Any, photos: str = "evaluation") -> np.ndarray:
     """PyTorch FP32 raw scores of the photos (cached in ``work`` when given)."""
     from edge_iqa.export.parity import raw_scores, reference_scorer
 
@@ -384,7 +423,7 @@ def fp32_reference(args: argparse.Namespace, work: Path | None, model: Any, spec
 
     if work is None:
         return compute()
-    tags = ("-golden" if args.golden else "") + ("-validation" if getattr(args, "photos", "") == "validation" else "")
+    tags = ("-golden" if args.golden else "") + ("" if photos == "evaluation" else f"-{photos}")
     return _cached_scores(work / f"fp32-{args.model}{tags}-{len(stacks)}.npy", compute)
 
 
@@ -488,9 +527,9 @@ def bundles_study(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     model, spec, scale = load_model_with_scale(args.model, args.golden, args.checkpoint)
-    paths, mos = validation_set() if args.photos == "validation" else evaluation_set(args.eval_images)
+    paths, mos = study_photos(args)
     stacks = preprocess(paths, spec)
-    reference = fp32_reference(args, weights_folder(args), model, spec, ("image",), stacks)
+    reference = fp32_reference(args, weights_folder(args), model, spec, ("image",), stacks, photos_tag(args, paths))
     rows, scorers = [], {}
     with tempfile.TemporaryDirectory(prefix="edge-iqa-bundles-") as tmp:
         for i, bundle in enumerate(args.bundles):
@@ -544,9 +583,15 @@ def main() -> None:
     sub.choices["bundles"].add_argument("--work", type=Path, default=None,
                                         help="cache the PyTorch FP32 scores here (shared with `variants --work`)")
     for name in ("variants", "bundles"):
-        sub.choices[name].add_argument("--photos", choices=["evaluation", "validation"], default="evaluation",
-                                       help="CLIVE evaluation photos, or the export's 128 validation photos "
-                                            "(choose a recipe on these, report it on the evaluation photos)")
+        sub.choices[name].add_argument("--photos", choices=["evaluation", "validation", "labels"], default="evaluation",
+                                       help="CLIVE evaluation photos, the export's 128 validation photos "
+                                            "(choose a recipe on these, report it on the evaluation photos), or a "
+                                            "seeded draw of --labels (training photos for tuning)")
+        sub.choices[name].add_argument("--labels", type=Path, default=None, help="labels CSV for --photos labels")
+        sub.choices[name].add_argument("--labels-images", type=int, default=1000, help="photos drawn (0: all)")
+        sub.choices[name].add_argument("--labels-seed", type=int, default=0)
+        sub.choices[name].add_argument("--labels-exclude", type=Path, default=None,
+                                       help="a list of photos to leave out of the draw (one path per line)")
     args = parser.parse_args()
     studies = {"calibration": calibration_study, "variants": variants_study, "bundles": bundles_study}
     result = studies[args.command](args)
