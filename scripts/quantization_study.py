@@ -102,11 +102,15 @@ def evaluation_set(limit: int, seed: int = 0) -> tuple[list[Path], np.ndarray]:
 
     labels = read_labels(SHARED / "datasets" / "clive" / "labels.csv")
     excluded = calibration_clive_names()
-    items = [item for item in labels.items if item.path.name not in excluded]
-    if limit and limit < len(items):
-        keep = sorted(np.random.default_rng(seed).permutation(len(items))[:limit])
-        items = [items[i] for i in keep]
+    items = seeded_subset([item for item in labels.items if item.path.name not in excluded], limit, seed)
     return [item.path for item in items], np.array([item.mos for item in items])
+
+
+def seeded_subset(items: list[Any], count: int, seed: int) -> list[Any]:
+    """``count`` of ``items`` drawn with ``seed``, in their order (all of them for 0 or more than there are)."""
+    if not count or count >= len(items):
+        return items
+    return [items[i] for i in sorted(np.random.default_rng(seed).permutation(len(items))[:count])]
 
 
 def labelled_set(csv: Path, count: int, seed: int, exclude: Path | None) -> tuple[list[Path], np.ndarray]:
@@ -118,9 +122,7 @@ def labelled_set(csv: Path, count: int, seed: int, exclude: Path | None) -> tupl
     if "test" in csv.name.lower():
         raise SystemExit(f"{csv}: looks like a test split; tune on training photos only (e.g. BIQ2021's Train CSV)")
     left_out = {Path(line).name for line in exclude.read_text().split("\n") if line.strip()} if exclude else set()
-    items = [item for item in read_labels(csv).items if item.path.name not in left_out]
-    if count and count < len(items):
-        items = [items[i] for i in sorted(np.random.default_rng(seed).permutation(len(items))[:count])]
+    items = seeded_subset([item for item in read_labels(csv).items if item.path.name not in left_out], count, seed)
     return [item.path for item in items], np.array([item.mos for item in items])
 
 
