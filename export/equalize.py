@@ -9,7 +9,8 @@ channel c of the whole stream by s_c, and multiplying the readers' weights of in
 s_c, computes the same function with channel ranges evened out; with s_c a power of two, bit for
 bit. Measured on the default model, issue 16 (docs/quantization.md, "Equalized bottlenecks").
 
-s_c = r_c ** alpha / w_c ** (1 - alpha), rounded to a power of two: SmoothQuant's balance between
+s_c = r_c ** alpha / w_c ** (1 - alpha), rounded to a power of two (or to ``steps_per_octave`` steps
+per power of two: finer, no longer bit for bit; below): SmoothQuant's balance between
 r_c, the channel's largest |activation| on the calibration photos (over every tensor of the stream),
 and w_c, the largest |weight| reading it in the reader convolutions. alpha = 1 evens out the
 activations fully and moves their spread into the weights (which INT8 quantizes per output channel,
@@ -114,10 +115,18 @@ def channel_ranges(features: nn.Sequential, streams: list[Stream], batches: Iter
 
 
 def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: list[torch.Tensor],
-                     alpha: float) -> list[dict[str, object]]:
-    """Rescale ``features`` in place (see the module docstring); returns one record per stream."""
+                     alpha: float, steps_per_octave: int = 1) -> list[dict[str, object]]:
+    """Rescale ``features`` in place (see the module docstring); returns one record per stream.
+
+    ``steps_per_octave`` > 1 puts the scales on the finer grid 2^(k / steps_per_octave): the channel
+    ranges even out further (powers of two leave each channel up to 2^0.5 from its ideal scale), at
+    the price of float rounding (the rescaled network's scores move by float32 last bits, within the
+    parity gate's tolerance). A grid still makes the scales, hence the INT8 build, independent of the
+    last bits of the measured peaks, except for a peak that sits on a grid boundary."""
     if not 0 < alpha <= 1:
         raise ExportError(f"activation equalization alpha must be in (0, 1], got {alpha}")
+    if steps_per_octave < 1:
+        raise ExportError(f"activation equalization needs steps_per_octave >= 1, got {steps_per_octave}")
     records = []
     with torch.no_grad():
         for stream, peak in zip(streams, ranges, strict=True):
@@ -131,7 +140,8 @@ def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: lis
             # count) gives the same scales, hence the same INT8 build.
             # At most 2^4 either way (the default model uses 2^-2..2^2): a channel that was ~0 on every
             # calibration photo must not be blown up for the photos where it is not.
-            scale = torch.exp2(torch.round(torch.log2(ideal)).clamp(-MAX_LOG2_SCALE, MAX_LOG2_SCALE))
+            steps = torch.round(torch.log2(ideal) * steps_per_octave) / steps_per_octave
+            scale = torch.exp2(steps.clamp(-MAX_LOG2_SCALE, MAX_LOG2_SCALE))
             for block in stream.producers:
                 bn = features[block].conv[-1]
                 bn.weight.div_(scale)
@@ -140,14 +150,14 @@ def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: lis
                 conv.weight.mul_(scale.view(1, -1, 1, 1))
             after = peak / scale
             records.append({"blocks": list(stream.producers), "readers": len(readers),
-                            "channels": int(peak.numel()),
+                            "channels": int(peak.numel()), "steps_per_octave": steps_per_octave,
                             "range_ratio_before": round(float(peak.max() / peak.median()), 3),
                             "range_ratio_after": round(float(after.max() / after.median()), 3)})
     return records
 
 
 def equalized_copy(model: nn.Module, feeds: Iterable[dict[str, np.ndarray]], alpha: float, input_name: str = "image",
-                   ) -> tuple[nn.Module, list[dict[str, object]]]:
+                   steps_per_octave: int = 1) -> tuple[nn.Module, list[dict[str, object]]]:
     """A copy of ``model`` with its bottleneck streams equalized on the ``input_name`` rows of
     ``feeds`` (the export's calibration feeds: one dict of NCHW float32 arrays per batch), and what
     was done; the model itself is not changed. A model that does not declare a MobileNetV2 backbone
@@ -161,4 +171,5 @@ def equalized_copy(model: nn.Module, feeds: Iterable[dict[str, np.ndarray]], alp
     if not streams:
         return model, []
     batches = (torch.from_numpy(np.ascontiguousarray(feed[input_name])) for feed in feeds)
-    return model, equalize_streams(features, streams, channel_ranges(features, streams, batches), alpha)
+    return model, equalize_streams(features, streams, channel_ranges(features, streams, batches), alpha,
+                                   steps_per_octave)

@@ -168,7 +168,7 @@ def export_bundle(
             with _step(console, f"activation equalization (alpha {quant.activation_equalization:g})") as note:
                 exported, equalized = equalize.equalized_copy(
                     model, calibration.iter_calibration_feeds(split.calibration, spec, names),
-                    quant.activation_equalization, names[0])
+                    quant.activation_equalization, names[0], quant.equalization_steps_per_octave)
                 note["done"] = f"{len(equalized)} bottleneck stream(s)"
         with _step(console, f"ONNX export (opset {profile.opset})") as note:
             graph = export_onnx(exported, work / "fp32.onnx", input_names=names, input_size=spec.input_size,

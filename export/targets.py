@@ -41,8 +41,8 @@ _TOP_KEYS = {"name", "description", "runtime", "precision", "precisions", "atten
              "quantization", "parity", "inherits", "tensorrt"}
 _QUANT_KEYS = {"method", "calibration_samples", "seed", "keep_fp", "sensitivity_images", "max_kept_blocks",
                "smooth_quant_alpha", "bias_correction", "calibration_selection", "model_type", "overflow_fix",
-               "channel_alignment", "activation_equalization", "score_correction", "qat_steps",
-               "qat_learning_rate", "qat_distorted_share", "qat_activation_scales"}
+               "channel_alignment", "activation_equalization", "equalization_steps_per_octave", "score_correction",
+               "qat_steps", "qat_learning_rate", "qat_distorted_share", "qat_activation_scales"}
 # Bias correction after INT8 (the mean shift rounded weights give each output channel, taken out of its bias):
 # NNCF's fast or full one for OpenVINO; for ONNX Runtime the fast, empirical one (export/bias_correction.py).
 BIAS_CORRECTIONS = ("none", "fast", "full")
@@ -97,6 +97,9 @@ class QuantizationSpec:
     # Every runtime: SmoothQuant-style alpha of the exact rescaling of MobileNetV2's linear bottleneck
     # streams before INT8 (``edge_iqa.export.equalize``); 0 = off, (0, 1] = on.
     activation_equalization: float = 0.0
+    # Its scales on the grid 2^(k / n): 1 = powers of two (the rescaled network bit-identical in float);
+    # more evens the channels out further, the float scores then moving by float32 last bits.
+    equalization_steps_per_octave: int = 1
     # Every runtime but TensorRT: "affine" appends ``slope * score + intercept``, fitted on the
     # calibration photos against FP32, to the INT8 artifact's output (``edge_iqa.export.score_correction``).
     score_correction: str = "none"
@@ -372,6 +375,11 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
     if not 0 <= equalization <= 1:
         raise TargetError(f"{source}: 'quantization.activation_equalization' is an alpha in (0, 1] (0: off), "
                           f"got {equalization}")
+    steps_per_octave = _check_type(source, "quantization.equalization_steps_per_octave",
+                                   raw.get("equalization_steps_per_octave", 1), int)
+    if steps_per_octave < 1:
+        raise TargetError(f"{source}: 'quantization.equalization_steps_per_octave' is the equalization scales' "
+                          f"grid, 2^(k / n), n >= 1 (1: powers of two), got {steps_per_octave}")
     correction = _choice(source, "quantization.score_correction", raw.get("score_correction", "none"),
                          SCORE_CORRECTIONS)
     if runtime == "tensorrt" and correction != "none":
@@ -413,6 +421,7 @@ def _quantization(raw: Any, source: str, runtime: str) -> QuantizationSpec:
                                                           raw.get("calibration_selection", "random"),
                                                           CALIBRATION_SELECTIONS),
                             activation_equalization=equalization, score_correction=correction,
+                            equalization_steps_per_octave=steps_per_octave,
                             qat_steps=qat_steps, qat_learning_rate=qat_rate,
                             qat_distorted_share=distorted, qat_activation_scales=activation_scales)
 
