@@ -49,6 +49,8 @@ def test_recipe_keys_are_parsed_and_refused_where_the_runtime_lacks_them(tmp_pat
         assert shipped.calibration_selection == "mos_spread" and "backbone.1" in shipped.keep_fp, target
         # The equalized bottlenecks (tests/test_equalize.py), alpha chosen per runtime on the validation photos.
         assert shipped.activation_equalization == {"cpu": 0.5, "onnxruntime": 1.0}[target]
+        # ONNX Runtime's equalization scales on 2^(k/8), chosen on the tuning photos; OpenVINO keeps powers of two.
+        assert shipped.equalization_steps_per_octave == {"cpu": 1, "onnxruntime": 8}[target]
     cpu_shipped = load_target("cpu").quantization
     assert (cpu_shipped.model_type, cpu_shipped.overflow_fix) == ("auto", "first_layer")
     ort = load_target(_profile(tmp_path, "onnxruntime", 'calibration_selection = "mos_spread"\n'))
