@@ -135,9 +135,9 @@ def equalize_streams(features: nn.Sequential, streams: list[Stream], ranges: lis
             peak = peak.clamp_min(1e-8)
             ideal = peak ** alpha / weight_peak.clamp_min(1e-8) ** (1 - alpha)
             ideal = ideal / ideal.log().mean().exp()  # geometric mean 1: only the spread matters
-            # Powers of two: multiplying a float by 2^k is exact, so the rescaled network computes
-            # bit-identical scores, and a peak that moves by a rounding error (another thread
-            # count) gives the same scales, hence the same INT8 build.
+            # On a grid: a peak that moves by a rounding error (another thread count) gives the same
+            # scales, hence the same INT8 build. With powers of two (steps_per_octave = 1) multiplying a
+            # float by 2^k is also exact, so the rescaled network computes bit-identical scores.
             # At most 2^4 either way (the default model uses 2^-2..2^2): a channel that was ~0 on every
             # calibration photo must not be blown up for the photos where it is not.
             steps = torch.round(torch.log2(ideal) * steps_per_octave) / steps_per_octave
