@@ -6,6 +6,7 @@ the export that ships it, gives blocks of it back and loads it in the runtime.""
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from pathlib import Path
@@ -120,9 +121,10 @@ def _intermediates(network: QDQNetwork, pixels: torch.Tensor, names: list[str]) 
 def test_the_graphs_integers_train_and_onnx_runtime_runs_what_they_learned(tmp_path: Path) -> None:
     """The mechanics under the distillation: the straight-through gradients reach the INT8 weights and
     INT32 biases through every QuantizeLinear, Adam steps on one fixed batch (the 8 calibration
-    crops of the dev model) bring the runner's scores towards FP32's, and the written-back graph, run
-    by ONNX Runtime fused as it ships, is closer too, with the same nodes and integer types. (What
-    the fine-tuning buys on unseen photos is measured on the default model: docs/quantization.md.)"""
+    crops of the dev model), on the export's cosine-decayed schedule, bring the runner's scores towards
+    FP32's, and the written-back graph, run by ONNX Runtime fused as it ships, is closer too, with the
+    same nodes and integer types. (What the fine-tuning buys on unseen photos is measured on the
+    default model: docs/quantization.md.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # INT8 roundings follow float summation order: one thread, one run
     try:
@@ -132,23 +134,29 @@ def test_the_graphs_integers_train_and_onnx_runtime_runs_what_they_learned(tmp_p
         batch = np.concatenate(pixels)
         with torch.no_grad():
             wanted = ScoreWrapper(dev_model(), ("image",)).eval()(torch.from_numpy(dev_spec().normalize_pixels(batch)))
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-5, eps=1e-12)
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-4, eps=1e-12)
+        # As qat._distil decays it: the last steps settle the integers instead of flipping roundings to and fro.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))
         errors = []
         for _ in range(STEPS):
             loss = torch.mean(torch.abs(network(torch.from_numpy(batch))[0].reshape(-1) - wanted))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
             errors.append(float(loss.detach()))
         runtime_before = np.mean(np.abs(_ort(path, pixels) - wanted.numpy()))
         network.write_weights(model)
         runtime_after = np.mean(np.abs(_ort(model.SerializeToString(), pixels) - wanted.numpy()))
     finally:
         torch.set_num_threads(threads)
-    # Rounding keeps a floor under a constant learning rate (measured: 0.0132 -> about 0.008 after 10 steps,
-    # then around it); ONNX Runtime's error fell 0.0118 -> 0.0058.
+    # Why the decayed 1e-4 and the 0.5x: at a constant 1e-5 the errors of 8 crops wander at the size of the
+    # gap between ONNX Runtime's fused kernels and its reference ones (0.004-0.011 on an AMX Xeon, where
+    # the fused error went 0.0111 -> 0.0132 after 60 steps; 0.0118 -> 0.0058 on an EPYC). Decayed from
+    # 1e-4 (measured on the Xeon): the fused error 0.0111 -> 0.0022, and 0.0036 with PyTorch at two
+    # threads (another summation order), the fused-to-reference gap down from 0.0063 to about 0.002.
     assert np.mean(errors[-10:]) < 0.8 * errors[0], errors
-    assert runtime_after < 0.8 * runtime_before, (runtime_before, runtime_after)
+    assert runtime_after < 0.5 * runtime_before, (runtime_before, runtime_after)
     untrained = onnx.load(str(path))
     assert [n.op_type for n in model.graph.node] == [n.op_type for n in untrained.graph.node]
     types = {t.name: t.data_type for t in untrained.graph.initializer}
