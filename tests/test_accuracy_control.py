@@ -37,9 +37,10 @@ FORM = "onnx_attention"
 def tiny_profile(tmp_path: Path, parent: str, budget: float, max_score_error: float | None = None,
                  **quant: int) -> Path:
     """A user profile inheriting a shipped one: small input, few calibration/validation images (and the
-    fine-tuning of cpu and onnxruntime shortened to a few steps: tests/test_qat*.py measure it)."""
+    fine-tuning of cpu and onnxruntime off: the search's mechanics are the same on the post-training
+    network, and tests/test_qat*.py run the search on fine-tuned ones)."""
     if parent in FINE_TUNED_TARGETS:
-        quant.setdefault("qat_steps", 4)
+        quant.setdefault("qat_steps", 0)
     extra = "".join(f"{k} = {v}\n" for k, v in quant.items())
     score = f"max_score_error = {max_score_error}\n" if max_score_error else ""
     path = tmp_path / f"tiny-{parent}.toml"
@@ -285,7 +286,7 @@ def test_unresolvable_budget_is_refused_before_the_search(tmp_path, cached_graph
 def test_over_budget_bundle_records_the_search(tmp_path, cached_graph, monkeypatch) -> None:
     first_blocks_only(monkeypatch, 4)
     # The post-training build's search (the fine-tuned graph's: tests/test_qat_graph.py).
-    profile = tiny_profile(tmp_path, "onnxruntime", 1.0, max_score_error=1e-6, max_kept_blocks=2, qat_steps=0)
+    profile = tiny_profile(tmp_path, "onnxruntime", 1.0, max_score_error=1e-6, max_kept_blocks=2)
     out = pipeline.export_bundle(MODEL, profile, model=dev_model(), out=tmp_path / "bundle", quiet=True,
                                  allow_over_budget=True, accuracy_budget=0.9, p99_score_error=2e-6)
     manifest = json.loads((out / "manifest.json").read_text())

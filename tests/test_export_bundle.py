@@ -30,8 +30,9 @@ accuracy_images = 4
 
 def profile(tmp_path: Path, parent: str, extra: str = ""):
     path = tmp_path / f"tiny_{parent}.toml"
-    # The fine-tuning shortened to a few steps (the whole path runs; tests/test_qat*.py measure it).
-    tiny = TINY.replace("[quantization]\n", "[quantization]\n" + fine_tuning_steps(parent, 4))
+    # The fine-tuning off: what these tests read does not depend on it. The fine-tuned bundles' whole path runs
+    # in test_export_gate_rescore.py (each runtime), tests/test_qat*.py and the CLI test below.
+    tiny = TINY.replace("[quantization]\n", "[quantization]\n" + fine_tuning_steps(parent, 0))
     path.write_text(f'inherits = "{parent}"\nname = "tiny-{parent}"\nattention_form = "onnx_attention"\n'
                     f"input_size = [{INPUT_SIZE[0]}, {INPUT_SIZE[1]}]\n{extra}{tiny}")
     return load_target(path)
