@@ -241,6 +241,12 @@ def _aware_record(quant: QuantizationSpec, photos: Sequence[CalibrationImage], l
             **(extra_photos.record() if extra_photos else {})}
 
 
+def cosine_decay(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The fine-tuning's learning-rate schedule: from the set rate down to 0 over ``steps`` on a half cosine,
+    so that the last steps settle the integers instead of flipping their roundings to and fro."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
+
+
 def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.nn.Parameter], teacher: nn.Module,
             spec: PreprocessSpec, photos: Sequence[CalibrationImage], quant: QuantizationSpec, out_scale: float, *,
             pixel_input: bool, extra_photos: DistillationPhotos | None = None) -> list[float]:
@@ -256,7 +262,7 @@ def _distil(student: Callable[[torch.Tensor], torch.Tensor], params: list[torch.
     # sqrt(v), which would damp every step by an amount that depends on the model's output units.
     optimizer = torch.optim.Adam(params, lr=quant.qat_learning_rate, eps=1e-12)
     steps = quant.qat_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
+    schedule = cosine_decay(optimizer, steps)
     draw = random.Random(quant.seed)
     # Distortions draw from their own stream: the crops are the same whatever the distorted share.
     distortion_draw = random.Random(f"{quant.seed}-distortions")

@@ -6,7 +6,6 @@ the export that ships it, gives blocks of it back and loads it in the runtime.""
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 from pathlib import Path
@@ -135,8 +134,7 @@ def test_the_graphs_integers_train_and_onnx_runtime_runs_what_they_learned(tmp_p
         with torch.no_grad():
             wanted = ScoreWrapper(dev_model(), ("image",)).eval()(torch.from_numpy(dev_spec().normalize_pixels(batch)))
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-4, eps=1e-12)
-        # As qat._distil decays it: the last steps settle the integers instead of flipping roundings to and fro.
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))
+        schedule = qat.cosine_decay(optimizer, STEPS)  # the export's schedule
         errors = []
         for _ in range(STEPS):
             loss = torch.mean(torch.abs(network(torch.from_numpy(batch))[0].reshape(-1) - wanted))

@@ -9,7 +9,6 @@ i.e. the export's own fine-tuning); SEED: the draws' seed (default: the profile'
 """
 
 import dataclasses
-import math
 import random
 import sys
 import time
@@ -33,7 +32,7 @@ if len(sys.argv) > 6:
     quant = dataclasses.replace(quant, seed=int(sys.argv[6]))
 params = list(net.parameters())
 opt = torch.optim.Adam(params, lr=quant.qat_learning_rate, eps=1e-12)
-sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))
+sched = qat.cosine_decay(opt, STEPS)
 draw = random.Random(quant.seed)
 torch.manual_seed(quant.seed)
 extra = [LIST.parent / line.strip() for line in LIST.read_text().splitlines() if line.strip()]

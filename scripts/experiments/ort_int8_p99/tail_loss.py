@@ -1,6 +1,5 @@
 """By hand: fine-tune ORT's post-training Q/DQ graph with a tail-weighted loss (d^2 + d^4 / 4, MOS points)."""
 
-import math
 import random
 import sys
 import time
@@ -22,7 +21,7 @@ quant, split, spec, scale, teacher, graph, net = (setup.quant, setup.split, setu
                                                   setup.graph, setup.net)
 params = list(net.parameters())
 opt = torch.optim.Adam(params, lr=1e-5, eps=1e-12)
-sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / STEPS)))
+sched = qat.cosine_decay(opt, STEPS)
 draw = random.Random(quant.seed)
 torch.manual_seed(quant.seed)
 files = [calibration.image_file(r) for r in split.calibration]
