@@ -59,10 +59,21 @@ def _ov_scores(folder: Path, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([compiled(rows[i : i + 1])[0].reshape(-1) for i in range(len(rows))])
 
 
-def test_fine_tuning_brings_the_int8_network_towards_fp32_on_real_photos(tmp_path: Path) -> None:
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch at one thread for the test, restored after: the INT8 roundings follow float summation order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_fine_tuning_brings_the_int8_network_towards_fp32_on_real_photos(tmp_path: Path, one_torch_thread) -> None:
     """The embedded model at a small input: NNCF's INT8 network before (0 steps) and after 40 steps of
     distillation, scored by OpenVINO on the calibration photos' rows (what it trained on, in other
-    crops): the mean |INT8 - FP32| falls, in MOS points."""
+    crops): the mean |INT8 - FP32| falls, in MOS points. One PyTorch thread, whatever earlier tests left:
+    it passed inside full runs, but run alone at this machine's default two threads the same 40 steps gave
+    0.7155 -> 0.6581 (0.92x; seventh session's Xeon), another summation order than the bound was set on."""
     from edge_iqa.export.pipeline import load_model_for_export
 
     model, spec, transform, _ = load_model_for_export(MODEL)
